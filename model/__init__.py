@@ -1,0 +1,1 @@
+"""The model package: data, architectures, training, evaluation and export. Never imports Dash."""

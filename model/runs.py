@@ -1,0 +1,192 @@
+"""Run folders: the one place that knows their layout.
+
+Training writes a run folder; the workbench, the API and the exporters only read it.
+
+    runs/<run-id>/
+      config.json              the recipe and every setting (plus "gradcam_layer", "class_names")
+      history.csv              epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds
+      model.keras              the Keras model: input (28, 28, 1) float32 pixels 0..255, output softmax 10
+      metrics.json             test accuracy with its bootstrap 95% interval, per-class scores, ECE, timing
+      test_predictions.parquet index, label, predicted, prob_0 .. prob_9
+      confusion_matrix.csv     10 x 10 counts, rows = true class, columns = predicted class
+      learning_curves.png, confusion_matrix.png
+      backup/                  training state while a run is unfinished (resume)
+
+Every reader raises `RunError` naming the run and the file when something is missing or corrupt.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CONFIG = "config.json"
+HISTORY = "history.csv"
+MODEL = "model.keras"
+METRICS = "metrics.json"
+PREDICTIONS = "test_predictions.parquet"
+CONFUSION = "confusion_matrix.csv"
+CURVES_PNG = "learning_curves.png"
+CONFUSION_PNG = "confusion_matrix.png"
+BACKUP_DIR = "backup"
+
+HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
+PROB_COLUMNS = [f"prob_{i}" for i in range(10)]
+PREDICTION_COLUMNS = ["index", "label", "predicted", *PROB_COLUMNS]
+DEFAULT_RUNS_DIR = Path("runs")
+DEFAULT_RUN_ID = "fast-default"
+
+
+class RunError(Exception):
+    """A run folder, or one of its files, is missing or unreadable."""
+
+
+def list_runs(runs_dir: Path | str = DEFAULT_RUNS_DIR) -> list[str]:
+    """Run ids (folder names holding a config.json), newest first, the default run always first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    runs = [p for p in runs_dir.iterdir() if (p / CONFIG).is_file()]
+    runs.sort(key=lambda p: (p.name != DEFAULT_RUN_ID, -(p / CONFIG).stat().st_mtime))
+    return [p.name for p in runs]
+
+
+def run_path(runs_dir: Path | str, run_id: str) -> Path:
+    """The folder of run_id inside runs_dir, refusing ids that would escape it."""
+    if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
+        raise RunError(f"invalid run id {run_id!r}")
+    path = Path(runs_dir) / run_id
+    if not path.is_dir():
+        raise RunError(f"run {run_id!r}: folder {path} not found")
+    return path
+
+
+def _require(run_dir: Path, name: str) -> Path:
+    path = Path(run_dir) / name
+    if not path.is_file():
+        raise RunError(f"run {Path(run_dir).name!r}: {name} is missing")
+    return path
+
+
+def _corrupt(run_dir: Path, name: str, exc: Exception) -> RunError:
+    return RunError(f"run {Path(run_dir).name!r}: {name} is corrupt ({type(exc).__name__}: {exc})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers
+
+def read_json(run_dir: Path, name: str) -> dict:
+    path = _require(run_dir, name)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _corrupt(run_dir, name, exc) from exc
+    if not isinstance(data, dict):
+        raise RunError(f"run {Path(run_dir).name!r}: {name} should hold a JSON object")
+    return data
+
+
+def read_config(run_dir: Path) -> dict:
+    return read_json(run_dir, CONFIG)
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return read_json(run_dir, METRICS)
+
+
+def read_history(run_dir: Path) -> pd.DataFrame:
+    path = _require(run_dir, HISTORY)
+    try:
+        history = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise _corrupt(run_dir, HISTORY, exc) from exc
+    missing = [c for c in ("epoch", "loss", "val_loss") if c not in history.columns]
+    if missing:
+        raise RunError(f"run {Path(run_dir).name!r}: {HISTORY} lacks columns {missing}")
+    return history
+
+
+def read_predictions(run_dir: Path) -> pd.DataFrame:
+    path = _require(run_dir, PREDICTIONS)
+    try:
+        predictions = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
+        raise _corrupt(run_dir, PREDICTIONS, exc) from exc
+    missing = [c for c in PREDICTION_COLUMNS if c not in predictions.columns]
+    if missing:
+        raise RunError(f"run {Path(run_dir).name!r}: {PREDICTIONS} lacks columns {missing}")
+    return predictions
+
+
+def read_confusion(run_dir: Path) -> np.ndarray:
+    path = _require(run_dir, CONFUSION)
+    try:
+        matrix = pd.read_csv(path, index_col=0).to_numpy(dtype=np.int64)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise _corrupt(run_dir, CONFUSION, exc) from exc
+    if matrix.shape != (10, 10):
+        raise RunError(f"run {Path(run_dir).name!r}: {CONFUSION} is {matrix.shape}, expected (10, 10)")
+    return matrix
+
+
+def load_model(run_dir: Path):
+    """The run's Keras model, loaded with safe_mode on."""
+    import keras
+
+    path = _require(run_dir, MODEL)
+    _register_custom_objects()
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors ... for a bad file
+        raise _corrupt(run_dir, MODEL, exc) from exc
+
+
+def _register_custom_objects() -> None:
+    """Import the module whose registered layers saved models may use."""
+    import model.architectures  # noqa: F401  (registers serializable layers, if any)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writers (used by training and evaluation only)
+
+def write_json(run_dir: Path, name: str, data: dict) -> None:
+    _atomic_write_text(Path(run_dir) / name, json.dumps(data, indent=2, sort_keys=True, default=_json_default))
+
+
+def write_history(run_dir: Path, history: pd.DataFrame) -> None:
+    _atomic_write_text(Path(run_dir) / HISTORY, history.to_csv(index=False))
+
+
+def write_predictions(run_dir: Path, labels: np.ndarray, probs: np.ndarray,
+                      indices: np.ndarray | None = None) -> pd.DataFrame:
+    indices = np.arange(len(labels)) if indices is None else indices
+    frame = pd.DataFrame({"index": indices.astype(np.int32), "label": labels.astype(np.int8),
+                          "predicted": probs.argmax(axis=1).astype(np.int8)})
+    for i, column in enumerate(PROB_COLUMNS):
+        frame[column] = probs[:, i].astype(np.float32)
+    frame.to_parquet(Path(run_dir) / PREDICTIONS, index=False)
+    return frame
+
+
+def write_confusion(run_dir: Path, matrix: np.ndarray, class_names: list[str]) -> None:
+    frame = pd.DataFrame(matrix, index=class_names, columns=class_names)
+    _atomic_write_text(Path(run_dir) / CONFUSION, frame.to_csv())
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

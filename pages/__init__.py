@@ -1,0 +1,1 @@
+"""Dash pages of the workbench, one page per module (registered with dash.register_page)."""

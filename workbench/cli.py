@@ -1,0 +1,148 @@
+"""The `workbench` command line: one subcommand per job.
+
+    workbench data  --data-dir ../shared/data/fashion-mnist   # verify the data, print class counts
+    workbench train --recipe fast                             # train a model into runs/<run-id>/
+    workbench evaluate RUN                                     # re-evaluate a run on the test set
+    workbench serve                                            # the Dash app on 127.0.0.1:8050
+    workbench predict shirt.jpg                                # classify image files
+    workbench export RUN --format onnx                         # ONNX / TFLite export
+
+Each subcommand's work lives in its own module, imported only when that subcommand runs, so
+`workbench --help` answers without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from model.runs import DEFAULT_RUN_ID, DEFAULT_RUNS_DIR
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with the Fashion-MNIST IDX files (else $FASHION_MNIST_DIR, "
+                             "else the per-user cache, downloading when missing)")
+
+
+def add_runs_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR), help="folder of run folders (default: runs)")
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="locate and verify the data; print per-class counts per split")
+    add_data_dir(p)
+    p.add_argument("--val-size", type=int, default=5000, help="validation images held out of train")
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation split")
+    p.set_defaults(handler="workbench.cli:run_data")
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model; writes runs/<run-id>/ (resumable)")
+    add_data_dir(p)
+    add_runs_dir(p)
+    p.add_argument("--recipe", default="fast", help="fast (default, compact CNN), resnet50-cpu, study")
+    p.add_argument("--run-id", default=None, help="run folder name (default: <recipe>-<seed>); "
+                                                  "an unfinished run of that name is resumed")
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
+    p.add_argument("--learning-rate", type=float, default=None, help="override the recipe's peak learning rate")
+    p.add_argument("--input-size", type=int, default=None, help="override the ResNet input size (px)")
+    p.add_argument("--weights", default=None, help="ResNet50 weights: imagenet | none | PATH")
+    p.add_argument("--val-size", type=int, default=None, help="validation images held out of train")
+    p.add_argument("--seed", type=int, default=None, help="seed for the split, init and augmentation")
+    p.add_argument("--limit", type=int, default=None, help="train on only this many images (smoke runs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(handler="model.train:main")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a run's model on the test set, rewriting its metrics")
+    p.add_argument("run", nargs="?", default=DEFAULT_RUN_ID, help="run id (default: fast-default)")
+    add_runs_dir(p)
+    add_data_dir(p)
+    p.set_defaults(handler="model.evaluate:main")
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="serve the Dash workbench and the JSON API")
+    add_runs_dir(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8050, help="port (default 8050)")
+    p.add_argument("--workers", type=int, default=1, help="WSGI worker processes (gunicorn when > 1)")
+    p.add_argument("--backend", choices=["keras", "onnx"], default="keras", help="prediction runtime")
+    p.add_argument("--debug", action="store_true", help="Dash debug mode (development only)")
+    p.set_defaults(handler="workbench.app:main")
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="classify image files (photos are brought into the Fashion-MNIST domain)")
+    p.add_argument("files", nargs="+", help="image files")
+    add_runs_dir(p)
+    p.add_argument("--run", default=DEFAULT_RUN_ID, help="run id (default: fast-default)")
+    p.add_argument("--backend", choices=["keras", "onnx"], default="keras", help="prediction runtime")
+    p.add_argument("--top", type=int, default=3, help="classes to show per image")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(handler="workbench.predict:main")
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a run's model to ONNX or TFLite")
+    p.add_argument("run", nargs="?", default=DEFAULT_RUN_ID, help="run id (default: fast-default)")
+    add_runs_dir(p)
+    p.add_argument("--format", choices=["onnx", "tflite"], default="onnx")
+    p.add_argument("--quantize", choices=["none", "float16", "int8"], default="none",
+                   help="TFLite quantisation (prints the accuracy change)")
+    add_data_dir(p)
+    p.set_defaults(handler="model.export:main")
+
+
+SUBCOMMANDS = (_add_data, _add_train, _add_evaluate, _add_serve, _add_predict, _add_export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description="Fashion-MNIST interpretability workbench")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def run_data(args: argparse.Namespace) -> int:
+    """`workbench data`: where the data is, that it verifies, and per-class counts per split."""
+    from model.data import CLASS_NAMES, FILES, class_counts, find_data_dir, load_splits
+
+    folder, source = find_data_dir(args.data_dir)
+    print(f"data folder: {folder}  (from {source})")
+    splits = load_splits(args.data_dir, val_size=args.val_size, seed=args.seed)
+    for spec in FILES.values():
+        print(f"  ok  {spec.name}  md5 {spec.md5}  {spec.count} items")
+    counts = {name: class_counts(getattr(splits, name).labels) for name in ("train", "val", "test")}
+    print(f"\nsplit sizes: train {len(splits.train)}, val {len(splits.val)} "
+          f"(held out of the 60,000 training images, seed {args.seed}), test {len(splits.test)}")
+    print(f"\n{'class':<14}{'train':>8}{'val':>8}{'train+val':>11}{'test':>8}")
+    for i, name in enumerate(CLASS_NAMES):
+        tr, va, te = counts["train"][i], counts["val"][i], counts["test"][i]
+        print(f"{name:<14}{tr:>8,}{va:>8,}{tr + va:>11,}{te:>8,}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module_name, func_name = args.handler.split(":")
+    handler = getattr(importlib.import_module(module_name), func_name)
+    try:
+        return int(handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # known user-facing errors print one line, others a traceback
+        if type(exc).__name__ in ("DataError", "RunError", "WeightsError", "ImageError", "ExportError"):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
