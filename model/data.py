@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import shutil
 import struct
@@ -189,7 +190,7 @@ def download_file(url: str, dest: Path, md5: str | None = None, timeout: float =
         if md5 is not None and (actual := md5_of(tmp)) != md5:
             raise DataError(f"{url}: downloaded file fails its checksum (MD5 {actual}, official {md5})")
         os.replace(tmp, dest)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as exc:
         raise DataError(f"{url}: download failed ({exc}); nothing was saved to {dest}") from exc
     finally:
         tmp.unlink(missing_ok=True)
