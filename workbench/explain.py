@@ -1,0 +1,180 @@
+"""Explanations of a run's Keras model: Grad-CAM, Grad-CAM++ and gradient saliency (tf-keras-vis).
+
+    explainer = get_explainer(runs_dir, "fast-default")
+    maps = explainer.explain(images, targets, method="gradcam")   # (N, 28, 28) float32 in [0, 1]
+    explainer.layer_choices()                                       # conv layers, default first
+
+The score is the target class's pre-softmax logit (the output activation is swapped for a linear
+one on a private clone, so the shared predictor model is untouched). Heatmaps are computed in one
+batch for all images not yet cached and cached per (method, layer, target, image bytes).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from model import runs
+from workbench.inference import as_model_input, get_predictor
+
+METHODS = {  # key -> label shown in the app
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "saliency": "Saliency (gradients)",
+    "smoothgrad": "SmoothGrad",
+}
+LAYER_METHODS = ("gradcam", "gradcam++")  # methods that look at a convolutional layer
+SMOOTH_SAMPLES = 16       # SmoothGrad: noisy copies per image (20 in the paper; 16 keeps it < 0.3 s)
+SMOOTH_NOISE = 0.15       # SmoothGrad noise, as a share of the image's pixel range (paper: 10-20%)
+CACHE_SIZE = 4096         # cached heatmaps per run: 4096 * 28 * 28 * 4 B ~ 13 MB
+
+
+class ExplainError(ValueError):
+    """An explanation was asked for with an unknown method, layer or target."""
+
+
+def spatial_layers(model) -> list[str]:
+    """Names of the layers with a spatial (N, H, W, C) output of at least 2x2, input to output."""
+    names = []
+    for layer in model.layers[1:]:
+        shape = getattr(layer, "output", None)
+        shape = getattr(shape, "shape", None)
+        if shape is not None and len(shape) == 4 and shape[1] and shape[1] >= 2:
+            names.append(layer.name)
+    return names
+
+
+def default_layer(model, config: dict | None = None) -> str:
+    """config["gradcam_layer"] when the model has it, else the last spatial layer."""
+    layers = spatial_layers(model)
+    wanted = (config or {}).get("gradcam_layer")
+    if wanted in layers:
+        return wanted
+    if not layers:
+        raise ExplainError(f"model {model.name!r} has no layer with a spatial feature map for Grad-CAM")
+    return layers[-1]
+
+
+class Explainer:
+    """Heatmaps of one Keras model, with the visualisers built once and results cached."""
+
+    def __init__(self, model, config: dict | None = None):
+        self.model = model
+        self.config = config or {}
+        self.default_layer = default_layer(model, self.config)
+        self._linear_model = None
+        self._visualizers: dict[str, object] = {}
+        self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # the dev server and dash_duo answer callbacks in threads
+
+    def layer_choices(self) -> list[str]:
+        """Spatial layers, the default first, then the rest from output back to input."""
+        layers = spatial_layers(self.model)
+        return [self.default_layer] + [n for n in reversed(layers) if n != self.default_layer]
+
+    def explain(self, images: np.ndarray, targets, method: str = "gradcam",
+                layer: str | None = None) -> np.ndarray:
+        """Heatmaps (N, 28, 28) float32 in [0, 1] of why the model would say `targets` (int or (N,))."""
+        batch = as_model_input(images)
+        targets = np.broadcast_to(np.asarray(targets, dtype=np.int64), (len(batch),))
+        method, layer = self._check(method, layer, targets)
+        keys = [(method, layer, int(t), _digest(x)) for x, t in zip(batch, targets)]
+        with self._lock:
+            missing = [i for i, key in enumerate(keys) if key not in self._cache]
+            if missing:
+                computed = self._compute(batch[missing], targets[missing], method, layer)
+                for i, heatmap in zip(missing, computed):
+                    self._remember(keys[i], heatmap)
+            found = {key: self._cache[key] for key in keys}
+        return np.stack([found[key] for key in keys]) if keys else np.zeros((0, 28, 28), np.float32)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _check(self, method: str, layer: str | None, targets: np.ndarray) -> tuple[str, str | None]:
+        if method not in METHODS:
+            raise ExplainError(f"unknown explanation method {method!r}; expected one of {list(METHODS)}")
+        if len(targets) and (targets.min() < 0 or targets.max() >= self.model.output_shape[-1]):
+            raise ExplainError(f"target classes must be in 0..{self.model.output_shape[-1] - 1}, "
+                               f"received {sorted(set(targets.tolist()))}")
+        if method not in LAYER_METHODS:
+            return method, None
+        layer = layer or self.default_layer
+        if layer not in spatial_layers(self.model):
+            raise ExplainError(f"layer {layer!r} has no spatial feature map; choose one of "
+                               f"{self.layer_choices()}")
+        return method, layer
+
+    def _compute(self, batch: np.ndarray, targets: np.ndarray, method: str, layer: str | None) -> np.ndarray:
+        from tf_keras_vis.utils.scores import CategoricalScore
+
+        score = CategoricalScore(targets.tolist())
+        visualizer = self._visualizer(method)
+        with warnings.catch_warnings():  # Saliency passes inputs as a list; Keras warns, harmlessly
+            warnings.filterwarnings("ignore", message="The structure of `inputs`")
+            maps = self._run(visualizer, score, batch, method, layer)
+        maps = np.asarray(maps, dtype=np.float32).reshape(len(batch), *batch.shape[1:3])
+        return np.clip(np.nan_to_num(maps), 0.0, 1.0)
+
+    @staticmethod
+    def _run(visualizer, score, batch: np.ndarray, method: str, layer: str | None):
+        if method in LAYER_METHODS:
+            return visualizer(score, batch, penultimate_layer=layer, seek_penultimate_conv_layer=False)
+        if method == "smoothgrad":
+            return visualizer(score, batch, smooth_samples=SMOOTH_SAMPLES, smooth_noise=SMOOTH_NOISE)
+        return visualizer(score, batch)
+
+    def _visualizer(self, method: str):
+        if method not in self._visualizers:
+            from tf_keras_vis.gradcam import Gradcam
+            from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+            from tf_keras_vis.saliency import Saliency
+
+            kind = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus}.get(method, Saliency)
+            self._visualizers[method] = kind(self._linear(), clone=False)
+        return self._visualizers[method]
+
+    def _linear(self):
+        """A clone of the model whose output layer gives logits instead of probabilities."""
+        if self._linear_model is None:
+            import keras
+            from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
+            clone = keras.models.clone_model(self.model)
+            clone.set_weights(self.model.get_weights())
+            ReplaceToLinear()(clone)
+            self._linear_model = clone
+        return self._linear_model
+
+    def _remember(self, key: tuple, heatmap: np.ndarray) -> None:
+        self._cache[key] = heatmap
+        self._cache.move_to_end(key)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+
+def _digest(image: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=12).hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_explainer(run_dir: str, mtime: float) -> Explainer:
+    predictor = get_predictor(Path(run_dir).parent, Path(run_dir).name, "keras")
+    try:
+        config = runs.read_config(Path(run_dir))
+    except runs.RunError:
+        config = {}
+    return Explainer(predictor.model, config)
+
+
+def get_explainer(runs_dir: Path | str, run_id: str) -> Explainer:
+    """The cached explainer of a run (always on its Keras model); rebuilt when model.keras changes."""
+    run_dir = runs.run_path(runs_dir, run_id)
+    model_file = run_dir / runs.MODEL
+    mtime = model_file.stat().st_mtime if model_file.exists() else 0.0
+    return _cached_explainer(str(run_dir.resolve()), mtime)
