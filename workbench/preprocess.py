@@ -1,0 +1,297 @@
+"""Photos -> Fashion-MNIST: bring an ordinary garment photo into the 28x28 domain the models know.
+
+    prepared = prepare_image(open("shirt.jpg", "rb").read())
+    prepared.image        # uint8 (28, 28), garment bright on black: the model input
+    prepared.steps        # [(step name, uint8 array), ...] to show what the model sees
+    prepared.inverted     # True when the photo was dark-on-light and got negated
+
+The published Fashion-MNIST conversion (zalandoresearch/fashion-mnist README) trims edges close to
+the corner colour, resizes the longest edge to 28, sharpens, pads the short edge to 28 centred,
+negates the intensities and keeps 8-bit grayscale. Photos need more, so the steps here are:
+
+  1. decode      size/format limits, EXIF orientation, alpha composited onto white
+  2. grayscale   luminance; the background colour is the median of a thin border strip
+  3. mask        pixels far from the background colour (hysteresis threshold), specks dropped,
+                 holes filled: a robust object box, not one stray pixel
+  4. crop        the object box; negate when the background is light (a Fashion-MNIST-like
+                 light-on-dark image is left as it is), zero outside the object, stretch to 0..255
+  5. resize      longest edge -> 28 (antialiased), then sharpen as the official conversion does
+  6. pad         the short edge to 28, centred on black
+
+Every input problem raises `ImageError` with a human message and a short machine `code`.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+SIZE = 28                # Fashion-MNIST side
+DISPLAY_SIZE = 256       # longest side of the "original" step kept for display
+
+
+class ImageError(ValueError):
+    """An upload that cannot be turned into a model input; `code` names the problem for machines."""
+
+    def __init__(self, message: str, code: str = "invalid_image"):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an upload may be. Everything beyond raises ImageError before any large allocation."""
+    max_bytes: int = 20 * 2**20        # 20 MiB: phone photos are 2-12 MB; more is not a photo upload
+    max_pixels: int = 50_000_000       # 50 MP: above phone cameras; caps decoded memory near 150 MB RGB
+    min_side: int = 8                  # px: smaller images hold no recognisable shape
+    formats: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")  # what browsers and phones make
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the object is found and framed; values tuned on rendered test images (benchmarks/photos.py)."""
+    work_side: int = 384               # px: photos are reduced to this longest side first (speed, denoise)
+    border: float = 0.03               # fraction of the short side sampled as background border strip
+    strong: float = 0.10               # min distance from background (0..1 of 255) that seeds the object
+    strong_relative: float = 0.0       # ... or this share of the object's own contrast, if higher (shadows)
+    weak_noise: float = 4.0            # weak threshold = this many border-noise sigmas ...
+    weak_floor: float = 2.5            # ... and at least this many gray levels (resampling ripples)
+    grow: float = 0.02                 # the weak threshold may extend the object by this share of the side
+    min_part: float = 0.05             # parts smaller than this share of the largest part are clutter
+    min_area: float = 0.001            # parts smaller than this share of the image are specks
+    margin: float = 0.0                # extra margin around the box (the official conversion has none)
+    sharpen_percent: int = 60          # UnsharpMask strength after a real downscale (official: sigma 1.0)
+    sharpen_min_scale: float = 2.0     # only sharpen when the crop shrank at least this much
+
+
+@dataclass
+class Prepared:
+    """A model input and how it was made."""
+    image: np.ndarray                                     # uint8 (28, 28), garment bright on black
+    steps: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    inverted: bool = False                                # intensities negated (light background)
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)         # object box in the working image (x0, y0, x1, y1)
+    background: float = 0.0                               # background gray level 0..255
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. decode
+
+def decode(data: bytes, limits: Limits = Limits()) -> Image.Image:
+    """Bytes -> an upright RGB PIL image, or ImageError naming what is wrong with the file."""
+    if not data:
+        raise ImageError("the file is empty (0 bytes)", "empty")
+    if len(data) > limits.max_bytes:
+        raise ImageError(f"the file is {len(data):,} bytes; the limit is {limits.max_bytes:,}", "too_large")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageError(f"too many pixels: {exc}", "too_many_pixels") from exc
+        except UnidentifiedImageError as exc:
+            raise ImageError("not an image: the data is not in any image format Pillow knows",
+                             "not_an_image") from exc
+        except Exception as exc:  # corrupt headers raise SyntaxError, ValueError, struct.error ...
+            raise ImageError(f"not a readable image ({type(exc).__name__}: {exc})", "not_an_image") from exc
+        check_header(image, limits)
+        return load_upright(image)
+
+
+def check_header(image: Image.Image, limits: Limits) -> None:
+    """Format, size and frame count, checked from the header before any pixel is decoded."""
+    if image.format not in limits.formats:
+        raise ImageError(f"unsupported format {image.format}; accepted: {', '.join(limits.formats)}",
+                         "unsupported_format")
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise ImageError(f"too many pixels: {width}x{height} = {width * height:,}; the limit is "
+                         f"{limits.max_pixels:,}", "too_many_pixels")
+    if min(width, height) < limits.min_side:
+        raise ImageError(f"the image is {width}x{height}; each side needs at least {limits.min_side} px",
+                         "too_small")
+    if getattr(image, "n_frames", 1) > 1:
+        raise ImageError(f"animated or multi-page image ({image.n_frames} frames); upload a single still "
+                         "image", "animated")
+
+
+def load_upright(image: Image.Image) -> Image.Image:
+    """Decode the pixels, apply the EXIF orientation and flatten onto white RGB."""
+    if image.format == "JPEG":
+        image.draft("RGB", (2048, 2048))  # decode big JPEGs at a reduced scale: far faster, same result
+    try:
+        image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"too many pixels: {exc}", "too_many_pixels") from exc
+    except Exception as exc:  # Pillow raises OSError for truncated data, others for corrupt streams
+        truncated = "truncated" in str(exc) or isinstance(exc, EOFError)
+        raise ImageError(f"the image data is {'truncated' if truncated else 'corrupt'} and cannot be decoded "
+                         f"({type(exc).__name__}: {exc})", "truncated" if truncated else "corrupt") from exc
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a damaged EXIF block only loses the rotation, not the upload
+        pass
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> RGB; transparency composited onto white, 16-bit and float scaled to 8-bit."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        high = values.max() if values.max() > 255 else 255.0
+        image = Image.fromarray((np.clip(values, 0, None) * (255.0 / max(high, 1e-9))).astype(np.uint8))
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+# ---------------------------------------------------------------------------------------------
+# 2-6. the pipeline on decoded pixels
+
+def prepare_image(data: bytes, *, limits: Limits = Limits(), settings: Settings = Settings()) -> Prepared:
+    """Uploaded bytes -> the 28x28 model input and every intermediate step."""
+    return prepare_pil(decode(data, limits), settings)
+
+
+def prepare_array(array: np.ndarray, *, settings: Settings = Settings()) -> Prepared:
+    """An already decoded uint8 image, (H, W) gray or (H, W, 3|4) RGB(A), -> Prepared."""
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageError(f"expected uint8 (H, W), (H, W, 3) or (H, W, 4), received {array.dtype} {array.shape}",
+                         "invalid_array")
+    return prepare_pil(to_rgb(Image.fromarray(array)), settings)
+
+
+def prepare_pil(image: Image.Image, settings: Settings = Settings()) -> Prepared:
+    """An RGB PIL image -> Prepared (steps 2-6)."""
+    work = shrink(image, settings.work_side)
+    rgb = np.asarray(work, dtype=np.float32)
+    gray = np.asarray(work.convert("L"), dtype=np.float32)
+    background, bg_gray, noise = estimate_background(rgb, gray, settings.border)
+    inverted = bg_gray >= 128.0
+    mask = object_mask(rgb, background, noise, settings)
+    if not mask.any():
+        raise ImageError("no garment found: the image is one flat colour", "no_object")
+    box = bounding_box(mask, settings.margin)
+    crop = object_intensity(gray, mask, bg_gray, inverted, box)
+    resized, scale = resize_longest(crop, SIZE)
+    sharpened = sharpen(resized, scale, settings)
+    padded = pad_center(sharpened, SIZE)
+    steps = [
+        ("original", np.asarray(shrink(image, DISPLAY_SIZE))),
+        ("grayscale", gray.astype(np.uint8)),
+        ("mask", (mask * 255).astype(np.uint8)),
+        ("cropped", crop),
+        ("resized", resized),
+        ("padded", padded),
+        ("final", padded),
+    ]
+    return Prepared(image=padded, steps=steps, inverted=bool(inverted), box=box, background=float(bg_gray))
+
+
+def shrink(image: Image.Image, side: int) -> Image.Image:
+    """A copy whose longest side is at most `side` (antialiased); smaller images stay as they are."""
+    if max(image.size) <= side:
+        return image.copy()
+    scale = side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def estimate_background(rgb: np.ndarray, gray: np.ndarray, border: float) -> tuple[np.ndarray, float, float]:
+    """Median colour of a border strip, its gray level, and the strip's noise (robust sigma, gray)."""
+    width = max(1, round(border * min(gray.shape)))
+    strip = np.ones(gray.shape, bool)
+    strip[width:-width, width:-width] = False
+    colour = np.median(rgb[strip], axis=0)
+    levels = gray[strip]
+    level = float(np.median(levels))
+    sigma = 1.4826 * float(np.median(np.abs(levels - level)))
+    return colour, level, sigma
+
+
+def object_mask(rgb: np.ndarray, background: np.ndarray, noise: float, settings: Settings) -> np.ndarray:
+    """Boolean mask of the object: strong seeds grown into weak pixels nearby, specks and clutter dropped."""
+    distance = np.abs(rgb - background).max(axis=2)  # per-channel: a red shirt differs from white in G and B
+    contrast = float(np.percentile(distance, 99.5))
+    strong = distance > max(settings.strong * 255, settings.strong_relative * contrast)
+    side = max(distance.shape)
+    # drop specks: open with a small square, scaled to the working size
+    radius = round(side / 200)
+    if radius:
+        strong = ndimage.binary_opening(strong, structure=np.ones((2 * radius + 1,) * 2))
+    strong = keep_large_parts(strong, settings)
+    weak = distance > max(settings.weak_floor, settings.weak_noise * noise)
+    reach = ndimage.binary_dilation(strong, iterations=max(2, round(settings.grow * side)))
+    grown = ndimage.binary_propagation(strong, mask=weak & reach) | strong
+    return ndimage.binary_fill_holes(grown)
+
+
+def keep_large_parts(mask: np.ndarray, settings: Settings) -> np.ndarray:
+    """Connected parts that are neither specks (tiny vs. the image) nor clutter (small vs. the largest)."""
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return mask
+    areas = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
+    keep = (areas >= settings.min_part * areas.max()) & (areas >= settings.min_area * mask.size)
+    if not keep.any():
+        keep = areas == areas.max()
+    return np.isin(labels, np.flatnonzero(keep) + 1)
+
+
+def bounding_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1), exclusive ends, of the mask's true pixels, widened by margin x the longest side."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    pad = round(margin * max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+    height, width = mask.shape
+    return (max(0, cols[0] - pad), max(0, rows[0] - pad), min(width, cols[-1] + 1 + pad),
+            min(height, rows[-1] + 1 + pad))
+
+
+def object_intensity(gray: np.ndarray, mask: np.ndarray, bg_gray: float, inverted: bool,
+                     box: tuple[int, int, int, int]) -> np.ndarray:
+    """The box's pixels as distance from the background gray (negated for light backgrounds), zero
+    outside the object, stretched so the brightest object pixel is 255 as in Fashion-MNIST."""
+    x0, y0, x1, y1 = box
+    values = (bg_gray - gray) if inverted else (gray - bg_gray)
+    values = np.where(mask, np.clip(values, 0, None), 0.0)[y0:y1, x0:x1]
+    top = float(values.max())
+    if top <= 0:  # an object as bright as the background (white on white): keep its outline
+        return (mask[y0:y1, x0:x1] * 128).astype(np.uint8)
+    return np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8)
+
+
+def resize_longest(crop: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """Longest edge -> size, aspect kept; returns the image and the shrink factor (>1 = downscaled)."""
+    height, width = crop.shape
+    scale = max(height, width) / size
+    new = (max(1, round(width / scale)), max(1, round(height / scale)))
+    if new == (width, height):
+        return crop.copy(), 1.0
+    return np.asarray(Image.fromarray(crop).resize(new, Image.Resampling.LANCZOS)), scale
+
+
+def sharpen(image: np.ndarray, scale: float, settings: Settings) -> np.ndarray:
+    """Unsharp mask (radius 1, as the official conversion) to restore edges lost in a real downscale."""
+    if scale < settings.sharpen_min_scale or settings.sharpen_percent <= 0:
+        return image
+    mask = ImageFilter.UnsharpMask(radius=1.0, percent=settings.sharpen_percent, threshold=0)
+    return np.asarray(Image.fromarray(image).filter(mask))
+
+
+def pad_center(image: np.ndarray, size: int) -> np.ndarray:
+    """Pad with black to size x size, the image centred (an odd spare pixel goes first, as in Fashion-MNIST)."""
+    height, width = image.shape
+    top, left = (size - height + 1) // 2, (size - width + 1) // 2
+    canvas = np.zeros((size, size), np.uint8)
+    canvas[top:top + height, left:left + width] = image
+    return canvas
