@@ -84,6 +84,10 @@ def _add_predict(sub) -> None:
     p.add_argument("--backend", choices=["keras", "onnx"], default="keras", help="prediction runtime")
     p.add_argument("--top", type=int, default=3, help="classes to show per image")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    from workbench.predict import LOW_CONFIDENCE  # numpy only: --help stays free of TensorFlow
+
+    p.add_argument("--low-confidence", type=float, default=LOW_CONFIDENCE,
+                   help=f"flag answers whose top probability is below this (default {LOW_CONFIDENCE})")
     p.set_defaults(handler="workbench.predict:main")
 
 
