@@ -1,0 +1,131 @@
+"""The OpenAPI 3 document of the JSON API (workbench/api.py), served at /api/v1/openapi.json.
+
+Built from the same limits the server enforces, so the numbers in it are the real ones; the API
+tests validate live responses against it with schemathesis.
+"""
+
+from __future__ import annotations
+
+from workbench.api import ApiLimits
+
+ERROR_CODES = ["empty", "not_an_image", "unsupported_format", "truncated", "corrupt", "too_small",
+               "too_large", "too_many_pixels", "animated", "no_object", "request_too_large",
+               "too_many_files", "no_images", "bad_json", "bad_base64", "bad_parameter",
+               "unsupported_media_type", "unknown_run", "run_unavailable", "no_runs", "not_found",
+               "method_not_allowed", "http_error", "internal_error"]
+
+
+def _error_response(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _json_response(description: str, schema: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _schemas(max_top: int) -> dict:
+    probability = {"type": "number", "minimum": 0, "maximum": 1}
+    ranked = {"type": "object", "required": ["class_id", "label", "probability"], "properties": {
+        "class_id": {"type": "integer", "minimum": 0, "maximum": 9}, "label": {"type": "string"},
+        "probability": probability}}
+    return {
+        "Error": {"type": "object", "required": ["error", "detail"], "properties": {
+            "error": {"type": "string", "enum": ERROR_CODES, "description": "machine-readable problem"},
+            "detail": {"type": "string", "description": "what is wrong, for people"},
+            "file": {"type": "string", "description": "the image at fault, in a batch"},
+            "index": {"type": "integer", "minimum": 0}, "run": {"type": "string"}}},
+        "Health": {"type": "object", "required": ["status", "runs", "default_run", "backend"], "properties": {
+            "status": {"type": "string", "enum": ["ok"]}, "runs": {"type": "integer", "minimum": 0},
+            "default_run": {"type": ["string", "null"]}, "backend": {"type": "string"}}},
+        "Models": {"type": "object", "required": ["default", "models"], "properties": {
+            "default": {"type": ["string", "null"]},
+            "models": {"type": "array", "items": {"type": "object", "required": ["run_id", "has_model"],
+                       "properties": {"run_id": {"type": "string"}, "recipe": {"type": ["string", "null"]},
+                                      "architecture": {"type": ["string", "null"]},
+                                      "test_accuracy": {"type": ["number", "null"]},
+                                      "has_model": {"type": "boolean"}}}}}},
+        "Result": {"type": "object", "required": ["name", "index", "label", "class_id", "probability",
+                                                  "low_confidence", "top", "probabilities", "inverted",
+                                                  "input_png"], "properties": {
+            "name": {"type": "string"}, "index": {"type": "integer", "minimum": 0},
+            "label": {"type": "string"}, "class_id": {"type": "integer", "minimum": 0, "maximum": 9},
+            "probability": probability,
+            "low_confidence": {"type": "boolean", "description": "top probability below the threshold"},
+            "top": {"type": "array", "items": ranked, "minItems": 1, "maxItems": max_top},
+            "probabilities": {"type": "array", "items": probability, "minItems": 10, "maxItems": 10,
+                              "description": "all classes, in class_names order"},
+            "inverted": {"type": "boolean", "description": "the photo was dark-on-light and was negated"},
+            "input_png": {"type": "string", "format": "byte", "description": "the 28x28 model input, PNG"},
+            "gradcam_png": {"type": "string", "format": "byte",
+                            "description": "Grad-CAM of the predicted class over the input, 112x112 PNG"}}},
+        "Prediction": {"type": "object", "required": ["run_id", "backend", "class_names",
+                                                      "low_confidence_threshold", "results", "timing_ms"],
+                       "properties": {
+            "run_id": {"type": "string"}, "backend": {"type": "string"},
+            "class_names": {"type": "array", "items": {"type": "string"}, "minItems": 10, "maxItems": 10},
+            "low_confidence_threshold": probability,
+            "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}, "minItems": 1},
+            "timing_ms": {"type": "object", "required": ["preprocess", "predict", "total"],
+                          "additionalProperties": {"type": "number", "minimum": 0}}}},
+    }
+
+
+def _predict_operation(limits, max_files: int, max_bytes: int, max_top: int) -> dict:
+    options = {"run": {"type": "string", "description": "run id (default: the default run)"},
+               "top": {"type": "integer", "minimum": 1, "maximum": max_top, "default": 3},
+               "gradcam": {"type": "boolean", "default": False}}
+    binary = {"type": "string", "format": "binary"}
+    return {
+        "summary": "Classify garment photos",
+        "description": (f"Each image is brought into the Fashion-MNIST domain (EXIF rotation, background "
+                        f"polarity, object crop, 28x28) and classified. Accepted formats: "
+                        f"{', '.join(limits.formats)}; at most {limits.max_bytes:,} bytes and "
+                        f"{limits.max_pixels:,} pixels per image, {max_files} images and {max_bytes:,} "
+                        f"bytes per request. A batch with one bad image is refused, naming that image."),
+        "parameters": [{"name": key, "in": "query", "required": False, "schema": schema}
+                       for key, schema in options.items()],
+        "requestBody": {"required": True, "content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": binary, "files": {"type": "array", "items": binary, "maxItems": max_files}}}},
+            "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
+                "images": {"type": "array", "maxItems": max_files, "items": {
+                    "type": "object", "required": ["data"], "properties": {
+                        "name": {"type": "string"},
+                        "data": {"type": "string", "format": "byte", "description": "base64 image file"}}}},
+                **options}}}}},
+        "responses": {
+            "200": _json_response("one result per image, in upload order", "Prediction"),
+            "400": _error_response("empty image, no images, bad JSON, bad base64 or a bad parameter"),
+            "404": _error_response("unknown run"),
+            "413": _error_response("request, image or pixel count over the limits, or too many files"),
+            "415": _error_response("not an image, an unsupported format, animated, or the wrong Content-Type"),
+            "422": _error_response("truncated or corrupt image data, too small, or no garment found"),
+            "500": _error_response("an unexpected server error"),
+            "503": _error_response("no run available, or the run's model cannot be loaded"),
+        },
+    }
+
+
+def openapi_document(limits: ApiLimits = ApiLimits(), low_confidence: float = 0.6) -> dict:
+    """The OpenAPI 3.1 document of the API as configured with these limits."""
+    max_top = limits.max_top
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "fashion-workbench API", "version": "1",
+                 "description": "Classify garment photos with Fashion-MNIST models. Answers with a top "
+                                f"probability below {low_confidence} are flagged low_confidence."},
+        "paths": {
+            "/api/v1/health": {"get": {"summary": "Liveness and the default run",
+                                       "responses": {"200": _json_response("the server is up", "Health")}}},
+            "/api/v1/models": {"get": {"summary": "Runs that can answer predictions",
+                                       "responses": {"200": _json_response("runs, default first", "Models")}}},
+            "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {
+                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {
+                    "schema": {"type": "object"}}}}}}},
+            "/api/v1/predict": {"post": _predict_operation(limits.image, limits.max_files,
+                                                            limits.max_request_bytes, max_top)},
+        },
+        "components": {"schemas": _schemas(max_top)},
+    }
