@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,7 +132,8 @@ class _atomic_output:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")  # keeps the suffix
+        # unique per process and thread; keeps the suffix, which the exporters look at
+        self.tmp = self.path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{self.path.name}")
 
     def __enter__(self) -> Path:
         return self.tmp

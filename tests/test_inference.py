@@ -52,12 +52,22 @@ def test_onnx_backend_exports_on_first_use_and_when_stale(runs_copy, test_images
     get_predictor(runs_copy, "fast-default", "onnx")
     assert onnx_file.is_file()
     # a newer model.keras makes the export stale: the next predictor re-exports it
-    old = onnx_file.stat().st_mtime - 100
+    old = (run_dir / runs.MODEL).stat().st_mtime - 100
     os.utime(onnx_file, (old, old))
     assert export.is_stale(run_dir, "onnx")
     os.utime(run_dir / runs.MODEL)
     get_predictor(runs_copy, "fast-default", "onnx").predict(test_images[0][:2])
     assert onnx_file.stat().st_mtime > old and not export.is_stale(run_dir, "onnx")
+
+
+def test_concurrent_first_requests_share_one_export(runs_copy, test_images):
+    images = test_images[0][:8]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda i: get_predictor(runs_copy, "fast-default", "onnx").predict(images[i:i + 1]),
+                                range(6)))
+    expected = KerasPredictor(runs_copy / "fast-default").predict(images[:6])
+    np.testing.assert_allclose(np.concatenate(results), expected, atol=1e-4)
+    assert sorted(p.name for p in (runs_copy / "fast-default").iterdir()) == [runs.CONFIG, runs.MODEL, "model.onnx"]
 
 
 def test_corrupt_onnx_file_gives_clear_error(runs_copy):

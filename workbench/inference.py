@@ -26,6 +26,7 @@ import numpy as np
 from model import runs
 
 BACKENDS = ("keras", "onnx", "tflite")
+_EXPORT_LOCK = threading.Lock()  # server threads asking for the same missing export wait for one export
 
 
 class KerasPredictor:
@@ -126,13 +127,20 @@ def _bad_export(path: Path, exc: Exception):
 
 def ensure_export(run_dir: Path, fmt: str, quantize: str = "none") -> Path:
     """The run's exported file, exported now when missing or older than model.keras."""
-    from model.export import ExportError, export_path, export_run, is_stale
+    from model.export import export_path, is_stale
 
     path = export_path(run_dir, fmt, quantize)
     if not (Path(run_dir) / runs.MODEL).is_file():
         raise runs.RunError(f"run {Path(run_dir).name!r}: {runs.MODEL} is missing")
-    if not is_stale(run_dir, fmt, quantize):
-        return path
+    with _EXPORT_LOCK:
+        if not is_stale(run_dir, fmt, quantize):
+            return path
+        return _export_now(run_dir, fmt, quantize, path)
+
+
+def _export_now(run_dir: Path, fmt: str, quantize: str, path: Path) -> Path:
+    from model.export import ExportError, export_run
+
     if quantize != "none":
         raise ExportError(f"run {Path(run_dir).name!r}: {path.name} is missing or older than {runs.MODEL}; "
                           f"run `workbench export {Path(run_dir).name} --format {fmt} --quantize {quantize}`")
@@ -140,9 +148,9 @@ def ensure_export(run_dir: Path, fmt: str, quantize: str = "none") -> Path:
           file=sys.stderr)
     try:
         return export_run(run_dir, fmt)
-    except OSError as exc:  # e.g. a read-only run folder
-        raise ExportError(f"run {Path(run_dir).name!r}: cannot write {path.name} ({exc}); "
-                          f"run `workbench export {Path(run_dir).name} --format {fmt}` where it is writable") from exc
+    except (OSError, ExportError) as exc:  # e.g. a read-only run folder
+        raise ExportError(f"run {Path(run_dir).name!r}: could not export {path.name} ({exc}); run "
+                          f"`workbench export {Path(run_dir).name} --format {fmt}` in a writable copy") from exc
 
 
 def predictor_for_file(path: Path):
