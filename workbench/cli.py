@@ -92,12 +92,14 @@ def _add_predict(sub) -> None:
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="export a run's model to ONNX or TFLite")
+    p = sub.add_parser("export", help="export a run's model to ONNX or TFLite and check it on the test set")
     p.add_argument("run", nargs="?", default=DEFAULT_RUN_ID, help="run id (default: fast-default)")
     add_runs_dir(p)
-    p.add_argument("--format", choices=["onnx", "tflite"], default="onnx")
+    p.add_argument("--format", choices=["onnx", "tflite"], default="onnx",
+                   help="onnx -> runs/RUN/model.onnx, tflite -> runs/RUN/model.tflite (default: onnx)")
     p.add_argument("--quantize", choices=["none", "float16", "int8"], default="none",
-                   help="TFLite quantisation (prints the accuracy change)")
+                   help="TFLite only: float16 weights, or int8 calibrated on training images; writes "
+                        "model.<quantize>.tflite and prints the accuracy change on the test set")
     add_data_dir(p)
     p.set_defaults(handler="model.export:main")
 
