@@ -1,0 +1,279 @@
+"""Predict: upload photos (or pick a test image), see what the model sees, its confidence and why.
+
+The store holds the prepared 28x28 images (784 bytes each, base64), never the uploads themselves.
+`/predict?test=123` opens test image 123 (the Errors page links here).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import dash
+import dash_bootstrap_components as dbc
+import numpy as np
+from dash import Input, Output, State, callback, ctx, dcc, html, no_update
+
+from model import runs
+from model.data import CLASS_NAMES, DataError
+from workbench import artifacts, figures
+from workbench.app import no_run, problem, settings
+from workbench.explain import LAYER_METHODS, METHODS, ExplainError, get_explainer
+from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
+
+dash.register_page(__name__, path="/predict", name="Predict", order=1)
+
+LOW_CONFIDENCE = 0.6   # top probability below this: warn that the answer is a guess
+MAX_FILES = 12         # images per upload; more is a batch job for `workbench predict`
+PREDICTED = "predicted"
+
+
+def layout(test: str | None = None, **_):
+    initial = {"items": [], "errors": []}
+    if test is not None and test.isdigit():
+        initial = load_test_item(int(test))
+    controls = dbc.Card(dbc.CardBody([
+        dbc.Label("Explanation"), dbc.RadioItems(id="predict-method", value="gradcam", inline=True,
+                                                 options=[{"label": v, "value": k} for k, v in METHODS.items()]),
+        dbc.Label("Target class", className="mt-2"),
+        dcc.Dropdown(id="predict-target", value=PREDICTED, clearable=False, options=target_options(CLASS_NAMES)),
+        dbc.Label("Layer", className="mt-2"), dcc.Dropdown(id="predict-layer", clearable=False),
+        dbc.Label("Overlay opacity", className="mt-2"),
+        dcc.Slider(id="predict-opacity", min=0, max=1, step=0.05, value=DEFAULT_OPACITY,
+                   marks={0: "0", 0.5: "½", 1: "1"}),
+    ]), className="mb-3")
+    return html.Div([
+        html.H2("Predict", className="page-title"),
+        dbc.Row([
+            dbc.Col([
+                dcc.Upload(id="predict-upload", multiple=True, className="upload-zone", children=html.Div(
+                    ["Drag and drop photos here, or ", html.A("choose files", className="link-primary")])),
+                dbc.Button("Random test image", id="predict-random", color="secondary", outline=True,
+                           className="mt-2 w-100"),
+                html.Div(id="predict-message", className="mt-2"),
+                dbc.RadioItems(id="predict-item", options=[], value=0, className="mt-2 item-list"),
+                html.Div(id="predict-steps", className="mt-2"),
+            ], md=12, lg=3),
+            dbc.Col([
+                dcc.Loading(dcc.Graph(id="predict-bars", config={"displayModeBar": False}), type="dot"),
+                html.Div(id="predict-hint"),
+                dbc.Button("Why not …?", id="predict-whynot", color="link", className="p-0"),
+            ], md=6, lg=4),
+            dbc.Col([
+                html.Div([
+                    html.Figure([html.Img(id="predict-input", className="big-image"),
+                                 html.Figcaption("what the model sees (28×28)")]),
+                    html.Figure([html.Img(id="predict-cam", className="big-image"),
+                                 html.Figcaption(id="predict-cam-caption")]),
+                ], className="image-pair"),
+                controls,
+            ], md=6, lg=5),
+        ]),
+        dcc.Store(id="predict-store", data=initial),
+        dcc.Store(id="predict-probs"),
+    ])
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading images
+
+def encode(image: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(image, dtype=np.uint8).tobytes()).decode("ascii")
+
+
+def decode(pixels: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(pixels), dtype=np.uint8).reshape(28, 28)
+
+
+def load_test_item(index: int | None = None) -> dict:
+    """A test image as the store's single item (random when index is None)."""
+    try:
+        images = artifacts.test_images(settings()["data_dir"])
+        labels = artifacts.test_labels(settings()["data_dir"])
+    except DataError as exc:
+        return {"items": [], "errors": [f"test images unavailable: {exc}"]}
+    if index is None:
+        index = int(np.random.default_rng().integers(len(images)))
+    if not 0 <= index < len(images):
+        return {"items": [], "errors": [f"test image {index} does not exist (0..{len(images) - 1})"]}
+    return {"items": [{"name": f"test image #{index}", "pixels": encode(images[index]),
+                       "label": int(labels[index]), "slot": None}], "errors": []}
+
+
+def load_uploads(contents: list[str], filenames: list[str]) -> dict:
+    """Prepare every upload; bad ones become messages, the good ones items."""
+    from workbench.preprocess import ImageError, prepare_image
+
+    items, errors = [], []
+    if len(contents) > MAX_FILES:
+        errors.append(f"{len(contents)} files uploaded; only the first {MAX_FILES} are shown")
+    for slot, (content, name) in enumerate(zip(contents[:MAX_FILES], filenames[:MAX_FILES])):
+        try:
+            prepared = prepare_image(upload_bytes(content))
+        except ImageError as exc:
+            errors.append(f"{name}: {exc}")
+            continue
+        items.append({"name": name, "pixels": encode(prepared.image), "label": None, "slot": slot,
+                      "inverted": bool(prepared.inverted)})
+    return {"items": items, "errors": errors}
+
+
+def upload_bytes(content: str) -> bytes:
+    """The file bytes of a dcc.Upload data URL ("data:<type>;base64,<data>")."""
+    from workbench.preprocess import ImageError
+
+    _, _, data = (content or "").partition(",")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ImageError("the upload arrived damaged (bad base64); try again") from exc
+
+
+@callback(Output("predict-store", "data"), Output("predict-item", "value"),
+          Input("predict-upload", "contents"), Input("predict-random", "n_clicks"),
+          State("predict-upload", "filename"), prevent_initial_call=True)
+def load_images(contents, _clicks, filenames):
+    if ctx.triggered_id == "predict-random":
+        return load_test_item(), 0
+    if not contents:
+        return no_update, no_update
+    return load_uploads(contents, filenames or [f"upload {i + 1}" for i in range(len(contents))]), 0
+
+
+@callback(Output("predict-message", "children"), Output("predict-item", "options"),
+          Input("predict-store", "data"))
+def list_items(store):
+    store = store or {}
+    messages = [problem(e, "Upload rejected") for e in store.get("errors", [])]
+    items = store.get("items", [])
+    options = [{"label": item["name"], "value": i} for i, item in enumerate(items)] if len(items) > 1 else []
+    return messages, options
+
+
+@callback(Output("predict-steps", "children"), Input("predict-item", "value"),
+          Input("predict-store", "data"), State("predict-upload", "contents"))
+def show_steps(item_index, store, contents):
+    """The preprocessing steps of the chosen upload (computed again: the store keeps no big images)."""
+    item = chosen(store, item_index)
+    if item is None or item.get("slot") is None or not contents or item["slot"] >= len(contents):
+        return []
+    from workbench.preprocess import ImageError, prepare_image
+
+    try:
+        steps = prepare_image(upload_bytes(contents[item["slot"]])).steps
+    except ImageError:
+        return []
+    tiles = [html.Figure([html.Img(src=png_data_url(step_image(image), scale=1), className="step-image"),
+                          html.Figcaption(name)], className="step") for name, image in steps]
+    note = " (light background: intensities inverted)" if item.get("inverted") else ""
+    return [html.Div("Preprocessing" + note, className="small text-muted"), html.Div(tiles, className="steps")]
+
+
+def step_image(image: np.ndarray, height: int = 84) -> np.ndarray:
+    """A step image scaled (nearest) to about `height` px high for the strip."""
+    from PIL import Image
+
+    pil = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    width = max(1, round(pil.width * height / max(pil.height, 1)))
+    return np.asarray(pil.resize((width, height), Image.Resampling.NEAREST))
+
+
+def chosen(store, item_index) -> dict | None:
+    items = (store or {}).get("items", [])
+    if not items:
+        return None
+    return items[item_index if isinstance(item_index, int) and 0 <= item_index < len(items) else 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction and explanation
+
+@callback(Output("predict-layer", "options"), Output("predict-layer", "value"),
+          Output("predict-layer", "disabled"), Input("run-store", "data"), Input("predict-method", "value"))
+def list_layers(run_id, method):
+    disabled = method not in LAYER_METHODS
+    if ctx.triggered_id == "predict-method":
+        return no_update, no_update, disabled
+    try:
+        layers = get_explainer(settings()["runs_dir"], run_id).layer_choices() if run_id else []
+    except (runs.RunError, ExplainError):
+        layers = []
+    options = [{"label": name + (" (default)" if i == 0 else ""), "value": name} for i, name in enumerate(layers)]
+    return options, layers[0] if layers else None, disabled
+
+
+@callback(Output("predict-target", "value"),
+          Input("predict-bars", "clickData"), Input("predict-whynot", "n_clicks"),
+          Input("predict-store", "data"), Input("predict-item", "value"), State("predict-probs", "data"),
+          prevent_initial_call=True)
+def choose_target(click, _whynot, _store, _item, probs):
+    if ctx.triggered_id == "predict-bars" and click:
+        return int(click["points"][0]["pointIndex"])
+    if ctx.triggered_id == "predict-whynot" and probs:
+        return int(np.argsort(probs)[-2])
+    return PREDICTED
+
+
+@callback(Output("predict-input", "src"), Output("predict-cam", "src"), Output("predict-cam-caption", "children"),
+          Output("predict-bars", "figure"), Output("predict-hint", "children"), Output("predict-whynot", "children"),
+          Output("predict-probs", "data"), Output("predict-target", "options"),
+          Input("predict-store", "data"), Input("predict-item", "value"), Input("run-store", "data"),
+          Input("predict-method", "value"), Input("predict-target", "value"), Input("predict-layer", "value"),
+          Input("predict-opacity", "value"))
+def explain_item(store, item_index, run_id, method, target, layer, opacity):
+    item = chosen(store, item_index)
+    blank = (None, None, "", empty_figure("Upload a photo or pick a random test image"), None, "", None, [])
+    if item is None:
+        return blank
+    if not run_id:
+        return (*blank[:4], no_run(), *blank[5:])
+    image = decode(item["pixels"])
+    cfg = settings()
+    names = artifacts.class_names(cfg["runs_dir"], run_id)
+    try:
+        probs = artifacts_predict(cfg, run_id, image)
+        top = int(probs.argmax())
+        cls = top if target in (None, PREDICTED) else int(target)
+        heatmap = get_explainer(cfg["runs_dir"], run_id).explain(image[None], cls, method, layer)[0]
+    except (runs.RunError, ExplainError, ValueError) as exc:
+        return (png_data_url(image), None, "", empty_figure(""), problem(str(exc)), "", None, [])
+    runner_up = int(np.argsort(probs)[-2])
+    caption = f"{METHODS[method]} for {names[cls]}" + (" (predicted)" if cls == top else "")
+    options = target_options(names, names[top])
+    return (png_data_url(image), png_data_url(overlay(image, heatmap, opacity if opacity is not None else 0.5)),
+            caption, figures.confidence_bars(probs, names, None if cls == top else cls),
+            hint(probs, names, item), f"Why not {names[runner_up]}?", probs.round(5).tolist(), options)
+
+
+def target_options(names, predicted: str = "") -> list[dict]:
+    first = f"predicted ({predicted})" if predicted else "predicted class"
+    return [{"label": first, "value": PREDICTED}] + [{"label": n, "value": i} for i, n in enumerate(names)]
+
+
+def artifacts_predict(cfg: dict, run_id: str, image: np.ndarray) -> np.ndarray:
+    from workbench.inference import get_predictor
+
+    return get_predictor(cfg["runs_dir"], run_id, cfg["backend"]).predict(image[None])[0]
+
+
+def hint(probs: np.ndarray, names: list[str], item: dict):
+    notes = []
+    top = float(probs.max())
+    if item.get("label") is not None:
+        right = int(probs.argmax()) == item["label"]
+        notes.append(dbc.Badge(f"true class: {names[item['label']]}", color="success" if right else "danger",
+                               className="me-2"))
+    if top < LOW_CONFIDENCE:
+        notes.append(dbc.Alert(f"Low confidence: the top class has only {top:.0%}. The model is unsure; "
+                               "photos far from Fashion-MNIST (cluttered background, several garments, "
+                               "unusual angle) often look like this.", color="warning",
+                               className="low-confidence mt-2 mb-0"))
+    return notes
+
+
+def empty_figure(message: str):
+    fig = figures.go.Figure()
+    fig.update_layout(height=320, xaxis_visible=False, yaxis_visible=False, plot_bgcolor="white",
+                      annotations=[dict(text=message, showarrow=False, font=dict(size=14, color="#6c757d"))]
+                      if message else [])
+    return fig

@@ -1,0 +1,72 @@
+"""Model report: test metrics with their interval, calibration, architecture and the full config."""
+
+from __future__ import annotations
+
+import json
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, callback, dcc, html
+
+from model import runs
+from workbench import artifacts, figures
+from workbench.app import metric_card, no_run, problem, rows_table, settings
+
+dash.register_page(__name__, path="/report", name="Model report", order=4)
+
+layout = html.Div([html.H2("Model report", className="page-title"),
+                   dcc.Loading(html.Div(id="report-body"), type="dot")])
+
+
+@callback(Output("report-body", "children"), Input("run-store", "data"))
+def show_report(run_id):
+    if not run_id:
+        return no_run()
+    runs_dir = settings()["runs_dir"]
+    return [metrics_section(runs_dir, run_id), architecture_section(runs_dir, run_id),
+            config_section(runs_dir, run_id)]
+
+
+def metrics_section(runs_dir, run_id: str):
+    try:
+        m = artifacts.metrics(runs_dir, run_id)
+    except runs.RunError as exc:
+        return problem(str(exc), "No metrics")
+    lo, hi = m.get("test_accuracy_ci95", [float("nan")] * 2)
+    cards = dbc.Row([dbc.Col(c, xs=6, lg=3) for c in (
+        metric_card("test accuracy", f"{m['test_accuracy']:.2%}", f"95% CI {lo:.2%} – {hi:.2%}"),
+        metric_card("macro F1", f"{m.get('macro_f1', float('nan')):.3f}", f"n = {m.get('n_test', '?')}"),
+        metric_card("expected calibration error", f"{m.get('ece', float('nan')):.3f}", "0 = perfectly calibrated"),
+        metric_card("throughput", f"{m.get('train_images_per_second', 0):,.0f} img/s",
+                    f"{m.get('train_seconds', 0) / 60:.1f} min training"))], className="g-3 mb-3")
+    names = artifacts.class_names(runs_dir, run_id)
+    reliability = (dcc.Graph(id="report-reliability", figure=figures.reliability_diagram(m["reliability"]),
+                             config={"displayModeBar": False})
+                   if "reliability" in m else problem("metrics.json has no reliability bins", "No diagram"))
+    per_class = rows_table(figures.per_class_rows(m.get("per_class", {}), names))
+    return html.Div([cards, dbc.Row([dbc.Col(reliability, lg=6), dbc.Col(per_class, lg=6)])])
+
+
+def architecture_section(runs_dir, run_id: str):
+    from workbench.inference import get_predictor
+
+    try:
+        model = get_predictor(runs_dir, run_id, "keras").model
+    except runs.RunError as exc:
+        return problem(str(exc), "No architecture")
+    counts = artifacts.parameter_counts(model)
+    rows = artifacts.layer_rows(model)
+    summary = (f"{model.name}: {len(rows)} layers, {counts['total']:,} parameters "
+               f"({counts['trainable']:,} trainable, {counts['non_trainable']:,} frozen)")
+    return html.Div([html.H4("Architecture", className="section-title"), html.P(summary, id="report-params"),
+                     html.Details([html.Summary("layers"), rows_table(rows)], open=len(rows) <= 40)])
+
+
+def config_section(runs_dir, run_id: str):
+    try:
+        config = artifacts.config(runs_dir, run_id)
+    except runs.RunError as exc:
+        return problem(str(exc), "No config")
+    rows = [{"setting": k, "value": v if isinstance(v, (int, float, str)) else json.dumps(v)}
+            for k, v in sorted(config.items())]
+    return html.Div([html.H4("Config", className="section-title"), rows_table(rows)])

@@ -1,0 +1,219 @@
+"""The workbench in headless Chromium (dash_duo): every page, real uploads, real clicks.
+
+    DASH_TEST_CHROMEPATH=/usr/bin/chromium pytest --headless -m browser tests/test_app_browser.py
+    WORKBENCH_SCREENSHOTS=docs/screenshots ...   # also save a screenshot of each page there
+
+The app runs over a temporary runs folder: two tiny runs trained in seconds, a broken run, and the
+committed default run when it exists (then the app shows it first, as users see it). Expected values
+are read from the run files, never hard-coded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dash.testing.wait import until
+from PIL import Image
+
+from model import runs
+from test_explain import build_tiny_run
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[1]
+WAIT = 30  # s: the first prediction of a server loads TensorFlow and the model
+
+
+@pytest.fixture(scope="module")
+def app_runs(tmp_path_factory, data_dir) -> Path:
+    folder = tmp_path_factory.mktemp("app-runs")
+    build_tiny_run(folder / "tiny-a", data_dir, seed=0, epochs=3)
+    build_tiny_run(folder / "tiny-b", data_dir, seed=1, epochs=2)
+    broken = folder / "broken"
+    shutil.copytree(folder / "tiny-b", broken)
+    (broken / runs.METRICS).write_text("{ not json")
+    (broken / runs.CONFUSION).unlink()
+    runs.write_json(broken, runs.CONFIG, {**runs.read_config(broken), "run_id": "broken"})
+    for age, name in enumerate(("tiny-a", "tiny-b", "broken")):  # list_runs: newest first
+        os.utime(folder / name / runs.CONFIG, (1e9 - age * 1e3, 1e9 - age * 1e3))
+    real = REPO / "runs" / runs.DEFAULT_RUN_ID
+    if (real / runs.MODEL).is_file() and (real / runs.PREDICTIONS).is_file():
+        (folder / runs.DEFAULT_RUN_ID).symlink_to(real, target_is_directory=True)
+    return folder
+
+
+@pytest.fixture
+def workbench(dash_duo, app_runs, data_dir):
+    """dash_duo serving the app; yields (dash_duo, id of the run shown first)."""
+    from workbench.app import create_app
+
+    app = create_app(app_runs, data_dir=data_dir)
+    dash_duo.driver.set_window_size(1440, 1100)
+    dash_duo.start_server(app)
+    dash_duo.wait_for_element("#run-select", timeout=WAIT)
+    yield dash_duo, runs.list_runs(app_runs)[0]
+    assert dash_duo.get_logs() == [], "browser console errors"
+
+
+def open_page(duo, path: str) -> None:
+    """Navigate inside the app (client-side, as a user clicking the navbar would)."""
+    duo.find_element(f"a.nav-link[href='{path}']").click()
+
+
+def screenshot(duo, name: str) -> None:
+    folder = os.environ.get("WORKBENCH_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        height = duo.driver.execute_script("return document.body.scrollHeight")
+        duo.driver.set_window_size(1440, min(max(height + 40, 900), 2600))
+        duo.driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+
+def garment_photo(tmp_path: Path, data_dir: Path, index: int = 2) -> Path:
+    """A 'product photo' made from a real test image: dark garment on a light background, 168 px."""
+    from model.data import load_raw
+
+    image = load_raw(data_dir, progress=False)["test_images"][index]
+    photo = Image.fromarray(255 - image).resize((120, 120), Image.Resampling.BICUBIC)
+    canvas = Image.new("L", (168, 168), 255)
+    canvas.paste(photo, (24, 24))
+    path = tmp_path / "garment.png"
+    canvas.convert("RGB").save(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+
+def test_overview_shows_metrics_gallery_and_links(workbench, app_runs):
+    duo, run_id = workbench
+    accuracy = runs.read_metrics(app_runs / run_id)["test_accuracy"]
+    duo.wait_for_contains_text("#overview-body", f"{accuracy:.2%}", timeout=WAIT)
+    duo.wait_for_element("#overview-gallery img.thumb", timeout=WAIT)
+    assert len(duo.find_elements("#overview-gallery .gallery-row")) == 10
+    assert {a.get_attribute("pathname") for a in duo.find_elements("a.nav-link")} == \
+        {"/", "/predict", "/errors", "/training", "/report"}
+    screenshot(duo, "overview")
+
+
+def test_predict_upload_shows_bars_overlay_and_why_not(workbench, tmp_path, data_dir):
+    duo, _ = workbench
+    open_page(duo, "/predict")
+    duo.find_element("#predict-upload input[type=file]").send_keys(str(garment_photo(tmp_path, data_dir)))
+    duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)
+    duo.wait_for_element("#predict-input[src^='data:image/png']", timeout=WAIT)
+    assert len(duo.find_elements("#predict-bars .bars .point")) == 10
+    assert len(duo.find_elements("#predict-steps img.step-image")) >= 3
+    duo.wait_for_contains_text("#predict-cam-caption", "(predicted)", timeout=WAIT)
+    why_not = duo.find_element("#predict-whynot").text  # "Why not Shirt?"
+    runner_up = why_not.removeprefix("Why not ").removesuffix("?")
+    before = duo.find_element("#predict-cam").get_attribute("src")
+    duo.find_element("#predict-whynot").click()
+    duo.wait_for_text_to_equal("#predict-cam-caption", f"Grad-CAM for {runner_up}", timeout=WAIT)
+    assert duo.find_element("#predict-cam").get_attribute("src") != before
+    duo.find_element("label[for='_dbcprivate_radioitems_predict-method_input_gradcam++']").click()
+    duo.wait_for_text_to_equal("#predict-cam-caption", f"Grad-CAM++ for {runner_up}", timeout=WAIT)
+    screenshot(duo, "predict")
+
+
+def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_path, data_dir):
+    duo, _ = workbench
+    open_page(duo, "/predict")
+    (tmp_path / "notes.png").write_text("this is not an image")
+    (tmp_path / "empty.png").write_bytes(b"")
+    frames = [Image.new("L", (40, 40), v) for v in (0, 128, 255)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png")
+    good = garment_photo(tmp_path, data_dir, index=0)
+    files = [tmp_path / n for n in ("notes.png", "empty.png", "anim.gif", "bomb.png")] + [good]
+    duo.find_element("#predict-upload input[type=file]").send_keys("\n".join(str(f) for f in files))
+    duo.wait_for_element("#predict-message .problem", timeout=WAIT)
+    alerts = [a.text for a in duo.find_elements("#predict-message .problem")]
+    assert len(alerts) == 4, alerts
+    for name, alert in zip(("notes.png", "empty.png", "anim.gif", "bomb.png"), alerts):
+        assert name in alert
+    assert len(set(alerts)) == 4, "each problem has its own message"
+    duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)  # the good one still works
+    assert len(duo.find_elements("#predict-bars .bars .point")) == 10
+    screenshot(duo, "predict-bad-upload")
+
+
+def click_cell(duo, row: int, col: int) -> None:
+    """Click the centre of confusion-matrix cell (row, col) like a user does."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    plot = duo.find_element("#errors-matrix .nsewdrag")
+    width, height = plot.size["width"], plot.size["height"]
+    x = (col + 0.5) * width / 10 - width / 2  # from the centre, where move_to_element puts the pointer
+    y = (row + 0.5) * height / 10 - height / 2
+    duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", plot)
+    ActionChains(duo.driver).move_to_element(plot).move_by_offset(int(x), int(y)).click().perform()
+
+
+def test_errors_cell_click_shows_exactly_that_cells_images(workbench, app_runs):
+    duo, run_id = workbench
+    from workbench import figures
+
+    matrix = runs.read_confusion(app_runs / run_id)
+    pair = figures.top_confused_pairs(matrix, list(runs.read_config(app_runs / run_id)["class_names"]))[0]
+    frame = runs.read_predictions(app_runs / run_id)
+    cell = frame[(frame["label"] == pair["row"]) & (frame["predicted"] == pair["col"])]
+    expected = cell.assign(c=cell[runs.PROB_COLUMNS].max(axis=1)).sort_values("c", ascending=False, kind="stable")
+    open_page(duo, "/errors")
+    duo.wait_for_element("#errors-matrix .nsewdrag", timeout=WAIT)
+    click_cell(duo, pair["row"], pair["col"])
+    duo.wait_for_contains_text("#errors-gallery-title", f"{pair['count']} images", timeout=WAIT)
+    assert f"true {pair['true']} → predicted {pair['predicted']}" in duo.find_element("#errors-gallery-title").text
+    shown = [int(t.get_attribute("data-index")) for t in duo.find_elements("#errors-tiles .tile-button")]
+    assert shown == expected["index"].tolist()[:50]
+    plain = duo.find_element("#errors-tiles img.thumb").get_attribute("src")
+    duo.find_element("label[for='errors-overlay']").click()
+    until(lambda: duo.find_element("#errors-tiles img.thumb").get_attribute("src") != plain, timeout=WAIT)
+    duo.find_elements("#errors-tiles .tile-button")[0].click()
+    duo.wait_for_text_to_equal("#errors-detail-title", f"Test image #{shown[0]}", timeout=WAIT)
+    duo.wait_for_element("#errors-detail-content img.big-image", timeout=WAIT)
+    screenshot(duo, "errors-detail")
+    duo.find_element(".modal .btn-close").click()
+    until(lambda: not duo.find_elements(".modal.show"), timeout=WAIT)
+    screenshot(duo, "errors")
+
+
+def test_training_page_draws_curves_from_history_and_overlays_runs(workbench, app_runs):
+    duo, run_id = workbench
+    epochs = len(runs.read_history(app_runs / run_id))
+    open_page(duo, "/training")
+    duo.wait_for_element("#training-curves .scatterlayer .trace", timeout=WAIT)
+    traces = duo.find_elements("#training-curves .scatterlayer .trace")
+    assert len(traces) == 5  # loss, val_loss, accuracy, val_accuracy, learning rate
+    assert len(traces[0].find_elements("css selector", ".points path")) == epochs
+    other = "tiny-b" if run_id != "tiny-b" else "tiny-a"
+    duo.select_dcc_dropdown("#training-runs", other)
+    until(lambda: len(duo.find_elements("#training-curves .scatterlayer .trace")) == 10, timeout=WAIT)
+    assert other in duo.find_element("#training-summary").text
+    screenshot(duo, "training")
+
+
+def test_report_shows_parameters_config_and_reliability(workbench, app_runs):
+    duo, run_id = workbench
+    config = runs.read_config(app_runs / run_id)
+    open_page(duo, "/report")
+    duo.wait_for_contains_text("#report-params", "parameters", timeout=WAIT)
+    duo.wait_for_element("#report-reliability .bars .point", timeout=WAIT)
+    assert config["gradcam_layer"] in duo.find_element("#report-body").text
+    screenshot(duo, "report")
+
+
+def test_broken_run_says_what_is_wrong_per_page(workbench):
+    duo, _ = workbench
+    duo.select_dcc_dropdown("#run-select", "broken")
+    duo.wait_for_contains_text(".run-problems", "metrics.json is corrupt", timeout=WAIT)
+    assert "confusion_matrix.csv is missing" in duo.find_element(".run-problems").text
+    open_page(duo, "/errors")
+    duo.wait_for_contains_text("#errors-problem", "confusion_matrix.csv is missing", timeout=WAIT)
+    open_page(duo, "/report")
+    duo.wait_for_contains_text("#report-body", "metrics.json is corrupt", timeout=WAIT)
+    open_page(duo, "/training")  # this run's history is fine: its curves still show
+    duo.wait_for_element("#training-curves .scatterlayer .trace", timeout=WAIT)

@@ -1,0 +1,170 @@
+"""The Dash workbench: a multi-page app over the run folders (it reads runs, it never trains).
+
+    workbench serve                          # http://127.0.0.1:8050, gunicorn, 1 worker
+    workbench serve --workers 3 --port 8080  # several gunicorn worker processes
+    gunicorn "workbench.app:wsgi()"          # any WSGI server; settings from WORKBENCH_* variables
+
+Pages live in the `pages` package (one file per page), the stylesheet in the `assets` package;
+both folders are found through the installed packages, so a non-editable install works. The run
+selector in the navbar writes the chosen run id into the `run-store`; every page reads it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dash
+import dash_bootstrap_components as dbc
+import flask
+from dash import Input, Output, dcc, html
+
+from model import runs
+
+THEME = "cerulean"  # Bootswatch theme shipped in Bootstrap-Flask: served locally (no CDN, works
+                    # offline) and one of those without a web-font import
+THEME_URL = "/_workbench/theme/bootstrap.min.css"
+GUNICORN_THREADS = 4       # per worker: callbacks of one page load arrive together
+GUNICORN_TIMEOUT = 120     # s: the first request of a worker loads TensorFlow and the model
+
+
+def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "keras",
+               data_dir: Path | str | None = None) -> dash.Dash:
+    """The Dash app over `runs_dir`; `backend` is passed on to the predictors ("keras" or "onnx")."""
+    import assets
+    import pages
+
+    app = dash.Dash(
+        __name__, use_pages=True, title="Fashion workbench",
+        pages_folder=str(Path(pages.__file__).resolve().parent),
+        assets_folder=str(Path(assets.__file__).resolve().parent),
+        external_stylesheets=[THEME_URL], suppress_callback_exceptions=True)
+    _serve_theme(app.server)
+    app.server.config.update(WORKBENCH_RUNS_DIR=str(runs_dir), WORKBENCH_BACKEND=backend,
+                             WORKBENCH_DATA_DIR=str(data_dir) if data_dir else None)
+    app.layout = serve_layout
+
+    @app.callback(Output("run-store", "data"), Input("run-select", "value"))
+    def remember_run(run_id):
+        return run_id
+
+    _register_api(app.server, Path(runs_dir), backend)
+    return app
+
+
+def _serve_theme(server: flask.Flask) -> None:
+    """The Bootstrap theme's stylesheet from the installed Bootstrap-Flask package."""
+    import flask_bootstrap
+
+    folder = Path(flask_bootstrap.__file__).parent / "static" / "bootstrap5" / "css" / "bootswatch" / THEME
+    server.add_url_rule(THEME_URL, "workbench_theme",
+                        lambda: flask.send_from_directory(folder, "bootstrap.min.css", max_age=3600))
+
+
+def _register_api(server: flask.Flask, runs_dir: Path, backend: str) -> None:
+    """Mount the JSON API (/api/v1/...) beside the pages, when the API module is installed."""
+    try:
+        from workbench.api import register_api
+    except ModuleNotFoundError as exc:
+        if exc.name != "workbench.api":
+            raise
+        return
+    register_api(server, runs_dir, backend)
+
+
+def serve_layout():
+    """The frame around every page: navbar with the run selector, the page, the shared store."""
+    run_ids = runs.list_runs(settings()["runs_dir"])
+    selector = dcc.Dropdown(
+        id="run-select", options=[{"label": r, "value": r} for r in run_ids],
+        value=run_ids[0] if run_ids else None, clearable=False, persistence=True,
+        persistence_type="session", placeholder="no runs found", className="run-select")
+    links = [dbc.NavLink(page["name"], href=page["relative_path"], active="exact")
+             for page in dash.page_registry.values()]
+    navbar = dbc.Navbar(dbc.Container([
+        dbc.NavbarBrand("Fashion workbench", href="/"),
+        dbc.Nav(links, navbar=True, className="me-auto"),
+        html.Div([html.Span("run", className="run-label"), selector], className="run-picker"),
+    ], fluid=True), color="primary", dark=True, className="mb-3")
+    return html.Div([dcc.Store(id="run-store"), navbar,
+                     dbc.Container(dash.page_container, fluid=True, className="page")])
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared by the pages
+
+def settings() -> dict:
+    """runs_dir, backend and data_dir of the app answering the current request."""
+    config = flask.current_app.config
+    return {"runs_dir": Path(config.get("WORKBENCH_RUNS_DIR") or runs.DEFAULT_RUNS_DIR),
+            "backend": config.get("WORKBENCH_BACKEND") or "keras",
+            "data_dir": config.get("WORKBENCH_DATA_DIR")}
+
+
+def problem(message: str, title: str = "Cannot show this") -> dbc.Alert:
+    """A visible, specific error in the page (bad upload, broken run file ...)."""
+    return dbc.Alert([html.Strong(title + ": "), message], color="danger", className="problem")
+
+
+def no_run() -> dbc.Alert:
+    return dbc.Alert("No run selected: train one with `workbench train` or pick a runs folder "
+                     "with `workbench serve --runs-dir`.", color="warning", className="problem")
+
+
+def metric_card(label: str, value: str, note: str = "") -> dbc.Card:
+    return dbc.Card(dbc.CardBody([html.Div(label, className="metric-label"),
+                                  html.Div(value, className="metric-value"),
+                                  html.Div(note, className="metric-note")]), className="metric-card")
+
+
+def rows_table(rows: list[dict], columns: list[str] | None = None, table_id: str | None = None) -> dbc.Table:
+    columns = columns or (list(rows[0]) if rows else [])
+    head = html.Thead(html.Tr([html.Th(c) for c in columns]))
+    body = html.Tbody([html.Tr([html.Td(_cell(row.get(c))) for c in columns]) for row in rows])
+    extra = {"id": table_id} if table_id else {}
+    return dbc.Table([head, body], striped=True, hover=True, size="sm", className="rows-table", **extra)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "" if value is None else str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving
+
+def wsgi(runs_dir: str | None = None, backend: str | None = None) -> flask.Flask:
+    """WSGI factory for gunicorn & co; defaults from WORKBENCH_RUNS_DIR / _BACKEND / FASHION_MNIST_DIR."""
+    return create_app(runs_dir or os.environ.get("WORKBENCH_RUNS_DIR") or runs.DEFAULT_RUNS_DIR,
+                      backend or os.environ.get("WORKBENCH_BACKEND") or "keras").server
+
+
+def main(args) -> int:
+    """`workbench serve`: gunicorn with --workers processes (Dash's dev server with --debug)."""
+    runs_dir = Path(args.runs_dir)
+    if not runs_dir.is_dir():
+        raise runs.RunError(f"runs folder {runs_dir} not found")
+    print(f"workbench: {len(runs.list_runs(runs_dir))} run(s) in {runs_dir}, backend {args.backend}; "
+          f"open http://{args.host}:{args.port}/")
+    if args.debug:
+        create_app(runs_dir, args.backend).run(host=args.host, port=args.port, debug=True)
+        return 0
+    _serve_gunicorn(runs_dir, args.backend, args.host, args.port, max(1, args.workers))
+    return 0
+
+
+def _serve_gunicorn(runs_dir: Path, backend: str, host: str, port: int, workers: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self):
+            for key, value in {"bind": f"{host}:{port}", "workers": workers, "threads": GUNICORN_THREADS,
+                               "worker_class": "gthread", "timeout": GUNICORN_TIMEOUT,
+                               "accesslog": None, "preload_app": False}.items():
+                self.cfg.set(key, value)
+
+        def load(self):  # in each worker after the fork: TensorFlow is never loaded in the master
+            return wsgi(str(runs_dir), backend)
+
+    Server().run()
