@@ -28,3 +28,14 @@ def runs_dir() -> Path:
 def default_run_dir(runs_dir) -> Path:
     """The committed default model's run folder."""
     return runs_dir / "fast-default"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, data_dir) -> Path:
+    """A real but tiny training run (300 images, 2 epochs, a narrow CNN): a complete run folder."""
+    from model.recipes import get_recipe
+    from model.train import train
+
+    recipe = get_recipe("fast", epochs=2, batch_size=64, val_size=200, width=8)
+    runs = tmp_path_factory.mktemp("runs")
+    return train(recipe, runs, "tiny", data_dir=data_dir, limit=300, progress=False)

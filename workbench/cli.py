@@ -42,7 +42,10 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model; writes runs/<run-id>/ (resumable)")
     add_data_dir(p)
     add_runs_dir(p)
-    p.add_argument("--recipe", default="fast", help="fast (default, compact CNN), resnet50-cpu, study")
+    from model.recipes import RECIPES  # plain dataclasses: no TensorFlow import
+
+    p.add_argument("--recipe", default="fast", choices=list(RECIPES),
+                   help="fast (default, compact CNN), fast-long, resnet50-cpu, study (a GPU job)")
     p.add_argument("--run-id", default=None, help="run folder name (default: <recipe>-<seed>); "
                                                   "an unfinished run of that name is resumed")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")

@@ -1,0 +1,292 @@
+"""Train a recipe into a run folder, resumably, then evaluate it once on the test set.
+
+    workbench train --recipe fast --run-id fast-default      # the committed default (~10 min, 2 cores)
+    workbench train --recipe fast --epochs 1 --limit 2000    # a smoke run
+
+Pipeline: data (train / validation split of the 60k, test held out) -> tf.data with per-batch
+augmentation -> model.fit with a one-cycle (or exponential) schedule -> the epoch with the best
+validation accuracy is kept -> model.keras -> evaluated once on the test set (model.evaluate).
+
+Kill it at any point and run the same command again: `backup/` holds the weights, optimizer state
+and epoch of the last finished epoch (keras.callbacks.BackupAndRestore), and history.csv continues
+where it stopped. A finished run deletes its `backup/`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from model import runs
+from model.architectures import build_model, gradcam_layer
+from model.data import CLASS_NAMES, IMAGE_SIZE, load_splits
+from model.recipes import Augment, Recipe, get_recipe
+
+BEST_WEIGHTS = "best.weights.h5"
+
+
+# ---------------------------------------------------------------------------------------------
+# Data pipeline: uint8 images -> float32 pixels 0..255 (N, 28, 28, 1), augmented per batch
+
+def random_shift(images, padding: int):
+    """Random crop after zero padding = a random integer shift of up to `padding` px each way."""
+    n = tf.shape(images)[0]
+    shifts = tf.cast(tf.random.uniform([n, 2], -padding, padding + 1, dtype=tf.int32), tf.float32)
+    ones, zeros = tf.ones([n, 1]), tf.zeros([n, 1])
+    transforms = tf.concat([ones, zeros, -shifts[:, :1], zeros, ones, -shifts[:, 1:], zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=[IMAGE_SIZE, IMAGE_SIZE], fill_value=0.0,
+        interpolation="NEAREST", fill_mode="CONSTANT")
+
+
+def random_flip(images):
+    flip = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < 0.5
+    return tf.where(flip, tf.reverse(images, axis=[2]), images)
+
+
+def random_erase(images, probability: float, area: tuple[float, float]):
+    """Random erasing: a rectangle of random size, aspect and place filled with noise, per image."""
+    n, size = tf.shape(images)[0], float(IMAGE_SIZE)
+    share = tf.random.uniform([n], area[0], area[1])
+    aspect = tf.exp(tf.random.uniform([n], math.log(0.3), math.log(1 / 0.3)))
+    h = tf.minimum(tf.sqrt(share * size * size * aspect), size)
+    w = tf.minimum(tf.sqrt(share * size * size / aspect), size)
+    top = tf.random.uniform([n]) * (size - h)
+    left = tf.random.uniform([n]) * (size - w)
+    grid = tf.range(size)
+    rows = (grid[None, :] >= top[:, None]) & (grid[None, :] < (top + h)[:, None])
+    cols = (grid[None, :] >= left[:, None]) & (grid[None, :] < (left + w)[:, None])
+    chosen = tf.random.uniform([n]) < probability
+    mask = rows[:, :, None] & cols[:, None, :] & chosen[:, None, None]
+    noise = tf.random.uniform(tf.shape(images), 0.0, 255.0)
+    return tf.where(mask[..., None], noise, images)
+
+
+def augment_fn(augment: Augment, seed: int):
+    """A function augmenting one batch of float pixels, built from the recipe's settings."""
+    extra = []
+    if augment.rotation:
+        extra.append(keras.layers.RandomRotation(augment.rotation, fill_mode="constant", seed=seed))
+    if augment.zoom:
+        extra.append(keras.layers.RandomZoom(augment.zoom, fill_mode="constant", seed=seed))
+
+    def apply(images):
+        if augment.crop_padding:
+            images = random_shift(images, augment.crop_padding)
+        if augment.flip:
+            images = random_flip(images)
+        for layer in extra:
+            images = layer(images, training=True)
+        if augment.erase_probability:
+            images = random_erase(images, augment.erase_probability, augment.erase_area)
+        return images
+    return apply
+
+
+def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augment: Augment | None = None,
+                 seed: int = 0) -> tf.data.Dataset:
+    """Batches of (float32 (B, 28, 28, 1) pixels, int labels); shuffled and augmented when training."""
+    ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels.astype(np.int32)))
+    if augment is not None:
+        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
+    if augment is not None:
+        apply = augment_fn(augment, seed)
+        ds = ds.map(lambda x, y: (apply(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimisation
+
+def make_schedule(recipe: Recipe, steps_per_epoch: int):
+    total = recipe.epochs * steps_per_epoch
+    if recipe.schedule == "onecycle":
+        warmup = max(1, int(recipe.warmup_fraction * total))
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=recipe.learning_rate / 25, decay_steps=max(1, total - warmup),
+            warmup_target=recipe.learning_rate, warmup_steps=warmup, alpha=0.0)
+    if recipe.schedule == "exponential":
+        return keras.optimizers.schedules.ExponentialDecay(
+            recipe.learning_rate, decay_steps=steps_per_epoch, decay_rate=recipe.decay_rate)
+    raise ValueError(f"unknown schedule {recipe.schedule!r}; expected onecycle or exponential")
+
+
+def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    schedule = make_schedule(recipe, steps_per_epoch)
+    if recipe.optimizer == "sgd":
+        return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True,
+                                    weight_decay=recipe.weight_decay or None)
+    if recipe.optimizer == "adam":
+        return keras.optimizers.Adam(schedule, weight_decay=recipe.weight_decay or None)
+    raise ValueError(f"unknown optimizer {recipe.optimizer!r}; expected sgd or adam")
+
+
+def build_recipe_model(recipe: Recipe) -> keras.Model:
+    if recipe.architecture == "compact_cnn":
+        return build_model("compact_cnn", width=recipe.width)
+    return build_model("resnet50", input_size=recipe.input_size, trainable_layers=recipe.trainable_layers)
+
+
+def build_and_compile(recipe: Recipe, steps_per_epoch: int) -> keras.Model:
+    model = build_recipe_model(recipe)
+    if recipe.architecture == "resnet50":
+        from model.weights import load_resnet50_weights
+        load_resnet50_weights(model, recipe.weights)
+    model.compile(optimizer=make_optimizer(recipe, steps_per_epoch),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+                  metrics=["accuracy"])
+    return model
+
+
+def one_hot(x, y):
+    return x, tf.one_hot(y, len(CLASS_NAMES))
+
+
+# ---------------------------------------------------------------------------------------------
+# Callbacks
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Writes history.csv after every epoch, continuing an interrupted run's rows (1-based epochs)."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.rows: list[dict] = []
+
+    def on_train_begin(self, logs=None):
+        if (self.run_dir / runs.HISTORY).is_file():
+            self.rows = runs.read_history(self.run_dir).to_dict("records")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        row = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
+               "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy"),
+               "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+               "seconds": round(time.perf_counter() - self.started, 3)}
+        self.rows = [r for r in self.rows if r["epoch"] < epoch + 1] + [row]
+        runs.write_history(self.run_dir, pd.DataFrame(self.rows, columns=runs.HISTORY_COLUMNS))
+
+
+def best_val_accuracy(run_dir: Path) -> float | None:
+    """The best validation accuracy among the epochs already backed up (for resuming the checkpoint)."""
+    meta = Path(run_dir) / runs.BACKUP_DIR / "training_metadata.json"
+    if not meta.is_file() or not (Path(run_dir) / runs.HISTORY).is_file():
+        return None
+    done = json.loads(meta.read_text())["epoch"]
+    history = runs.read_history(run_dir)
+    history = history[history["epoch"] <= done]
+    return float(history["val_accuracy"].max()) if len(history) else None
+
+
+def make_callbacks(run_dir: Path, extra: list | None = None) -> list:
+    backup = Path(run_dir) / runs.BACKUP_DIR
+    return [
+        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),  # first: sets the epoch
+        HistoryWriter(run_dir),
+        keras.callbacks.ModelCheckpoint(  # model selection on the validation split only
+            str(backup / BEST_WEIGHTS), monitor="val_accuracy", mode="max", save_best_only=True,
+            save_weights_only=True, initial_value_threshold=best_val_accuracy(run_dir)),
+        *(extra or []),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# A run
+
+def run_config(recipe: Recipe, run_id: str, n_train: int, limit: int | None) -> dict:
+    return {"run_id": run_id, "recipe": recipe.name, "architecture": recipe.architecture,
+            "class_names": list(CLASS_NAMES), "input_size": recipe.input_size,
+            "gradcam_layer": gradcam_layer(recipe.architecture, recipe.input_size),
+            "seed": recipe.seed, "val_size": recipe.val_size, "epochs": recipe.epochs,
+            "batch_size": recipe.batch_size, "n_train": n_train, "limit": limit,
+            "settings": recipe.to_dict(), "keras_version": keras.__version__}
+
+
+def prepare_run_dir(runs_dir: Path, run_id: str, config: dict) -> Path:
+    """Create the run folder, or check that an unfinished one was started with the same settings."""
+    if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
+        raise runs.RunError(f"invalid run id {run_id!r}")
+    run_dir = Path(runs_dir) / run_id
+    if (run_dir / runs.CONFIG).is_file():
+        old = runs.read_config(run_dir)
+        if not (run_dir / runs.BACKUP_DIR).is_dir():
+            raise runs.RunError(f"run {run_id!r} is already finished; choose another --run-id "
+                                f"or delete {run_dir} to train it again")
+        if old.get("settings") != json.loads(json.dumps(config["settings"])):
+            raise runs.RunError(f"run {run_id!r} was started with other settings; resume it with the "
+                                f"same flags, or choose another --run-id")
+        print(f"resuming run {run_id!r} from {run_dir / runs.BACKUP_DIR}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / runs.BACKUP_DIR).mkdir(exist_ok=True)
+    runs.write_json(run_dir, runs.CONFIG, config)
+    return run_dir
+
+
+def subset(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int):
+    if not limit or limit >= len(labels):
+        return images, labels
+    keep = np.sort(np.random.default_rng(seed).permutation(len(labels))[:limit])
+    return images[keep], labels[keep]
+
+
+def train(recipe: Recipe, runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, run_id: str | None = None,
+          data_dir=None, limit: int | None = None, progress: bool = True,
+          extra_callbacks: list | None = None) -> Path:
+    """Train (or resume) a run, keep the best-validation epoch, save it and evaluate it on the test set."""
+    from model.evaluate import evaluate_run
+
+    if recipe.val_size <= 0:
+        raise ValueError("training needs a validation split for model selection: val_size must be > 0")
+    run_id = run_id or f"{recipe.name}-{recipe.seed}"
+    keras.utils.set_random_seed(recipe.seed)
+    splits = load_splits(data_dir, val_size=recipe.val_size, seed=recipe.seed, progress=progress)
+    x_train, y_train = subset(splits.train.images, splits.train.labels, limit, recipe.seed)
+    run_dir = prepare_run_dir(Path(runs_dir), run_id, run_config(recipe, run_id, len(y_train), limit))
+
+    train_ds = make_dataset(x_train, y_train, recipe.batch_size, recipe.augment, recipe.seed).map(one_hot)
+    val_ds = make_dataset(splits.val.images, splits.val.labels, 1024).map(one_hot)
+    steps = math.ceil(len(y_train) / recipe.batch_size)
+    model = build_and_compile(recipe, steps)
+    model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, shuffle=False, verbose=1 if progress else 2,
+              callbacks=make_callbacks(run_dir, extra_callbacks))
+
+    save_best_model(recipe, run_dir, model)
+    evaluate_run(run_dir, test=splits.test)
+    shutil.rmtree(run_dir / runs.BACKUP_DIR)
+    return run_dir
+
+
+def save_best_model(recipe: Recipe, run_dir: Path, trained: keras.Model) -> None:
+    """model.keras: the best-validation weights in a fresh, uncompiled copy of the architecture."""
+    best = Path(run_dir) / runs.BACKUP_DIR / BEST_WEIGHTS
+    trained.load_weights(str(best))
+    model = build_recipe_model(recipe)
+    model.set_weights(trained.get_weights())
+    model.save(Path(run_dir) / runs.MODEL)
+
+
+def main(args) -> int:
+    """`workbench train`: the recipe with the command line's overrides."""
+    recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size,
+                        learning_rate=args.learning_rate, input_size=args.input_size,
+                        weights=args.weights, val_size=args.val_size, seed=args.seed)
+    run_dir = train(recipe, args.runs_dir, args.run_id, data_dir=args.data_dir, limit=args.limit,
+                    progress=not args.no_progress)
+    metrics = runs.read_metrics(run_dir)
+    print(f"run {run_dir.name}: test accuracy {metrics['test_accuracy']:.4f} "
+          f"(95% CI {metrics['test_accuracy_ci95'][0]:.4f}-{metrics['test_accuracy_ci95'][1]:.4f}), "
+          f"macro F1 {metrics['macro_f1']:.4f}, ECE {metrics['ece']:.4f}, "
+          f"{metrics['train_seconds']:.0f} s training -> {run_dir}")
+    return 0

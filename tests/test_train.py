@@ -1,0 +1,172 @@
+"""End-to-end training on a few hundred images: the run folder, resuming, and the augmentations."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model import runs
+from model.data import CLASS_NAMES
+from model.recipes import get_recipe
+from model.train import random_erase, random_flip, random_shift, train
+from workbench import cli
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CONFIG_KEYS = {"run_id", "recipe", "architecture", "class_names", "gradcam_layer", "input_size", "seed",
+               "val_size", "epochs", "batch_size"}
+METRIC_KEYS = {"test_accuracy", "test_accuracy_ci95", "macro_f1", "ece", "per_class", "train_seconds",
+               "train_images_per_second", "n_test", "reliability"}
+
+
+def test_tiny_run_writes_a_complete_run_folder(tiny_run):
+    config = runs.read_config(tiny_run)
+    assert CONFIG_KEYS <= set(config)
+    assert config["class_names"] == list(CLASS_NAMES) and config["n_train"] == 300
+    history = runs.read_history(tiny_run)
+    assert list(history.columns) == runs.HISTORY_COLUMNS
+    assert history["epoch"].tolist() == [1, 2]
+    assert (history["seconds"] > 0).all() and history["learning_rate"].notna().all()
+    metrics = runs.read_metrics(tiny_run)
+    assert METRIC_KEYS <= set(metrics)
+    assert metrics["n_test"] == 10_000
+    lo, hi = metrics["test_accuracy_ci95"]
+    assert lo <= metrics["test_accuracy"] <= hi
+    assert set(metrics["per_class"]) == set(CLASS_NAMES)
+    assert sum(metrics["reliability"]["bin_count"]) == 10_000
+    predictions = runs.read_predictions(tiny_run)
+    assert len(predictions) == 10_000
+    probs = predictions[runs.PROB_COLUMNS].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert (predictions["predicted"] == predictions["label"]).mean() == pytest.approx(metrics["test_accuracy"])
+    assert runs.read_confusion(tiny_run).sum() == 10_000
+    for png in (runs.CURVES_PNG, runs.CONFUSION_PNG):
+        assert (tiny_run / png).read_bytes()[:8] == PNG_MAGIC
+    assert not (tiny_run / runs.BACKUP_DIR).exists(), "a finished run keeps no backup"
+    model = runs.load_model(tiny_run)
+    assert model.input.name == "image" and tuple(model.output.shape) == (None, 10)
+    assert model.get_layer(config["gradcam_layer"]).output.shape[1] >= 7
+
+
+def test_tiny_run_learned_something(tiny_run):
+    """300 images, 2 epochs: far from good, but clearly better than chance (10%)."""
+    assert runs.read_metrics(tiny_run)["test_accuracy"] > 0.3
+
+
+def test_finished_run_is_not_trained_again(tiny_run, data_dir):
+    recipe = get_recipe("fast", epochs=2, batch_size=64, val_size=200, width=8)
+    with pytest.raises(runs.RunError, match="already finished"):
+        train(recipe, tiny_run.parent, "tiny", data_dir=data_dir, limit=300, progress=False)
+
+
+def test_evaluate_command_rewrites_metrics(tiny_run, tmp_path, capsys):
+    shutil.copytree(tiny_run, tmp_path / "copy")
+    (tmp_path / "copy" / runs.METRICS).unlink()
+    assert cli.main(["evaluate", "copy", "--runs-dir", str(tmp_path)]) == 0
+    rewritten = runs.read_metrics(tmp_path / "copy")
+    assert rewritten["test_accuracy"] == pytest.approx(runs.read_metrics(tiny_run)["test_accuracy"], abs=2e-4)
+    assert "test accuracy" in capsys.readouterr().out
+
+
+class SimulatedKill(Exception):
+    pass
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Raises at the start of a given epoch (0-based), like a kill after the previous epoch's backup."""
+
+    def __init__(self, at_epoch: int):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise SimulatedKill(f"killed at the start of epoch {epoch + 1}")
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_interrupted_run_resumes_with_continuous_history(tmp_path, data_dir):
+    recipe = get_recipe("fast", epochs=3, batch_size=64, val_size=200, width=8)
+    kwargs = dict(data_dir=data_dir, limit=200, progress=False)
+    with pytest.raises(SimulatedKill):
+        train(recipe, tmp_path, "resume", extra_callbacks=[Interrupt(at_epoch=2)], **kwargs)
+    run_dir = tmp_path / "resume"
+    first = runs.read_history(run_dir)
+    assert first["epoch"].tolist() == [1, 2]
+    assert json.loads((run_dir / runs.BACKUP_DIR / "training_metadata.json").read_text())["epoch"] == 2
+    assert not (run_dir / runs.MODEL).exists()
+
+    with pytest.raises(runs.RunError, match="other settings"):
+        train(get_recipe("fast", epochs=5, batch_size=64, val_size=200, width=8), tmp_path, "resume", **kwargs)
+
+    recorder = EpochRecorder()
+    train(recipe, tmp_path, "resume", extra_callbacks=[recorder], **kwargs)
+    assert recorder.epochs == [2], "only the missing epoch is trained"
+    history = runs.read_history(run_dir)
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert history.iloc[:2].equals(first), "earlier epochs are kept as they were"
+    # the one-cycle schedule continued from the restored step count: zero at the very end
+    assert history["learning_rate"].iloc[-1] == pytest.approx(0.0, abs=1e-6)
+    assert history["learning_rate"].iloc[1] > 0
+    assert (run_dir / runs.METRICS).is_file() and not (run_dir / runs.BACKUP_DIR).exists()
+    assert runs.read_metrics(run_dir)["epochs_trained"] == 3
+
+
+def test_train_command_flags(tmp_path, data_dir, capsys):
+    args = ["train", "--recipe", "fast", "--run-id", "cli", "--runs-dir", str(tmp_path), "--data-dir",
+            str(data_dir), "--epochs", "1", "--limit", "128", "--val-size", "100", "--batch-size", "64",
+            "--seed", "3", "--no-progress"]
+    assert cli.main(args) == 0
+    config = runs.read_config(tmp_path / "cli")
+    assert (config["epochs"], config["batch_size"], config["seed"], config["val_size"]) == (1, 64, 3, 100)
+    assert "test accuracy" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # argparse refuses unknown recipes
+        cli.main(["train", "--recipe", "nope", "--runs-dir", str(tmp_path)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Augmentations (pure tensor functions)
+
+def blob_batch(n: int = 8) -> tf.Tensor:
+    images = np.zeros((n, 28, 28, 1), dtype="float32")
+    images[:, 10:18, 8:14] = 200.0  # an off-centre blob, well inside the 2 px margin
+    return tf.constant(images)
+
+
+def test_random_shift_moves_without_losing_the_blob():
+    tf.random.set_seed(0)
+    images = blob_batch(32)
+    shifted = random_shift(images, padding=2).numpy()
+    np.testing.assert_allclose(shifted.sum(axis=(1, 2, 3)), images.numpy().sum(axis=(1, 2, 3)))
+    rows = [np.nonzero(s[..., 0].any(axis=1))[0][0] for s in shifted]
+    assert set(rows) <= {8, 9, 10, 11, 12} and len(set(rows)) > 1
+
+
+def test_random_flip_mirrors_some_images():
+    tf.random.set_seed(0)
+    images = blob_batch(32)
+    flipped = random_flip(images).numpy()
+    mirrored = [np.array_equal(f, images.numpy()[0, :, ::-1]) for f in flipped]
+    same = [np.array_equal(f, images.numpy()[0]) for f in flipped]
+    assert all(m or s for m, s in zip(mirrored, same)) and 0 < sum(mirrored) < 32
+
+
+def test_random_erase_changes_a_bounded_rectangle():
+    tf.random.set_seed(0)
+    images = tf.zeros((64, 28, 28, 1))
+    erased = random_erase(images, probability=1.0, area=(0.1, 0.2)).numpy()
+    changed = (erased != 0).reshape(64, -1).mean(axis=1)
+    assert (changed > 0.03).all() and (changed < 0.35).all()
+    assert (random_erase(images, probability=0.0, area=(0.1, 0.2)).numpy() == 0).all()
