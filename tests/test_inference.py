@@ -73,8 +73,15 @@ def test_concurrent_first_requests_share_one_export(runs_copy, test_images):
 def test_corrupt_onnx_file_gives_clear_error(runs_copy):
     onnx_file = runs_copy / "fast-default" / "model.onnx"
     onnx_file.write_bytes(b"not an onnx model")  # newer than model.keras, so it is not re-exported
-    with pytest.raises(export.ExportError, match=r"model.onnx is unreadable .*workbench export fast-default"):
+    with pytest.raises(export.ExportError, match=r"model.onnx is unreadable .*`workbench export fast-default --format onnx`"):
         get_predictor(runs_copy, "fast-default", "onnx")
+
+
+def test_corrupt_quantized_tflite_names_its_command(runs_copy):
+    path = runs_copy / "fast-default" / "model.int8.tflite"
+    path.write_bytes(b"\x00" * 64)
+    with pytest.raises(export.ExportError, match="`workbench export fast-default --format tflite --quantize int8`"):
+        TFLitePredictor.for_run(runs_copy / "fast-default", "int8")
 
 
 def test_missing_quantized_export_names_the_command(runs_copy):

@@ -121,8 +121,10 @@ def _tflite_interpreter_class():
 def _bad_export(path: Path, exc: Exception):
     from model.export import ExportError
 
+    fmt, *quantize = reversed(path.name.split(".")[1:])  # model.onnx, model.int8.tflite, ...
+    command = f"workbench export {path.parent.name} --format {fmt}" + "".join(f" --quantize {q}" for q in quantize)
     return ExportError(f"run {path.parent.name!r}: {path.name} is unreadable ({type(exc).__name__}: {exc}); "
-                       f"delete it and re-create it with `workbench export {path.parent.name} ...`")
+                       f"re-create it with `{command}`")
 
 
 def ensure_export(run_dir: Path, fmt: str, quantize: str = "none") -> Path:
