@@ -123,7 +123,8 @@ def export_all(run_dir: Path) -> list[str]:
     for fmt in ("onnx", "tflite"):
         started = time.perf_counter()
         path = export_run(run_dir, fmt)
-        lines.append(f"exported {path.name}: {path.stat().st_size / 1e6:.2f} MB in {time.perf_counter() - started:.1f} s")
+        seconds = time.perf_counter() - started
+        lines.append(f"exported {path.name}: {path.stat().st_size / 1e6:.2f} MB in {seconds:.1f} s")
     return lines
 
 

@@ -17,6 +17,7 @@ Files are written atomically (temp file, then rename), so a failed export never 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -77,7 +78,7 @@ def export_onnx(model, path: Path) -> Path:
     """Write the model as ONNX (input "image", dynamic batch) through Keras' own exporter."""
     _call_once(model)  # Keras refuses to export a model that has never been called
     with _atomic_output(path) as tmp:
-        _convert(lambda: model.export(str(tmp), format="onnx", verbose=False), "ONNX")
+        _convert(lambda: model.export(str(tmp), format="onnx", verbose=False), "ONNX conversion failed")
     return path
 
 
@@ -89,10 +90,10 @@ def export_tflite(model, path: Path, quantize: str = "none", representative: np.
         raise ExportError("int8 quantisation needs representative images from the training split")
     _call_once(model)
     with tempfile.TemporaryDirectory(prefix="export-savedmodel-") as saved_dir:
-        _convert(lambda: model.export(saved_dir, format="tf_saved_model", verbose=False), "TF SavedModel")
+        _convert(lambda: model.export(saved_dir, format="tf_saved_model", verbose=False), "TF SavedModel export failed")
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_dir)
         _configure_quantization(converter, quantize, representative)
-        flatbuffer = _convert(converter.convert, "TFLite")
+        flatbuffer = _convert(converter.convert, "TFLite conversion failed")
     with _atomic_output(path) as tmp:
         tmp.write_bytes(flatbuffer)
     return path
@@ -115,38 +116,34 @@ def _configure_quantization(converter, quantize: str, representative: np.ndarray
 def _call_once(model) -> None:
     """Call the model on one blank image: Keras exports only called models; checks the input contract."""
     _convert(lambda: model(np.zeros((1, 28, 28, 1), np.float32), training=False),
-             "the model does not take (N, 28, 28, 1) images; export")
+             "the model does not take (N, 28, 28, 1) float32 images, so it cannot be exported")
 
 
-def _convert(step, what: str):
+def _convert(step, failure: str):
+    """step(), with any converter exception turned into an ExportError starting with `failure`."""
     try:
         return step()
     except ExportError:
         raise
     except Exception as exc:  # converters raise many unrelated types (ConverterError, ValueError, ...)
-        raise ExportError(f"{what} conversion failed ({type(exc).__name__}: {exc})") from exc
+        raise ExportError(f"{failure} ({type(exc).__name__}: {exc})") from exc
 
 
-class _atomic_output:
-    """A temp path next to `path`, renamed onto it only when the block succeeds."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        # unique per process and thread; keeps the suffix, which the exporters look at
-        self.tmp = self.path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{self.path.name}")
-
-    def __enter__(self) -> Path:
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None and self.tmp.is_file() and self.tmp.stat().st_size > 0:
-            self.tmp.replace(self.path)
-            return
-        if self.tmp.is_dir():
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.unlink(missing_ok=True)
-        if exc_type is None:
-            raise ExportError(f"the exporter wrote nothing to {self.path.name}")
+@contextlib.contextmanager
+def _atomic_output(path: Path):
+    """Yield a temp path beside `path`; rename it onto `path` only when the block wrote a file."""
+    path = Path(path)
+    # unique per process and thread; keeps the suffix, which the exporters look at
+    tmp = path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{path.name}")
+    try:
+        yield tmp
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise ExportError(f"the exporter wrote nothing to {path.name}")
+        tmp.replace(path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        tmp.unlink(missing_ok=True)
 
 
 def export_run(run_dir: Path, fmt: str, quantize: str = "none",

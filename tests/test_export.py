@@ -131,6 +131,6 @@ def test_failed_export_leaves_no_partial_file(run_copy, tmp_path):
     inputs = keras.Input((32, 32, 3), name="image")  # breaks the model contract: not 28 x 28 x 1
     wrong = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs)))
     for fmt, convert in (("onnx", export.export_onnx), ("tflite", export.export_tflite)):
-        with pytest.raises(export.ExportError, match=r"does not take \(N, 28, 28, 1\) images"):
+        with pytest.raises(export.ExportError, match=r"does not take \(N, 28, 28, 1\) float32 images"):
             convert(wrong, tmp_path / f"model.{fmt}")
     assert list(tmp_path.iterdir()) == []

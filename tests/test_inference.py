@@ -73,7 +73,8 @@ def test_concurrent_first_requests_share_one_export(runs_copy, test_images):
 def test_corrupt_onnx_file_gives_clear_error(runs_copy):
     onnx_file = runs_copy / "fast-default" / "model.onnx"
     onnx_file.write_bytes(b"not an onnx model")  # newer than model.keras, so it is not re-exported
-    with pytest.raises(export.ExportError, match=r"model.onnx is unreadable .*`workbench export fast-default --format onnx`"):
+    expected = r"model.onnx is unreadable .*`workbench export fast-default --format onnx`"
+    with pytest.raises(export.ExportError, match=expected):
         get_predictor(runs_copy, "fast-default", "onnx")
 
 
