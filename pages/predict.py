@@ -239,6 +239,8 @@ def explain_item(store, item_index, run_id, method, target, layer, opacity):
         return (png_data_url(image), None, "", empty_figure(""), problem(str(exc)), "", None, [])
     runner_up = int(np.argsort(probs)[-2])
     caption = f"{METHODS[method]} for {names[cls]}" + (" (predicted)" if cls == top else "")
+    if heatmap.max() <= 0:
+        caption += ": no region speaks for this class"
     options = target_options(names, names[top])
     return (png_data_url(image), png_data_url(overlay(image, heatmap, opacity if opacity is not None else 0.5)),
             caption, figures.confidence_bars(probs, names, None if cls == top else cls),

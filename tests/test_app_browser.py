@@ -68,8 +68,11 @@ def screenshot(duo, name: str) -> None:
     folder = os.environ.get("WORKBENCH_SCREENSHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        height = duo.driver.execute_script("return document.body.scrollHeight")
-        duo.driver.set_window_size(1440, min(max(height + 40, 900), 2600))
+        for _ in range(2):  # the window is taller than its viewport: grow until the page fits
+            height = duo.driver.execute_script("return document.documentElement.scrollHeight")
+            inner = duo.driver.execute_script("return window.innerHeight")
+            size = duo.driver.get_window_size()
+            duo.driver.set_window_size(1440, min(size["height"] + max(height - inner, 0), 3000))
         duo.driver.save_screenshot(str(Path(folder) / f"{name}.png"))
 
 

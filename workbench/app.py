@@ -161,7 +161,8 @@ def _serve_gunicorn(runs_dir: Path, backend: str, host: str, port: int, workers:
         def load_config(self):
             for key, value in {"bind": f"{host}:{port}", "workers": workers, "threads": GUNICORN_THREADS,
                                "worker_class": "gthread", "timeout": GUNICORN_TIMEOUT,
-                               "accesslog": None, "preload_app": False}.items():
+                               "accesslog": None, "preload_app": False,
+                               "control_socket_disable": True}.items():
                 self.cfg.set(key, value)
 
         def load(self):  # in each worker after the fork: TensorFlow is never loaded in the master

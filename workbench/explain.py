@@ -30,7 +30,7 @@ METHODS = {  # key -> label shown in the app
     "smoothgrad": "SmoothGrad",
 }
 LAYER_METHODS = ("gradcam", "gradcam++")  # methods that look at a convolutional layer
-SMOOTH_SAMPLES = 16       # SmoothGrad: noisy copies per image (20 in the paper; 16 keeps it < 0.3 s)
+SMOOTH_SAMPLES = 16       # SmoothGrad: noisy copies per image (paper: 10-50 are enough)
 SMOOTH_NOISE = 0.15       # SmoothGrad noise, as a share of the image's pixel range (paper: 10-20%)
 CACHE_SIZE = 4096         # cached heatmaps per run: 4096 * 28 * 28 * 4 B ~ 13 MB
 
@@ -113,7 +113,8 @@ class Explainer:
     def _compute(self, batch: np.ndarray, targets: np.ndarray, method: str, layer: str | None) -> np.ndarray:
         from tf_keras_vis.utils.scores import CategoricalScore
 
-        score = CategoricalScore(targets.tolist())
+        repeats = SMOOTH_SAMPLES if method == "smoothgrad" else 1  # one score per noisy copy
+        score = CategoricalScore(np.repeat(targets, repeats).tolist())
         visualizer = self._visualizer(method)
         with warnings.catch_warnings():  # Saliency passes inputs as a list; Keras warns, harmlessly
             warnings.filterwarnings("ignore", message="The structure of `inputs`")
@@ -126,7 +127,7 @@ class Explainer:
         if method in LAYER_METHODS:
             return visualizer(score, batch, penultimate_layer=layer, seek_penultimate_conv_layer=False)
         if method == "smoothgrad":
-            return visualizer(score, batch, smooth_samples=SMOOTH_SAMPLES, smooth_noise=SMOOTH_NOISE)
+            return smoothgrad(visualizer, score, batch)
         return visualizer(score, batch)
 
     def _visualizer(self, method: str):
@@ -156,6 +157,23 @@ class Explainer:
         self._cache.move_to_end(key)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
+
+
+def smoothgrad(saliency, score, batch: np.ndarray) -> np.ndarray:
+    """SmoothGrad (Smilkov et al. 2017) in one batch: |gradients| averaged over noisy copies.
+
+    tf-keras-vis' own smooth_samples loop runs one gradient pass per sample (~1 s for 16 here);
+    the same average from one batched pass takes a tenth of that.
+    """
+    rng = np.random.default_rng(0)  # fixed noise: the same image always gets the same map
+    span = batch.max(axis=(1, 2, 3), keepdims=True) - batch.min(axis=(1, 2, 3), keepdims=True)
+    noisy = np.repeat(batch, SMOOTH_SAMPLES, axis=0)
+    noisy = noisy + rng.normal(0.0, 1.0, noisy.shape).astype(np.float32) * np.repeat(span * SMOOTH_NOISE,
+                                                                                      SMOOTH_SAMPLES, axis=0)
+    grads = saliency(score, noisy, keepdims=True, normalize_map=False)  # |d score / d pixel|
+    grads = np.asarray(grads).reshape(len(batch), SMOOTH_SAMPLES, *batch.shape[1:]).mean(axis=1).max(axis=-1)
+    low = grads.min(axis=(1, 2), keepdims=True)
+    return (grads - low) / np.maximum(grads.max(axis=(1, 2), keepdims=True) - low, 1e-12)
 
 
 def _digest(image: np.ndarray) -> str:

@@ -1,0 +1,106 @@
+"""Figure builders and image helpers: pure functions, checked on small hand-made inputs."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from model.data import CLASS_NAMES
+from workbench import figures, images
+
+NAMES = list(CLASS_NAMES)
+
+
+def test_confidence_bars_show_every_class_and_mark_top_and_target():
+    probs = np.array([0.05, 0.0, 0.1, 0.0, 0.05, 0.0, 0.7, 0.0, 0.1, 0.0])
+    fig = figures.confidence_bars(probs, NAMES, target=2)
+    bar = fig.data[0]
+    assert list(bar.y) == NAMES and np.allclose(bar.x, probs)
+    assert bar.marker.color[6] == figures.ACCENT and bar.marker.color[2] == figures.HIGHLIGHT
+    assert bar.marker.color[0] == figures.MUTED
+    assert "Shirt" in fig.layout.title.text and "70.0%" in fig.layout.title.text
+
+
+def test_confusion_counts_and_row_normalised_with_hover_data():
+    matrix = np.diag([90] * 10)
+    matrix[6, 0], matrix[9, 9] = 10, 0  # an empty row must not divide by zero
+    counts = figures.confusion_figure(matrix, NAMES)
+    shares = figures.confusion_figure(matrix, NAMES, normalise=True, selected=(6, 0))
+    assert np.array_equal(np.asarray(counts.data[0].z), matrix)
+    z = np.asarray(shares.data[0].z)
+    assert z[6, 0] == pytest.approx(0.1) and z[6, 6] == pytest.approx(0.9) and z[9].sum() == 0
+    assert counts.data[0].text[6][0] == "10" and shares.data[0].text[6][0] == "10%"
+    custom = np.asarray(shares.data[0].customdata)
+    assert custom[6, 0, 0] == 10 and custom[6, 0, 1] == pytest.approx(0.1)  # hover: count and share
+    assert len(shares.layout.shapes) == 1 and shares.layout.shapes[0].x0 == -0.5
+
+
+def test_learning_curves_overlay_runs_with_train_val_and_lr():
+    history = pd.DataFrame({"epoch": [1, 2, 3], "loss": [1.0, 0.6, 0.4], "accuracy": [0.6, 0.8, 0.85],
+                            "val_loss": [0.9, 0.7, 0.6], "val_accuracy": [0.65, 0.75, 0.8],
+                            "learning_rate": [1e-3, 5e-4, 2e-4]})
+    fig = figures.learning_curves({"a": history, "b": history.iloc[:2]})
+    assert len(fig.data) == 10
+    names = [t.name for t in fig.data]
+    assert "a · train" in names and "b · val" in names and "a · lr" in names
+    val_loss = next(t for t in fig.data if t.name == "a · val" and list(t.y) == [0.9, 0.7, 0.6])
+    assert val_loss.line.dash == "dash"
+    assert {t.line.color for t in fig.data if t.legendgroup == "b"} == {figures.RUN_COLORS[1]}
+
+
+def test_learning_curves_skip_missing_columns():
+    fig = figures.learning_curves({"old": pd.DataFrame({"epoch": [1, 2], "loss": [1.0, 0.5], "val_loss": [1, 1]})})
+    assert [t.name for t in fig.data] == ["old · train", "old · val"]
+
+
+def test_reliability_diagram_plots_used_bins_and_diagonal():
+    rel = {"bin_edges": np.linspace(0, 1, 11), "bin_accuracy": [0] * 8 + [0.7, 0.95],
+           "bin_confidence": [0] * 8 + [0.85, 0.97], "bin_count": [0] * 8 + [20, 80]}
+    fig = figures.reliability_diagram(rel)
+    bars, diagonal = fig.data
+    assert np.allclose(bars.x, [0.85, 0.95]) and np.allclose(bars.y, [0.7, 0.95])
+    assert list(diagonal.x) == [0, 1] and list(diagonal.y) == [0, 1]
+
+
+def test_per_class_rows_and_top_confused_pairs():
+    per_class = {n: {"precision": 0.91234, "recall": 0.8, "f1": 0.85, "support": 100} for n in NAMES}
+    rows = figures.per_class_rows(per_class, NAMES)
+    assert len(rows) == 10 and rows[0] == {"class": "T-shirt/top", "precision": 0.912, "recall": 0.8,
+                                           "f1": 0.85, "support": 100}
+    matrix = np.diag([100] * 10)
+    matrix[6, 0], matrix[0, 6], matrix[4, 2] = 30, 12, 20
+    pairs = figures.top_confused_pairs(matrix, NAMES, k=5)
+    assert [(p["true"], p["predicted"], p["count"]) for p in pairs] == \
+        [("Shirt", "T-shirt/top", 30), ("Coat", "Pullover", 20), ("T-shirt/top", "Shirt", 12)]
+    assert pairs[0]["share"] == pytest.approx(30 / 130, abs=1e-3) and (pairs[0]["row"], pairs[0]["col"]) == (6, 0)
+
+
+def decode_data_url(url: str) -> np.ndarray:
+    assert url.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+
+
+def test_png_data_url_round_trips_and_upscales():
+    image = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)
+    decoded = decode_data_url(images.png_data_url(image, scale=3))
+    assert decoded.shape == (84, 84)
+    assert np.array_equal(decoded[::3, ::3], image)
+    with pytest.raises(ValueError, match="uint8"):
+        images.png_bytes(image.astype(np.float32))
+
+
+def test_overlay_blends_heatmap_by_opacity():
+    image = np.full((28, 28), 100, dtype=np.uint8)
+    heat = np.zeros((28, 28), dtype=np.float32)
+    heat[:14] = 1.0
+    assert np.array_equal(images.overlay(image, heat, opacity=0.0), np.full((28, 28, 3), 100))
+    full = images.overlay(image, heat, opacity=1.0)
+    assert tuple(full[0, 0]) == tuple(images.colorize(np.ones((1, 1)))[0, 0])  # hot = red end of jet
+    assert full[0, 0, 0] > full[0, 0, 2] and full[27, 0, 2] > full[27, 0, 0]  # top red, bottom blue
+    with pytest.raises(ValueError, match="differ in shape"):
+        images.overlay(image, heat[:10])
