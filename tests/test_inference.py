@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -127,3 +129,46 @@ def test_tflite_predictor_is_safe_across_threads_and_batch_sizes(runs_copy, test
         results = list(pool.map(lambda job: predictor.predict(images[job[0]:job[0] + job[1]]), jobs))
     for (start, size), probs in zip(jobs, results):
         np.testing.assert_allclose(probs, expected[start:start + size], atol=1e-4)
+
+
+@pytest.fixture()
+def serve(runs_copy):
+    """Start the app (Dash + /api/v1) with a backend on a free 127.0.0.1 port; stopped after the test."""
+    from werkzeug.serving import make_server
+
+    from workbench.app import create_app
+
+    servers = []
+
+    def start(backend: str) -> str:
+        server = make_server("127.0.0.1", 0, create_app(runs_copy, backend).server, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+def test_api_serves_the_onnx_backend_over_http(serve, test_images):
+    """Same answers from --backend keras and --backend onnx; Grad-CAM still works with onnx."""
+    import requests
+    from PIL import Image
+
+    bodies = []
+    for image in test_images[0][:4]:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        bodies.append(buffer.getvalue())
+    answers = {}
+    for backend in ("keras", "onnx"):
+        url = serve(backend)
+        files = [("files", (f"{i}.png", body, "image/png")) for i, body in enumerate(bodies)]
+        response = requests.post(f"{url}/api/v1/predict", files=files, data={"gradcam": "true"}, timeout=60)
+        assert response.status_code == 200, response.text
+        answers[backend] = response.json()
+        assert answers[backend]["backend"] == backend
+        assert all(r["gradcam_png"] for r in answers[backend]["results"])
+    keras_probs, onnx_probs = ([r["probabilities"] for r in answers[b]["results"]] for b in ("keras", "onnx"))
+    np.testing.assert_allclose(onnx_probs, keras_probs, atol=1e-4)
