@@ -45,7 +45,7 @@ layout = html.Div([
         dbc.CardBody(dcc.Loading(html.Div(id="errors-gallery"), type="dot")),
     ], className="mt-3"),
     dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="errors-detail-title")), dbc.ModalBody(id="errors-detail-body")],
-              id="errors-detail", size="lg", is_open=False),
+              id="errors-detail", size="xl", is_open=False),
     dcc.Store(id="errors-cell"),
 ])
 
@@ -68,13 +68,29 @@ def show_matrix(run_id, norm, cell):
         table = rows_table(figures.per_class_rows(artifacts.metrics(runs_dir, run_id)["per_class"], names))
     except (runs.RunError, KeyError) as exc:
         table = problem(str(exc), "No per-class scores")
-    pairs = figures.top_confused_pairs(matrix, names)
-    return fig, table, rows_table(pairs, ["true", "predicted", "count", "share"]), None
+    return fig, table, pair_list(figures.top_confused_pairs(matrix, names)), None
+
+
+def pair_list(pairs: list[dict]):
+    """The most confused pairs; clicking one opens its gallery like clicking its matrix cell."""
+    if not pairs:
+        return html.Div("No confusions at all.", className="text-muted")
+    return dbc.ListGroup([dbc.ListGroupItem(
+        [html.Span(f"{p['true']} → {p['predicted']}"),
+         dbc.Badge(f"{p['count']}  ({p['share']:.0%} of {p['true']})", color="light", text_color="dark",
+                   className="ms-2")],
+        id={"type": "errors-pair", "row": p["row"], "col": p["col"]}, action=True, n_clicks=0,
+        className="d-flex justify-content-between") for p in pairs], className="pair-list")
 
 
 @callback(Output("errors-cell", "data"), Output("errors-page", "active_page"),
-          Input("errors-matrix", "clickData"), Input("run-store", "data"), prevent_initial_call=True)
-def pick_cell(click, run_id):
+          Input("errors-matrix", "clickData"), Input({"type": "errors-pair", "row": ALL, "col": ALL}, "n_clicks"),
+          Input("run-store", "data"), prevent_initial_call=True)
+def pick_cell(click, pair_clicks, run_id):
+    if isinstance(ctx.triggered_id, dict):  # a confused pair
+        if not any(pair_clicks):
+            return no_update, no_update
+        return {"true": ctx.triggered_id["row"], "pred": ctx.triggered_id["col"]}, 1
     if ctx.triggered_id != "errors-matrix" or not click or not run_id:
         return None, 1
     names = artifacts.class_names(settings()["runs_dir"], run_id)
@@ -120,8 +136,8 @@ def gallery_tiles(cfg: dict, run_id: str, true: int, pred: int, page: int, with_
 def thumb(index: int, image: np.ndarray, probs: np.ndarray, names: list[str], true: int, pred: int):
     second = int(np.argsort(probs)[-2])
     other = true if pred != true else second
-    caption = [html.Div(f"{names[pred]} {probs[pred]:.0%}", className="prob-main"),
-               html.Div(f"{names[other]} {probs[other]:.0%}", className="prob-other")]
+    caption = [html.Div(f"{probs[pred]:.0%} {names[pred]}", className="prob-main"),
+               html.Div(f"{probs[other]:.0%} {names[other]}", className="prob-other")]
     return html.Button([html.Img(src=png_data_url(image, scale=3), className="thumb"), *caption],
                        id={"type": "errors-thumb", "index": index}, className="tile tile-button",
                        title=f"test image #{index}", **{"data-index": str(index)})

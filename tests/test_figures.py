@@ -51,6 +51,7 @@ def test_learning_curves_overlay_runs_with_train_val_and_lr():
     val_loss = next(t for t in fig.data if t.name == "a · val" and list(t.y) == [0.9, 0.7, 0.6])
     assert val_loss.line.dash == "dash"
     assert {t.line.color for t in fig.data if t.legendgroup == "b"} == {figures.RUN_COLORS[1]}
+    assert [t.name for t in fig.data if t.showlegend] == ["a · train", "a · val", "b · train", "b · val"]
 
 
 def test_learning_curves_skip_missing_columns():

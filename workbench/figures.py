@@ -80,10 +80,10 @@ def learning_curves(histories: dict[str, pd.DataFrame]) -> go.Figure:
                 name = f"{run_id} · {label}" if column != "learning_rate" else f"{run_id} · lr"
                 fig.add_trace(go.Scatter(
                     x=frame["epoch"], y=frame[column], mode="lines+markers", name=name,
-                    line=dict(color=color, dash=dash), legendgroup=run_id,
-                    showlegend=col != 3 or "loss" not in frame.columns,
+                    line=dict(color=color, dash=dash), legendgroup=run_id, showlegend=col == 1,
                     hovertemplate=f"{name}<br>epoch %{{x}}: %{{y:.4g}}<extra></extra>"), row=1, col=col)
-    fig.update_xaxes(title_text="epoch")
+    longest = max((len(frame) for frame in histories.values()), default=0)
+    fig.update_xaxes(title_text="epoch", dtick=1 if longest <= 20 else None)
     fig.update_yaxes(type="log", row=1, col=3)
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), height=380, plot_bgcolor="white",
                       legend=dict(orientation="h", y=-0.25))
