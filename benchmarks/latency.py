@@ -1,7 +1,7 @@
 """Inference latency of a run's model: Keras vs ONNX Runtime vs TFLite, Grad-CAM, and the HTTP API.
 
-    .venv/bin/python benchmarks/latency.py                      # runs/fast-default, ~3-4 minutes
-    .venv/bin/python benchmarks/latency.py --quick              # fewer calls, ~1 minute (a smoke run)
+    .venv/bin/python benchmarks/latency.py                      # runs/fast-default, about 1-2 minutes
+    .venv/bin/python benchmarks/latency.py --quick              # fewer calls, under a minute (a smoke run)
     .venv/bin/python benchmarks/latency.py --run my-run --runs-dir runs --data-dir ../shared/data/fashion-mnist
 
 What it measures, on test-set images, after warm-up calls:
@@ -307,7 +307,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--run", default=runs.DEFAULT_RUN_ID, help="run id (default: fast-default)")
     parser.add_argument("--runs-dir", default=str(REPO / runs.DEFAULT_RUNS_DIR), help="folder of run folders")
     parser.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (else $FASHION_MNIST_DIR)")
-    parser.add_argument("--quick", action="store_true", help="fewer calls: a smoke run of about a minute")
+    parser.add_argument("--quick", action="store_true", help="fewer calls: a smoke run of under a minute")
     parser.add_argument("--no-api", action="store_true", help="skip the HTTP API part")
     return parser.parse_args(argv)
 
