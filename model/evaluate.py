@@ -7,6 +7,8 @@ Metrics (metrics.json):
   per_class, macro_f1                 precision / recall / F1 / support per class (scikit-learn)
   ece, reliability                    expected calibration error over 10 equal-width confidence bins
   train_seconds, train_images_per_second, inference_images_per_second, n_test
+  flip_tta_test_accuracy              for information: averaged with the mirrored image (the saved
+                                      model does not do this; it is reported, never used to select)
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ def plot_learning_curves(history: pd.DataFrame, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, metric in zip(axes[:2], ("loss", "accuracy")):
@@ -115,6 +118,8 @@ def plot_learning_curves(history: pd.DataFrame, path: Path) -> None:
     axes[2].plot(history["epoch"], history["learning_rate"], marker="o", color="tab:green")
     axes[2].set(xlabel="epoch", ylabel="learning rate", title="learning rate (end of epoch)")
     axes[2].grid(alpha=0.3)
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -162,6 +167,9 @@ def evaluate_run(run_dir: Path, test: Split | None = None, data_dir=None) -> dic
     confusion = metrics.pop("confusion")
     metrics.update(training_speed(history, int(config.get("n_train", 0))))
     metrics["inference_images_per_second"] = round(images_per_second, 1)
+    # For information only: averaging with the mirrored image (not part of the saved model).
+    flipped, _ = predict(model, test.images[:, :, ::-1])
+    metrics["flip_tta_test_accuracy"] = float(((probs + flipped).argmax(axis=1) == test.labels).mean())
     metrics["run_id"] = config.get("run_id", run_dir.name)
 
     runs.write_predictions(run_dir, test.labels, probs, test.indices)

@@ -34,6 +34,8 @@ def fetch_imagenet_weights(base_url: str | None = None, file_hash: str = IMAGENE
     """The official no-top ResNet50 file: from the Keras cache, else downloaded and hash-checked."""
     base_url = base_url or os.environ.get(URL_ENV_VAR) or IMAGENET_BASE_URL
     url = base_url.rstrip("/") + "/" + IMAGENET_FILE
+    if cache_dir is not None:  # get_file silently uses /tmp/.keras when the folder is not writable
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
     try:
         path = keras.utils.get_file(IMAGENET_FILE, url, file_hash=file_hash, cache_subdir="models",
                                     cache_dir=None if cache_dir is None else str(cache_dir))

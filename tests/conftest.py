@@ -32,10 +32,10 @@ def default_run_dir(runs_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, data_dir) -> Path:
-    """A real but tiny training run (300 images, 2 epochs, a narrow CNN): a complete run folder."""
+    """A real but tiny training run (300 images, 6 epochs, a narrow CNN): a complete run folder."""
     from model.recipes import get_recipe
     from model.train import train
 
-    recipe = get_recipe("fast", epochs=2, batch_size=64, val_size=200, width=8)
+    recipe = get_recipe("fast", epochs=6, batch_size=32, learning_rate=0.1, val_size=200, width=8)
     runs = tmp_path_factory.mktemp("runs")
     return train(recipe, runs, "tiny", data_dir=data_dir, limit=300, progress=False)
