@@ -6,7 +6,7 @@
 
 What it measures, on test-set images, after warm-up calls:
   1. runtimes   single-image and batch-of-64 `predictor.predict` latency (p50 / p95) and throughput,
-                for the "keras", "onnx" and "tflite" backends of workbench.inference;
+                for the "keras", "onnx" and "tflite" backends of workbench.inference, and int8 TFLite;
   2. Grad-CAM   one image: Keras predict + Grad-CAM heatmap (workbench.explain), distinct images so the
                 explainer's cache never answers;
   3. API        `workbench serve --backend keras|onnx` started as a subprocess on a free 127.0.0.1 port;
@@ -116,29 +116,33 @@ def copy_run(runs_dir: Path, run_id: str, dest_runs: Path) -> Path:
     return dest
 
 
-def export_all(run_dir: Path) -> list[str]:
-    from model.export import export_run
+def export_all(run_dir: Path, train_images: np.ndarray) -> list[str]:
+    """model.onnx, model.tflite and model.int8.tflite (calibrated on training images) in run_dir."""
+    from model.export import export_run, representative_images
 
     lines = []
-    for fmt in ("onnx", "tflite"):
+    for fmt, quantize in (("onnx", "none"), ("tflite", "none"), ("tflite", "int8")):
         started = time.perf_counter()
-        path = export_run(run_dir, fmt)
+        calibration = representative_images(train_images) if quantize == "int8" else None
+        path = export_run(run_dir, fmt, quantize, calibration)
         seconds = time.perf_counter() - started
         lines.append(f"exported {path.name}: {path.stat().st_size / 1e6:.2f} MB in {seconds:.1f} s")
     return lines
 
 
 def bench_runtimes(runs_dir: Path, run_id: str, images: np.ndarray, cfg: Config) -> list[Stats]:
-    from workbench.inference import BACKENDS, get_predictor
+    """The three backends of get_predictor, plus the int8 TFLite export for comparison."""
+    from workbench.inference import BACKENDS, TFLitePredictor, get_predictor
 
-    rows = []
+    predictors = [(backend, get_predictor(runs_dir, run_id, backend)) for backend in BACKENDS]
+    predictors.append(("tflite int8", TFLitePredictor.for_run(runs_dir / run_id, "int8")))
     singles = [images[i % len(images)][None] for i in range(cfg.single_calls)]
     batches = [images[(i * cfg.batch_size) % (len(images) - cfg.batch_size):][:cfg.batch_size]
                for i in range(cfg.batch_calls)]
-    for backend in BACKENDS:
-        predictor = get_predictor(runs_dir, run_id, backend)
-        rows.append(stats(f"{backend}: 1 image", time_calls(predictor.predict, singles, cfg.warmup)))
-        rows.append(stats(f"{backend}: batch of {cfg.batch_size}",
+    rows = []
+    for label, predictor in predictors:
+        rows.append(stats(f"{label}: 1 image", time_calls(predictor.predict, singles, cfg.warmup)))
+        rows.append(stats(f"{label}: batch of {cfg.batch_size}",
                           time_calls(predictor.predict, batches, cfg.warmup // 4), cfg.batch_size))
     return rows
 
@@ -315,13 +319,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = QUICK if args.quick else Config()
-    images = load_splits(args.data_dir, progress=False).test.images
+    splits = load_splits(args.data_dir, progress=False)
+    images = splits.test.images
     print(f"# latency benchmark: run {args.run!r}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"# before: {load_average()}")
     with tempfile.TemporaryDirectory(prefix="latency-bench-") as tmp:
         tmp_runs = Path(tmp) / "runs"
         run_dir = copy_run(Path(args.runs_dir), args.run, tmp_runs)
-        for line in export_all(run_dir):
+        for line in export_all(run_dir, splits.train.images):
             print(f"# {line}")
         print_table("## Runtimes (predictor.predict, in process)", bench_runtimes(tmp_runs, args.run, images, cfg),
                     "img/s")
