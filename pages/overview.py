@@ -14,7 +14,7 @@ from workbench.images import png_data_url
 
 dash.register_page(__name__, path="/", name="Overview", order=0)
 
-PER_CLASS = 8  # gallery images per class: one row each
+PER_CLASS = 12  # gallery images per class: one row each on a laptop screen
 
 LINKS = (("Predict", "/predict", "Upload a photo or pick a test image; see why the model decides."),
          ("Errors", "/errors", "Click a confusion-matrix cell to see exactly those test images."),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 
 import dash
 import dash_bootstrap_components as dbc
@@ -235,7 +236,8 @@ def explain_item(store, item_index, run_id, method, target, layer, opacity):
         top = int(probs.argmax())
         cls = top if target in (None, PREDICTED) else int(target)
         heatmap = get_explainer(cfg["runs_dir"], run_id).explain(image[None], cls, method, layer)[0]
-    except (runs.RunError, ExplainError, ValueError) as exc:
+    except Exception as exc:  # RunError, ExplainError, an export or runtime error: show it, keep going
+        logging.getLogger(__name__).warning("predict failed for run %s: %s", run_id, exc)
         return (png_data_url(image), None, "", empty_figure(""), problem(str(exc)), "", None, [])
     runner_up = int(np.argsort(probs)[-2])
     caption = f"{METHODS[method]} for {names[cls]}" + (" (predicted)" if cls == top else "")
@@ -253,9 +255,7 @@ def target_options(names, predicted: str = "") -> list[dict]:
 
 
 def artifacts_predict(cfg: dict, run_id: str, image: np.ndarray) -> np.ndarray:
-    from workbench.inference import get_predictor
-
-    return get_predictor(cfg["runs_dir"], run_id, cfg["backend"]).predict(image[None])[0]
+    return artifacts.predictor(cfg["runs_dir"], run_id, cfg["backend"]).predict(image[None])[0]
 
 
 def hint(probs: np.ndarray, names: list[str], item: dict):

@@ -48,10 +48,8 @@ def metrics_section(runs_dir, run_id: str):
 
 
 def architecture_section(runs_dir, run_id: str):
-    from workbench.inference import get_predictor
-
     try:
-        model = get_predictor(runs_dir, run_id, "keras").model
+        model = artifacts.predictor(runs_dir, run_id, "keras").model
     except runs.RunError as exc:
         return problem(str(exc), "No architecture")
     counts = artifacts.parameter_counts(model)

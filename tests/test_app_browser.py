@@ -105,7 +105,7 @@ def test_overview_shows_metrics_gallery_and_links(workbench, app_runs):
 def test_predict_upload_shows_bars_overlay_and_why_not(workbench, tmp_path, data_dir):
     duo, _ = workbench
     open_page(duo, "/predict")
-    duo.find_element("#predict-upload input[type=file]").send_keys(str(garment_photo(tmp_path, data_dir)))
+    duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT).send_keys(str(garment_photo(tmp_path, data_dir)))
     duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)
     duo.wait_for_element("#predict-input[src^='data:image/png']", timeout=WAIT)
     assert len(duo.find_elements("#predict-bars .bars .point")) == 10
@@ -132,7 +132,7 @@ def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_p
     Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png")
     good = garment_photo(tmp_path, data_dir, index=0)
     files = [tmp_path / n for n in ("notes.png", "empty.png", "anim.gif", "bomb.png")] + [good]
-    duo.find_element("#predict-upload input[type=file]").send_keys("\n".join(str(f) for f in files))
+    duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT).send_keys("\n".join(str(f) for f in files))
     duo.wait_for_element("#predict-message .problem", timeout=WAIT)
     alerts = [a.text for a in duo.find_elements("#predict-message .problem")]
     assert len(alerts) == 4, alerts
@@ -142,6 +142,17 @@ def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_p
     duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)  # the good one still works
     assert len(duo.find_elements("#predict-bars .bars .point")) == 10
     screenshot(duo, "predict-bad-upload")
+
+
+def click_ok(element) -> bool:
+    """Click, or False while something (a modal still sliding in) covers the element."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+
+    try:
+        element.click()
+        return True
+    except ElementClickInterceptedException:
+        return False
 
 
 def click_cell(duo, row: int, col: int) -> None:
@@ -179,8 +190,13 @@ def test_errors_cell_click_shows_exactly_that_cells_images(workbench, app_runs):
     duo.wait_for_text_to_equal("#errors-detail-title", f"Test image #{shown[0]}", timeout=WAIT)
     duo.wait_for_element("#errors-detail-content img.big-image", timeout=WAIT)
     screenshot(duo, "errors-detail")
-    duo.find_element(".modal .btn-close").click()
-    until(lambda: not duo.find_elements(".modal.show"), timeout=WAIT)
+    until(lambda: click_ok(duo.find_element("#errors-detail-content a")), timeout=WAIT)  # "Explore in Predict"
+    duo.wait_for_contains_text("#predict-hint", f"true class: {pair['true']}", timeout=WAIT)
+    duo.wait_for_contains_text("#predict-cam-caption", f"for {pair['predicted']} (predicted)", timeout=WAIT)
+    duo.driver.back()
+    duo.wait_for_element("#errors-matrix .nsewdrag", timeout=WAIT)
+    click_cell(duo, pair["row"], pair["col"])
+    duo.wait_for_contains_text("#errors-gallery-title", f"{pair['count']} images", timeout=WAIT)
     screenshot(duo, "errors")
     pairs = figures.top_confused_pairs(matrix, list(runs.read_config(app_runs / run_id)["class_names"]))
     if len(pairs) > 1:  # a confused pair in the list opens its gallery too
@@ -226,3 +242,50 @@ def test_broken_run_says_what_is_wrong_per_page(workbench):
     duo.wait_for_contains_text("#report-body", "metrics.json is corrupt", timeout=WAIT)
     open_page(duo, "/training")  # this run's history is fine: its curves still show
     duo.wait_for_element("#training-curves .scatterlayer .trace", timeout=WAIT)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_served_by_gunicorn_with_two_workers(dash_duo, app_runs, data_dir, tmp_path):
+    """`workbench serve --workers 2`: a real WSGI server answers the pages and their callbacks."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    env = {**os.environ, "FASHION_MNIST_DIR": str(data_dir)}
+    log = tmp_path / "server.log"
+    server = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--runs-dir", str(app_runs),
+                               "--port", str(port), "--workers", "2"], env=env,
+                              stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.5)
+        dash_duo.wait_for_page(url=url + "predict", timeout=WAIT)
+        dash_duo.wait_for_element("#predict-random", timeout=2 * WAIT).click()
+        dash_duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=2 * WAIT)
+        assert len(dash_duo.find_elements("#predict-bars .bars .point")) == 10
+        text = log.read_text()
+        assert dash_duo.get_logs() == [], text[text.find("Traceback"):][:4000]
+    finally:
+        server.send_signal(signal.SIGTERM)  # gunicorn's master stops its workers
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

@@ -49,7 +49,18 @@ def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "ker
         return run_id
 
     _register_api(app.server, Path(runs_dir), backend)
+    _finish_setup(app)
     return app
+
+
+def _finish_setup(app: dash.Dash) -> None:
+    """Answer one request now, so Dash's first-request setup is done before real traffic.
+
+    Dash registers its JavaScript bundles on the first request and marks that done before it
+    finishes; under a threaded server (gunicorn gthread, the dev server) requests arriving
+    together with the first one can then be refused ("dash is not a registered library").
+    """
+    app.server.test_client().get("/")
 
 
 def _serve_theme(server: flask.Flask) -> None:

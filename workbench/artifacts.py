@@ -16,6 +16,7 @@ naming the run and the file; pages show that message for the selected run instea
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,19 @@ READERS = {  # file -> reader, in the order a health list shows them
     runs.PREDICTIONS: runs.read_predictions,
     runs.CONFUSION: runs.read_confusion,
 }
+
+
+# One model load at a time per process: the server answers a page's callbacks in parallel threads,
+# and two threads loading the same model.keras at once would both pay for it (or trip over each other).
+MODEL_LOCK = threading.RLock()
+
+
+def predictor(runs_dir: Path | str, run_id: str, backend: str = "keras"):
+    """The run's cached predictor (workbench.inference), loaded by one thread at a time."""
+    from workbench.inference import get_predictor
+
+    with MODEL_LOCK:
+        return get_predictor(runs_dir, run_id, backend)
 
 
 def _stamp(path: Path) -> tuple[int, int]:

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from model import runs
-from workbench.inference import as_model_input, get_predictor
+from workbench import artifacts
+from workbench.inference import as_model_input
 
 METHODS = {  # key -> label shown in the app
     "gradcam": "Grad-CAM",
@@ -182,7 +183,7 @@ def _digest(image: np.ndarray) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _cached_explainer(run_dir: str, mtime: float) -> Explainer:
-    predictor = get_predictor(Path(run_dir).parent, Path(run_dir).name, "keras")
+    predictor = artifacts.predictor(Path(run_dir).parent, Path(run_dir).name, "keras")
     try:
         config = runs.read_config(Path(run_dir))
     except runs.RunError:
@@ -195,4 +196,5 @@ def get_explainer(runs_dir: Path | str, run_id: str) -> Explainer:
     run_dir = runs.run_path(runs_dir, run_id)
     model_file = run_dir / runs.MODEL
     mtime = model_file.stat().st_mtime if model_file.exists() else 0.0
-    return _cached_explainer(str(run_dir.resolve()), mtime)
+    with artifacts.MODEL_LOCK:
+        return _cached_explainer(str(run_dir.resolve()), mtime)
