@@ -76,7 +76,7 @@ def screenshot(duo, name: str) -> None:
         duo.driver.save_screenshot(str(Path(folder) / f"{name}.png"))
 
 
-def garment_photo(tmp_path: Path, data_dir: Path, index: int = 2) -> Path:
+def garment_photo(tmp_path: Path, data_dir: Path, index: int = 2, name: str = "garment.png") -> Path:
     """A 'product photo' made from a real test image: dark garment on a light background, 168 px."""
     from model.data import load_raw
 
@@ -84,7 +84,7 @@ def garment_photo(tmp_path: Path, data_dir: Path, index: int = 2) -> Path:
     photo = Image.fromarray(255 - image).resize((120, 120), Image.Resampling.BICUBIC)
     canvas = Image.new("L", (168, 168), 255)
     canvas.paste(photo, (24, 24))
-    path = tmp_path / "garment.png"
+    path = tmp_path / name
     canvas.convert("RGB").save(path)
     return path
 
@@ -131,7 +131,8 @@ def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_p
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
     Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png")
     good = garment_photo(tmp_path, data_dir, index=0)
-    files = [tmp_path / n for n in ("notes.png", "empty.png", "anim.gif", "bomb.png")] + [good]
+    second = garment_photo(tmp_path, data_dir, index=1, name="second.png")
+    files = [tmp_path / n for n in ("notes.png", "empty.png", "anim.gif", "bomb.png")] + [good, second]
     duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT).send_keys("\n".join(str(f) for f in files))
     duo.wait_for_element("#predict-message .problem", timeout=WAIT)
     alerts = [a.text for a in duo.find_elements("#predict-message .problem")]
@@ -139,8 +140,12 @@ def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_p
     for name in ("notes.png", "empty.png", "anim.gif", "bomb.png"):  # files may arrive in any order
         assert sum(name in alert for alert in alerts) == 1, (name, alerts)
     assert len({a.split(": ", 2)[-1] for a in alerts}) == 4, "each problem has its own message"
-    duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)  # the good one still works
+    duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)  # the good ones still work
     assert len(duo.find_elements("#predict-bars .bars .point")) == 10
+    assert len(duo.find_elements("#predict-item input")) == 2  # one entry per good upload
+    first = duo.find_element("#predict-input").get_attribute("src")
+    duo.find_elements("#predict-item label")[1].click()
+    until(lambda: duo.find_element("#predict-input").get_attribute("src") != first, timeout=WAIT)
     screenshot(duo, "predict-bad-upload")
 
 

@@ -73,7 +73,7 @@ def _add_serve(sub) -> None:
     add_runs_dir(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8050, help="port (default 8050)")
-    p.add_argument("--workers", type=int, default=1, help="WSGI worker processes (gunicorn when > 1)")
+    p.add_argument("--workers", type=int, default=1, help="gunicorn worker processes (default 1)")
     p.add_argument("--backend", choices=["keras", "onnx", "tflite"], default="keras",
                    help="prediction runtime (explanations always use the Keras model)")
     p.add_argument("--debug", action="store_true", help="Dash's development server with debug mode")
