@@ -59,6 +59,7 @@ def layout(test: str | None = None, **_):
                 dcc.Loading(dcc.Graph(id="predict-bars", config={"displayModeBar": False}), type="dot"),
                 html.Div(id="predict-hint"),
                 dbc.Button("Why not …?", id="predict-whynot", color="link", className="p-0"),
+                html.Div("Click any bar to explain that class instead.", className="small text-muted"),
             ], md=6, lg=4),
             dbc.Col([
                 html.Div([
