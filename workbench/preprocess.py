@@ -10,12 +10,14 @@ the corner colour, resizes the longest edge to 28, sharpens, pads the short edge
 negates the intensities and keeps 8-bit grayscale. Photos need more, so the steps here are:
 
   1. decode      size/format limits, EXIF orientation, alpha composited onto white
-  2. grayscale   luminance; the background colour is the median of a thin border strip
-  3. mask        pixels far from the background colour (hysteresis threshold), specks dropped,
-                 holes filled: a robust object box, not one stray pixel
+  2. grayscale   luminance; the background is a smooth colour surface fitted to a border strip
+                 (vignetting, light gradients), its polarity the strip's median
+  3. mask        pixels far from the background (hysteresis threshold), specks and clutter dropped,
+                 holes filled; faint shadows excluded from the box: a robust object box
   4. crop        the object box; negate when the background is light (a Fashion-MNIST-like
-                 light-on-dark image is left as it is), zero outside the object, stretch to 0..255
-  5. resize      longest edge -> 28 (antialiased), then sharpen as the official conversion does
+                 light-on-dark image is left as it is), zero outside the object
+  5. resize      longest edge -> 28 (antialiased), stretch the brightest pixels to 255 as in
+                 Fashion-MNIST, then sharpen as the official conversion does
   6. pad         the short edge to 28, centred on black
 
 Every input problem raises `ImageError` with a human message and a short machine `code`.
@@ -58,13 +60,14 @@ class Settings:
     work_side: int = 384               # px: photos are reduced to this longest side first (speed, denoise)
     border: float = 0.03               # fraction of the short side sampled as background border strip
     strong: float = 0.10               # min distance from background (0..1 of 255) that seeds the object
-    strong_relative: float = 0.0       # ... or this share of the object's own contrast, if higher (shadows)
+    strong_relative: float = 0.30      # the box ignores pixels under this share of the object's contrast (shadows)
     weak_noise: float = 4.0            # weak threshold = this many border-noise sigmas ...
     weak_floor: float = 2.5            # ... and at least this many gray levels (resampling ripples)
     grow: float = 0.02                 # the weak threshold may extend the object by this share of the side
     min_part: float = 0.05             # parts smaller than this share of the largest part are clutter
     min_area: float = 0.001            # parts smaller than this share of the image are specks
     margin: float = 0.0                # extra margin around the box (the official conversion has none)
+    stretch_percentile: float = 99.5   # of the object's pixels at 28 px, mapped to 255 (about its 2nd brightest)
     sharpen_percent: int = 60          # UnsharpMask strength after a real downscale (official: sigma 1.0)
     sharpen_min_scale: float = 2.0     # only sharpen when the crop shrank at least this much
 
@@ -175,26 +178,29 @@ def prepare_pil(image: Image.Image, settings: Settings = Settings()) -> Prepared
     work = shrink(image, settings.work_side)
     rgb = np.asarray(work, dtype=np.float32)
     gray = np.asarray(work.convert("L"), dtype=np.float32)
-    background, bg_gray, noise = estimate_background(rgb, gray, settings.border)
-    inverted = bg_gray >= 128.0
-    mask = object_mask(rgb, background, noise, settings)
-    if not mask.any():
+    surface, noise = estimate_background(rgb, settings.border)
+    bg_gray = surface @ np.array([0.299, 0.587, 0.114], np.float32)  # the luminance Pillow's "L" uses
+    inverted = bool(np.median(border_strip(bg_gray, settings.border)) >= 128.0)
+    distance = np.abs(rgb - surface).max(axis=2)  # per channel: a red shirt differs from white in G and B
+    mask, box_mask = object_masks(distance, noise, settings)
+    if not box_mask.any():
         raise ImageError("no garment found: the image is one flat colour", "no_object")
-    box = bounding_box(mask, settings.margin)
+    box = bounding_box(box_mask, settings.margin)
     crop = object_intensity(gray, mask, bg_gray, inverted, box)
     resized, scale = resize_longest(crop, SIZE)
-    sharpened = sharpen(resized, scale, settings)
-    padded = pad_center(sharpened, SIZE)
+    resized = stretch(resized, settings.stretch_percentile)
+    padded = pad_center(sharpen(resized, scale, settings), SIZE)
     steps = [
         ("original", np.asarray(shrink(image, DISPLAY_SIZE))),
         ("grayscale", gray.astype(np.uint8)),
-        ("mask", (mask * 255).astype(np.uint8)),
-        ("cropped", crop),
+        ("mask", (mask * 127 + box_mask * 128).astype(np.uint8)),
+        ("cropped", stretch(crop, 100.0)),
         ("resized", resized),
         ("padded", padded),
         ("final", padded),
     ]
-    return Prepared(image=padded, steps=steps, inverted=bool(inverted), box=box, background=float(bg_gray))
+    return Prepared(image=padded, steps=steps, inverted=inverted, box=box,
+                    background=float(np.median(border_strip(bg_gray, settings.border))))
 
 
 def shrink(image: Image.Image, side: int) -> Image.Image:
@@ -206,33 +212,57 @@ def shrink(image: Image.Image, side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
-def estimate_background(rgb: np.ndarray, gray: np.ndarray, border: float) -> tuple[np.ndarray, float, float]:
-    """Median colour of a border strip, its gray level, and the strip's noise (robust sigma, gray)."""
-    width = max(1, round(border * min(gray.shape)))
-    strip = np.ones(gray.shape, bool)
+def border_strip(array: np.ndarray, border: float) -> np.ndarray:
+    """The values of a strip `border` x the short side wide (at least 1 px) around the image."""
+    width = max(1, round(border * min(array.shape[:2])))
+    strip = np.ones(array.shape[:2], bool)
     strip[width:-width, width:-width] = False
-    colour = np.median(rgb[strip], axis=0)
-    levels = gray[strip]
-    level = float(np.median(levels))
-    sigma = 1.4826 * float(np.median(np.abs(levels - level)))
-    return colour, level, sigma
+    return array[strip]
 
 
-def object_mask(rgb: np.ndarray, background: np.ndarray, noise: float, settings: Settings) -> np.ndarray:
-    """Boolean mask of the object: strong seeds grown into weak pixels nearby, specks and clutter dropped."""
-    distance = np.abs(rgb - background).max(axis=2)  # per-channel: a red shirt differs from white in G and B
-    contrast = float(np.percentile(distance, 99.5))
-    strong = distance > max(settings.strong * 255, settings.strong_relative * contrast)
+def estimate_background(rgb: np.ndarray, border: float) -> tuple[np.ndarray, float]:
+    """The background as a smooth colour surface (H, W, 3) fitted to the border strip, and the
+    strip's noise (robust sigma). A quadratic in x and y absorbs vignetting and light gradients;
+    two refits without the worst-fitting pixels keep a garment touching the border from bending it."""
+    height, width = rgb.shape[:2]
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y, x = y / max(height - 1, 1) - 0.5, x / max(width - 1, 1) - 0.5
+    terms = np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=-1)  # (H, W, 6)
+    design, values = border_strip(terms, border), border_strip(rgb, border)
+    deviation = np.abs(values - np.median(values, axis=0)).max(axis=1)
+    keep = deviation <= max(3 * 1.4826 * float(np.median(deviation)), 2.0)  # start from the median colour
+    for _ in range(3):
+        fit = design[keep]  # least squares by the 6x6 normal equations: far cheaper than lstsq here
+        coef = np.linalg.solve(fit.T @ fit + 1e-6 * np.eye(6, dtype=np.float32), fit.T @ values[keep])
+        residual = np.abs(values - design @ coef).max(axis=1)
+        sigma = 1.4826 * float(np.median(residual[keep])) + 0.5
+        keep = residual <= max(3 * sigma, 2.0)
+    return (terms @ coef).astype(np.float32), sigma
+
+
+def object_masks(distance: np.ndarray, noise: float, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
+    """Two masks from the distance to the background: the object's pixels (strong seeds grown into
+    weak pixels nearby, specks and clutter dropped, holes filled), and the part that decides the box
+    (seeds also above a share of the object's own contrast, so soft shadows stay outside)."""
     side = max(distance.shape)
-    # drop specks: open with a small square, scaled to the working size
-    radius = round(side / 200)
+    weak = distance > max(settings.weak_floor, settings.weak_noise * noise)
+    reach = max(2, round(settings.grow * side))
+    contrast = float(np.percentile(distance, 99.5))
+    seeds = clean_seeds(distance > settings.strong * 255, settings)
+    box_seeds = clean_seeds(distance > max(settings.strong * 255, settings.strong_relative * contrast), settings)
+    masks = []
+    for strong in (seeds, box_seeds):
+        near = ndimage.binary_dilation(strong, iterations=reach) if strong.any() else strong
+        masks.append(ndimage.binary_fill_holes(ndimage.binary_propagation(strong, mask=weak & near) | strong))
+    return masks[0], masks[1] & masks[0]
+
+
+def clean_seeds(strong: np.ndarray, settings: Settings) -> np.ndarray:
+    """Strong pixels without specks (a small opening, scaled to the image) and without clutter."""
+    radius = round(max(strong.shape) / 200)
     if radius:
         strong = ndimage.binary_opening(strong, structure=np.ones((2 * radius + 1,) * 2))
-    strong = keep_large_parts(strong, settings)
-    weak = distance > max(settings.weak_floor, settings.weak_noise * noise)
-    reach = ndimage.binary_dilation(strong, iterations=max(2, round(settings.grow * side)))
-    grown = ndimage.binary_propagation(strong, mask=weak & reach) | strong
-    return ndimage.binary_fill_holes(grown)
+    return keep_large_parts(strong, settings)
 
 
 def keep_large_parts(mask: np.ndarray, settings: Settings) -> np.ndarray:
@@ -257,27 +287,37 @@ def bounding_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int]:
             min(height, rows[-1] + 1 + pad))
 
 
-def object_intensity(gray: np.ndarray, mask: np.ndarray, bg_gray: float, inverted: bool,
+def object_intensity(gray: np.ndarray, mask: np.ndarray, bg_gray: np.ndarray, inverted: bool,
                      box: tuple[int, int, int, int]) -> np.ndarray:
-    """The box's pixels as distance from the background gray (negated for light backgrounds), zero
-    outside the object, stretched so the brightest object pixel is 255 as in Fashion-MNIST."""
+    """The box's pixels as float distance from the background gray (negated for light backgrounds),
+    zero outside the object."""
     x0, y0, x1, y1 = box
     values = (bg_gray - gray) if inverted else (gray - bg_gray)
-    values = np.where(mask, np.clip(values, 0, None), 0.0)[y0:y1, x0:x1]
-    top = float(values.max())
-    if top <= 0:  # an object as bright as the background (white on white): keep its outline
-        return (mask[y0:y1, x0:x1] * 128).astype(np.uint8)
-    return np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8)
+    values = np.where(mask, np.clip(values, 0, None), 0.0)[y0:y1, x0:x1].astype(np.float32)
+    if values.max() <= 0:  # an object exactly as bright as the background: keep its silhouette
+        return mask[y0:y1, x0:x1].astype(np.float32)
+    return values
 
 
 def resize_longest(crop: np.ndarray, size: int) -> tuple[np.ndarray, float]:
-    """Longest edge -> size, aspect kept; returns the image and the shrink factor (>1 = downscaled)."""
+    """Longest edge -> size (antialiased, in float), aspect kept; also the shrink factor (>1 = shrunk)."""
     height, width = crop.shape
     scale = max(height, width) / size
     new = (max(1, round(width / scale)), max(1, round(height / scale)))
     if new == (width, height):
-        return crop.copy(), 1.0
-    return np.asarray(Image.fromarray(crop).resize(new, Image.Resampling.LANCZOS)), scale
+        return crop.astype(np.float32), 1.0
+    resized = Image.fromarray(crop.astype(np.float32), mode="F").resize(new, Image.Resampling.LANCZOS)
+    return np.clip(np.asarray(resized), 0, None), scale
+
+
+def stretch(image: np.ndarray, percentile: float) -> np.ndarray:
+    """Float intensities -> uint8 with the brightest object pixels at 255, as in every Fashion-MNIST
+    image (maximum 254-255); a percentile, not the maximum, so one extreme pixel cannot set the scale."""
+    inside = image[image > 0]
+    top = float(np.percentile(inside, percentile)) if inside.size else 0.0
+    if top <= 0:
+        return np.zeros(image.shape, np.uint8)
+    return np.clip(image * (255.0 / top), 0, 255).round().astype(np.uint8)
 
 
 def sharpen(image: np.ndarray, scale: float, settings: Settings) -> np.ndarray:
