@@ -14,7 +14,6 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from dash.testing.wait import until
 from PIL import Image
@@ -266,10 +265,9 @@ def test_served_by_gunicorn_with_two_workers(dash_duo, app_runs, data_dir, tmp_p
     import urllib.request
 
     port = free_port()
-    env = {**os.environ, "FASHION_MNIST_DIR": str(data_dir)}
     log = tmp_path / "server.log"
     server = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--runs-dir", str(app_runs),
-                               "--port", str(port), "--workers", "2"], env=env,
+                               "--data-dir", str(data_dir), "--port", str(port), "--workers", "2"],
                               stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:

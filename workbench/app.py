@@ -145,10 +145,11 @@ def _cell(value) -> str:
 # ---------------------------------------------------------------------------------------------
 # Serving
 
-def wsgi(runs_dir: str | None = None, backend: str | None = None) -> flask.Flask:
-    """WSGI factory for gunicorn & co; defaults from WORKBENCH_RUNS_DIR / _BACKEND / FASHION_MNIST_DIR."""
+def wsgi(runs_dir: str | None = None, backend: str | None = None, data_dir: str | None = None) -> flask.Flask:
+    """WSGI factory for gunicorn & co; defaults from WORKBENCH_RUNS_DIR, WORKBENCH_BACKEND and
+    FASHION_MNIST_DIR (read by model.data when data_dir is None)."""
     return create_app(runs_dir or os.environ.get("WORKBENCH_RUNS_DIR") or runs.DEFAULT_RUNS_DIR,
-                      backend or os.environ.get("WORKBENCH_BACKEND") or "keras").server
+                      backend or os.environ.get("WORKBENCH_BACKEND") or "keras", data_dir).server
 
 
 def main(args) -> int:
@@ -158,14 +159,16 @@ def main(args) -> int:
         raise runs.RunError(f"runs folder {runs_dir} not found")
     print(f"workbench: {len(runs.list_runs(runs_dir))} run(s) in {runs_dir}, backend {args.backend}; "
           f"open http://{args.host}:{args.port}/")
+    data_dir = getattr(args, "data_dir", None)
     if args.debug:
-        create_app(runs_dir, args.backend).run(host=args.host, port=args.port, debug=True)
+        create_app(runs_dir, args.backend, data_dir).run(host=args.host, port=args.port, debug=True)
         return 0
-    _serve_gunicorn(runs_dir, args.backend, args.host, args.port, max(1, args.workers))
+    _serve_gunicorn(runs_dir, args.backend, data_dir, args.host, args.port, max(1, args.workers))
     return 0
 
 
-def _serve_gunicorn(runs_dir: Path, backend: str, host: str, port: int, workers: int) -> None:
+def _serve_gunicorn(runs_dir: Path, backend: str, data_dir: str | None, host: str, port: int,
+                    workers: int) -> None:
     from gunicorn.app.base import BaseApplication
 
     class Server(BaseApplication):
@@ -177,6 +180,6 @@ def _serve_gunicorn(runs_dir: Path, backend: str, host: str, port: int, workers:
                 self.cfg.set(key, value)
 
         def load(self):  # in each worker after the fork: TensorFlow is never loaded in the master
-            return wsgi(str(runs_dir), backend)
+            return wsgi(str(runs_dir), backend, data_dir)
 
     Server().run()

@@ -71,6 +71,7 @@ def _add_evaluate(sub) -> None:
 def _add_serve(sub) -> None:
     p = sub.add_parser("serve", help="serve the Dash workbench and the JSON API")
     add_runs_dir(p)
+    add_data_dir(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8050, help="port (default 8050)")
     p.add_argument("--workers", type=int, default=1, help="gunicorn worker processes (default 1)")
