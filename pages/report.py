@@ -37,7 +37,7 @@ def metrics_section(runs_dir, run_id: str):
         metric_card("test accuracy", f"{m['test_accuracy']:.2%}", f"95% CI {lo:.2%} – {hi:.2%}"),
         metric_card("macro F1", f"{m.get('macro_f1', float('nan')):.3f}", f"n = {m.get('n_test', '?')}"),
         metric_card("expected calibration error", f"{m.get('ece', float('nan')):.3f}", "0 = perfectly calibrated"),
-        metric_card("throughput", f"{m.get('train_images_per_second', 0):,.0f} img/s",
+        metric_card("training speed", f"{m.get('train_images_per_second', 0):,.0f} img/s",
                     f"{m.get('train_seconds', 0) / 60:.1f} min training"))], className="g-3 mb-3")
     names = artifacts.class_names(runs_dir, run_id)
     reliability = (dcc.Graph(id="report-reliability", figure=figures.reliability_diagram(m["reliability"]),

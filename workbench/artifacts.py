@@ -149,7 +149,7 @@ def layer_rows(model) -> list[dict]:
         shape = getattr(getattr(layer, "output", None), "shape", None)
         rows.append({"layer": layer.name, "type": type(layer).__name__,
                      "output": str(tuple(shape)) if shape is not None else "",
-                     "params": int(layer.count_params())})
+                     "params": f"{int(layer.count_params()):,}"})
     return rows
 
 
