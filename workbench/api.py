@@ -115,6 +115,14 @@ def register_api(server: flask.Flask, runs_dir: Path | str, backend: str = "kera
         answer["timing_ms"]["total"] = round((time.perf_counter() - started) * 1000, 2)
         return answer
 
+    @api.route("/<path:anything>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def not_here(anything: str):
+        # without this, the app's catch-all page route would answer unknown API paths with HTML
+        if any(rule.rule == f"{PREFIX}/{anything}" for rule in server.url_map.iter_rules()):
+            return error_response(405, "method_not_allowed", f"{flask.request.method} is not allowed on "
+                                  f"{PREFIX}/{anything}")
+        return error_response(404, "not_found", f"no API endpoint {PREFIX}/{anything}; see {PREFIX}/openapi.json")
+
     @api.errorhandler(ApiError)
     def api_error(exc: ApiError):
         return error_response(exc.status, exc.error, exc.detail, **exc.extra)
@@ -192,8 +200,9 @@ def read_uploads(limits: ApiLimits) -> list[tuple[str, bytes]]:
     if request.is_json:
         uploads = json_images(json_body())
     elif request.mimetype == "multipart/form-data":
-        uploads = [(f.filename or f"{key}[{i}]", f.read())
-                   for key in request.files for i, f in enumerate(request.files.getlist(key))]
+        uploads = [(f.filename or f"{key}[{i}]", data)
+                   for key in request.files for i, f in enumerate(request.files.getlist(key))
+                   if (data := f.read()) or f.filename]  # a form's empty file input is no upload
     else:
         raise ApiError(415, "unsupported_media_type", f"send multipart/form-data (field 'file' or 'files') or "
                        f"application/json, not {request.mimetype or 'a body without Content-Type'!r}")
