@@ -101,6 +101,9 @@ def decode(data: bytes, limits: Limits = Limits()) -> Image.Image:
             raise ImageError("not an image: the data is not in any image format Pillow knows",
                              "not_an_image") from exc
         except Exception as exc:  # corrupt headers raise SyntaxError, ValueError, struct.error ...
+            if "truncated" in str(exc).lower():
+                raise ImageError(f"the image data is truncated: the file ends inside its header "
+                                 f"({type(exc).__name__}: {exc})", "truncated") from exc
             raise ImageError(f"not a readable image ({type(exc).__name__}: {exc})", "not_an_image") from exc
         check_header(image, limits)
         return load_upright(image)
@@ -132,7 +135,7 @@ def load_upright(image: Image.Image) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"too many pixels: {exc}", "too_many_pixels") from exc
     except Exception as exc:  # Pillow raises OSError for truncated data, others for corrupt streams
-        truncated = "truncated" in str(exc) or isinstance(exc, EOFError)
+        truncated = "truncated" in str(exc).lower() or isinstance(exc, EOFError)
         raise ImageError(f"the image data is {'truncated' if truncated else 'corrupt'} and cannot be decoded "
                          f"({type(exc).__name__}: {exc})", "truncated" if truncated else "corrupt") from exc
     try:

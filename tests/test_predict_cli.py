@@ -1,0 +1,109 @@
+"""`workbench predict FILE...` on the committed default run: text and JSON output, per-file errors,
+exit codes; one run through the installed entry point in its own process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from model.data import CLASS_NAMES, load_raw
+from test_preprocess import load_benchmark
+from workbench import cli
+from workbench.predict import rank
+
+
+@pytest.fixture(scope="module")
+def photo_files(data_dir, tmp_path_factory):
+    """Rendered JPEG photos of a trouser and a bag test image, a text file and a truncated JPEG."""
+    raw = load_raw(data_dir, progress=False)
+    render = load_benchmark().render_photo
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(2)
+    files = {}
+    for name, label in (("trousers.jpg", 1), ("bag.jpg", 8)):
+        index = int(np.flatnonzero(raw["test_labels"] == label)[0])
+        files[name] = folder / name
+        files[name].write_bytes(render(raw["test_images"][index], rng, orientation=6))
+    files["notes.txt"] = folder / "notes.txt"
+    files["notes.txt"].write_text("not a photo\n")
+    files["cut.jpg"] = folder / "cut.jpg"
+    files["cut.jpg"].write_bytes(files["bag.jpg"].read_bytes()[:400])
+    return files
+
+
+def run_cli(capsys, runs_dir, *args) -> tuple[int, str, str]:
+    code = cli.main(["predict", *map(str, args), "--runs-dir", str(runs_dir)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_text_output_names_each_file_and_its_class(capsys, runs_dir, photo_files):
+    code, out, err = run_cli(capsys, runs_dir, photo_files["trousers.jpg"], photo_files["bag.jpg"])
+    assert code == 0 and err == ""
+    lines = [line for line in out.splitlines() if not line.startswith(" ")]
+    assert lines[0].startswith(f"{photo_files['trousers.jpg']}: Trouser ")
+    assert lines[1].startswith(f"{photo_files['bag.jpg']}: Bag ")
+    assert "then:" in out  # the runners-up
+
+
+def test_json_output_has_every_probability(capsys, runs_dir, photo_files):
+    code, out, _ = run_cli(capsys, runs_dir, "--json", "--top", "10", photo_files["trousers.jpg"])
+    answer = json.loads(out)
+    assert code == 0 and answer["run_id"] == "fast-default"
+    result = answer["results"][0]
+    assert result["label"] == "Trouser" and len(result["top"]) == 10 and len(result["probabilities"]) == 10
+    assert sum(result["probabilities"]) == pytest.approx(1, abs=1e-3) and result["inverted"]
+    assert result["timing_ms"]["preprocess"] > 0
+
+
+def test_bad_files_get_their_own_errors_and_the_rest_still_run(capsys, runs_dir, photo_files, tmp_path):
+    missing = tmp_path / "missing.jpg"
+    code, out, err = run_cli(capsys, runs_dir, photo_files["notes.txt"], photo_files["bag.jpg"],
+                             photo_files["cut.jpg"], missing, tmp_path)
+    assert code == 1
+    assert f"{photo_files['bag.jpg']}: Bag" in out
+    errors = err.splitlines()
+    assert errors[0] == f"{photo_files['notes.txt']}: error (not_an_image): not an image: the data is not " \
+                        "in any image format Pillow knows"
+    assert "(truncated)" in errors[1] and str(photo_files["cut.jpg"]) in errors[1]
+    assert errors[2] == f"{missing}: error (not_found): file not found: {missing}"
+    assert "(not_a_file)" in errors[3]
+
+
+def test_all_bad_exits_2_and_json_keeps_the_errors(capsys, runs_dir, photo_files):
+    code, out, _ = run_cli(capsys, runs_dir, "--json", photo_files["notes.txt"])
+    assert code == 2
+    assert json.loads(out)["results"] == [{"file": str(photo_files["notes.txt"]), "error": "not_an_image",
+                                           "detail": "not an image: the data is not in any image format "
+                                                     "Pillow knows"}]
+
+
+def test_unknown_run_is_one_line_error(capsys, runs_dir, photo_files):
+    code, _, err = run_cli(capsys, runs_dir, "--run", "no-such-run", photo_files["bag.jpg"])
+    assert code == 2 and err.startswith("error: run 'no-such-run'") and len(err.splitlines()) == 1
+
+
+def test_low_confidence_threshold_is_a_flag(capsys, runs_dir, photo_files):
+    _, out, _ = run_cli(capsys, runs_dir, "--json", "--low-confidence", "1.01", photo_files["bag.jpg"])
+    assert json.loads(out)["results"][0]["low_confidence"] is True
+    _, out, _ = run_cli(capsys, runs_dir, "--low-confidence", "1.01", photo_files["bag.jpg"])
+    assert "[low confidence" in out
+
+
+def test_rank_orders_and_flags():
+    probs = np.array([0.05, 0.5, 0.05, 0.3, 0, 0, 0.1, 0, 0, 0])
+    answer = rank(probs, list(CLASS_NAMES), top=3, low_confidence=0.6)
+    assert [c["label"] for c in answer["top"]] == ["Trouser", "Dress", "Shirt"]
+    assert answer["low_confidence"] and answer["class_id"] == 1
+    assert not rank(probs, list(CLASS_NAMES), low_confidence=0.5)["low_confidence"]
+
+
+def test_entry_point_in_its_own_process(runs_dir, photo_files):
+    result = subprocess.run([sys.executable, "-m", "workbench.cli", "predict", str(photo_files["trousers.jpg"]),
+                             "--runs-dir", str(runs_dir), "--json"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["results"][0]["label"] == "Trouser"
