@@ -92,7 +92,8 @@ def class_gallery(runs_dir, run_id: str, data_dir):
     for label, name in enumerate(names):
         picks = frame[frame["label"] == label].head(PER_CLASS)
         tiles = [html.Figure([html.Img(src=png_data_url(images[index], scale=2), className="thumb"),
-                              html.Figcaption(names[predicted], className="ok" if predicted == label else "wrong")],
+                              html.Figcaption(names[predicted],
+                                              className="ok" if predicted == label else "wrong")],
                              className="tile")
                  for index, predicted in zip(picks["index"].tolist(), picks["predicted"].tolist())]
         rows.append(html.Div([html.Div(name, className="gallery-class"), html.Div(tiles, className="tiles")],

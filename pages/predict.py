@@ -245,8 +245,9 @@ def explain_item(store, item_index, run_id, method, target, layer, opacity):
     if heatmap.max() <= 0:
         caption += ": no region speaks for this class"
     options = target_options(names, names[top])
-    return (png_data_url(image), png_data_url(overlay(image, heatmap, opacity if opacity is not None else 0.5)),
-            caption, figures.confidence_bars(probs, names, None if cls == top else cls),
+    shown = overlay(image, heatmap, DEFAULT_OPACITY if opacity is None else opacity)
+    bars = figures.confidence_bars(probs, names, None if cls == top else cls)
+    return (png_data_url(image), png_data_url(shown), caption, bars,
             hint(probs, names, item), f"Why not {names[runner_up]}?", probs.round(5).tolist(), options)
 
 

@@ -104,7 +104,8 @@ def test_overview_shows_metrics_gallery_and_links(workbench, app_runs):
 def test_predict_upload_shows_bars_overlay_and_why_not(workbench, tmp_path, data_dir):
     duo, _ = workbench
     open_page(duo, "/predict")
-    duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT).send_keys(str(garment_photo(tmp_path, data_dir)))
+    upload = duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT)
+    upload.send_keys(str(garment_photo(tmp_path, data_dir)))
     duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)
     duo.wait_for_element("#predict-input[src^='data:image/png']", timeout=WAIT)
     assert len(duo.find_elements("#predict-bars .bars .point")) == 10
@@ -132,7 +133,8 @@ def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_p
     good = garment_photo(tmp_path, data_dir, index=0)
     second = garment_photo(tmp_path, data_dir, index=1, name="second.png")
     files = [tmp_path / n for n in ("notes.png", "empty.png", "anim.gif", "bomb.png")] + [good, second]
-    duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT).send_keys("\n".join(str(f) for f in files))
+    upload = duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT)
+    upload.send_keys("\n".join(str(f) for f in files))
     duo.wait_for_element("#predict-message .problem", timeout=WAIT)
     alerts = [a.text for a in duo.find_elements("#predict-message .problem")]
     assert len(alerts) == 4, alerts
@@ -184,12 +186,15 @@ def test_errors_cell_click_shows_exactly_that_cells_images(workbench, app_runs):
     duo.wait_for_element("#errors-matrix .nsewdrag", timeout=WAIT)
     click_cell(duo, pair["row"], pair["col"])
     duo.wait_for_contains_text("#errors-gallery-title", f"{pair['count']} images", timeout=WAIT)
-    assert f"true {pair['true']} → predicted {pair['predicted']}" in duo.find_element("#errors-gallery-title").text
+    title = duo.find_element("#errors-gallery-title").text
+    assert f"true {pair['true']} → predicted {pair['predicted']}" in title
     shown = [int(t.get_attribute("data-index")) for t in duo.find_elements("#errors-tiles .tile-button")]
     assert shown == expected["index"].tolist()[:50]
     plain = duo.find_element("#errors-tiles img.thumb").get_attribute("src")
     duo.find_element("label[for='errors-overlay']").click()
     until(lambda: duo.find_element("#errors-tiles img.thumb").get_attribute("src") != plain, timeout=WAIT)
+    duo.find_element(".page-title").click()  # move the pointer off the matrix (no hover label)
+    screenshot(duo, "errors")
     duo.find_elements("#errors-tiles .tile-button")[0].click()
     duo.wait_for_text_to_equal("#errors-detail-title", f"Test image #{shown[0]}", timeout=WAIT)
     duo.wait_for_element("#errors-detail-content img.big-image", timeout=WAIT)
@@ -201,7 +206,6 @@ def test_errors_cell_click_shows_exactly_that_cells_images(workbench, app_runs):
     duo.wait_for_element("#errors-matrix .nsewdrag", timeout=WAIT)
     click_cell(duo, pair["row"], pair["col"])
     duo.wait_for_contains_text("#errors-gallery-title", f"{pair['count']} images", timeout=WAIT)
-    screenshot(duo, "errors")
     pairs = figures.top_confused_pairs(matrix, list(runs.read_config(app_runs / run_id)["class_names"]))
     if len(pairs) > 1:  # a confused pair in the list opens its gallery too
         duo.find_elements(".pair-list .list-group-item")[1].click()

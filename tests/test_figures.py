@@ -102,6 +102,9 @@ def test_overlay_blends_heatmap_by_opacity():
     assert np.array_equal(images.overlay(image, heat, opacity=0.0), np.full((28, 28, 3), 100))
     full = images.overlay(image, heat, opacity=1.0)
     assert tuple(full[0, 0]) == tuple(images.colorize(np.ones((1, 1)))[0, 0])  # hot = red end of jet
-    assert full[0, 0, 0] > full[0, 0, 2] and full[27, 0, 2] > full[27, 0, 0]  # top red, bottom blue
+    assert full[0, 0, 0] > full[0, 0, 2]  # hot = red
+    assert np.array_equal(full[14:], np.full((14, 28, 3), 100))  # cold: the garment, untinted
+    half = images.overlay(image, heat * 0.5, opacity=1.0)[0, 0].astype(int)
+    assert np.all(np.abs(half - (100 + 0.5 * (images.colorize(np.full((1, 1), 0.5))[0, 0] - 100))) <= 1)
     with pytest.raises(ValueError, match="differ in shape"):
         images.overlay(image, heat[:10])

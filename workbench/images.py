@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 DEFAULT_COLORMAP = "jet"  # the usual Grad-CAM look: blue = ignored, red = decisive
-DEFAULT_OPACITY = 0.5     # half heatmap, half garment: both stay readable
+DEFAULT_OPACITY = 0.6     # hottest pixels 60% colour, 40% garment: both stay readable
 DISPLAY_SCALE = 4         # 28 px -> 112 px, nearest neighbour so pixels stay crisp
 
 
@@ -64,11 +64,16 @@ def colorize(heatmap: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.ndarra
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = DEFAULT_OPACITY,
             colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
-    """Blend a colourised heatmap over a grayscale uint8 image: RGB uint8 of the same size."""
+    """Blend a colourised heatmap over a grayscale uint8 image: RGB uint8 of the same size.
+
+    The colour's weight is opacity x heat: hot regions are coloured, the garment stays visible
+    where the model does not look (a uniform blend tints the whole image blue).
+    """
     image = np.asarray(image)
     if image.shape != heatmap.shape:
         raise ValueError(f"image {image.shape} and heatmap {heatmap.shape} differ in shape")
-    opacity = float(np.clip(opacity, 0.0, 1.0))
+    heat = np.clip(np.nan_to_num(heatmap), 0.0, 1.0).astype(np.float32)[..., None]
+    alpha = float(np.clip(opacity, 0.0, 1.0)) * heat
     gray = np.repeat(image[..., None].astype(np.float32), 3, axis=-1)
-    blended = (1.0 - opacity) * gray + opacity * colorize(heatmap, colormap).astype(np.float32)
+    blended = (1.0 - alpha) * gray + alpha * colorize(heatmap, colormap).astype(np.float32)
     return blended.round().clip(0, 255).astype(np.uint8)
