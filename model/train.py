@@ -36,10 +36,15 @@ BEST_WEIGHTS = "best.weights.h5"
 # ---------------------------------------------------------------------------------------------
 # Data pipeline: uint8 images -> float32 pixels 0..255 (N, 28, 28, 1), augmented per batch
 
-def random_shift(images, padding: int):
+def uniform(shape, seed, salt: int, minval=0.0, maxval=1.0, dtype=tf.float32):
+    """Stateless uniform noise: the same (seed, salt) always gives the same numbers (repeatable runs)."""
+    return tf.random.stateless_uniform(shape, tf.stack([seed, tf.constant(salt, tf.int64)]), minval, maxval, dtype)
+
+
+def random_shift(images, padding: int, seed):
     """Random crop after zero padding = a random integer shift of up to `padding` px each way."""
     n = tf.shape(images)[0]
-    shifts = tf.cast(tf.random.uniform([n, 2], -padding, padding + 1, dtype=tf.int32), tf.float32)
+    shifts = tf.cast(uniform([n, 2], seed, 1, -padding, padding + 1, tf.int32), tf.float32)
     ones, zeros = tf.ones([n, 1]), tf.zeros([n, 1])
     transforms = tf.concat([ones, zeros, -shifts[:, :1], zeros, ones, -shifts[:, 1:], zeros, zeros], axis=1)
     return tf.raw_ops.ImageProjectiveTransformV3(
@@ -47,46 +52,46 @@ def random_shift(images, padding: int):
         interpolation="NEAREST", fill_mode="CONSTANT")
 
 
-def random_flip(images):
-    flip = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < 0.5
+def random_flip(images, seed):
+    flip = uniform([tf.shape(images)[0], 1, 1, 1], seed, 2) < 0.5
     return tf.where(flip, tf.reverse(images, axis=[2]), images)
 
 
-def random_erase(images, probability: float, area: tuple[float, float]):
+def random_erase(images, probability: float, area: tuple[float, float], seed):
     """Random erasing: a rectangle of random size, aspect and place filled with noise, per image."""
     n, size = tf.shape(images)[0], float(IMAGE_SIZE)
-    share = tf.random.uniform([n], area[0], area[1])
-    aspect = tf.exp(tf.random.uniform([n], math.log(0.3), math.log(1 / 0.3)))
+    share = uniform([n], seed, 3, area[0], area[1])
+    aspect = tf.exp(uniform([n], seed, 4, math.log(0.3), math.log(1 / 0.3)))
     h = tf.minimum(tf.sqrt(share * size * size * aspect), size)
     w = tf.minimum(tf.sqrt(share * size * size / aspect), size)
-    top = tf.random.uniform([n]) * (size - h)
-    left = tf.random.uniform([n]) * (size - w)
+    top = uniform([n], seed, 5) * (size - h)
+    left = uniform([n], seed, 6) * (size - w)
     grid = tf.range(size)
     rows = (grid[None, :] >= top[:, None]) & (grid[None, :] < (top + h)[:, None])
     cols = (grid[None, :] >= left[:, None]) & (grid[None, :] < (left + w)[:, None])
-    chosen = tf.random.uniform([n]) < probability
+    chosen = uniform([n], seed, 7) < probability
     mask = rows[:, :, None] & cols[:, None, :] & chosen[:, None, None]
-    noise = tf.random.uniform(tf.shape(images), 0.0, 255.0)
+    noise = uniform(tf.shape(images), seed, 8, 0.0, 255.0)
     return tf.where(mask[..., None], noise, images)
 
 
 def augment_fn(augment: Augment, seed: int):
-    """A function augmenting one batch of float pixels, built from the recipe's settings."""
-    extra = []
+    """A function (batch of float pixels, batch seed) -> augmented batch, from the recipe's settings."""
+    extra = []  # the study's rotations and zooms: Keras layers with their own seeded generators
     if augment.rotation:
         extra.append(keras.layers.RandomRotation(augment.rotation, fill_mode="constant", seed=seed))
     if augment.zoom:
         extra.append(keras.layers.RandomZoom(augment.zoom, fill_mode="constant", seed=seed))
 
-    def apply(images):
+    def apply(images, batch_seed):
         if augment.crop_padding:
-            images = random_shift(images, augment.crop_padding)
+            images = random_shift(images, augment.crop_padding, batch_seed)
         if augment.flip:
-            images = random_flip(images)
+            images = random_flip(images, batch_seed)
         for layer in extra:
             images = layer(images, training=True)
         if augment.erase_probability:
-            images = random_erase(images, augment.erase_probability, augment.erase_area)
+            images = random_erase(images, augment.erase_probability, augment.erase_area, batch_seed)
         return images
     return apply
 
@@ -98,9 +103,11 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augmen
     if augment is not None:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
-    if augment is not None:
+    if augment is not None:  # one seed per batch from a seeded stream, new each epoch
         apply = augment_fn(augment, seed)
-        ds = ds.map(lambda x, y: (apply(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip(ds, seeds).map(lambda xy, s: (apply(xy[0], s), xy[1]),
+                                                num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -193,12 +200,13 @@ def best_val_accuracy(run_dir: Path) -> float | None:
 def make_callbacks(run_dir: Path, extra: list | None = None) -> list:
     backup = Path(run_dir) / runs.BACKUP_DIR
     return [
-        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),  # first: sets the epoch
         HistoryWriter(run_dir),
         keras.callbacks.ModelCheckpoint(  # model selection on the validation split only
             str(backup / BEST_WEIGHTS), monitor="val_accuracy", mode="max", save_best_only=True,
             save_weights_only=True, initial_value_threshold=best_val_accuracy(run_dir)),
         *(extra or []),
+        # Last, so an epoch counts as done only once its history row and checkpoint are written.
+        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
     ]
 
 
