@@ -54,5 +54,5 @@ def last_epoch(run_id: str, frame) -> dict:
     if "val_accuracy" in frame.columns:
         row["best val_accuracy"] = float(frame["val_accuracy"].max())
     if "seconds" in frame.columns:
-        row["minutes"] = round(float(frame["seconds"].sum()) / 60, 1)
+        row["minutes"] = f"{float(frame['seconds'].sum()) / 60:.1f}"
     return row

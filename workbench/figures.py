@@ -84,7 +84,7 @@ def learning_curves(histories: dict[str, pd.DataFrame]) -> go.Figure:
                     hovertemplate=f"{name}<br>epoch %{{x}}: %{{y:.4g}}<extra></extra>"), row=1, col=col)
     longest = max((len(frame) for frame in histories.values()), default=0)
     fig.update_xaxes(title_text="epoch", dtick=1 if longest <= 20 else None)
-    fig.update_yaxes(type="log", row=1, col=3)
+    fig.update_yaxes(rangemode="tozero", row=1, col=3)  # linear: one-cycle schedules end at 0
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), height=380, plot_bgcolor="white",
                       legend=dict(orientation="h", y=-0.25))
     return fig
