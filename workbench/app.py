@@ -30,9 +30,10 @@ GUNICORN_TIMEOUT = 120     # s: the first request of a worker loads TensorFlow a
 
 def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "keras",
                data_dir: Path | str | None = None) -> dash.Dash:
-    """The Dash app over `runs_dir`; `backend` is passed on to the predictors ("keras" or "onnx")."""
+    """The Dash app over `runs_dir`; `backend` ("keras", "onnx", "tflite") goes to the predictors."""
     import assets
     import pages
+    from workbench.api import register_api
 
     app = dash.Dash(
         __name__, use_pages=True, title="Fashion workbench",
@@ -48,7 +49,7 @@ def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "ker
     def remember_run(run_id):
         return run_id
 
-    _register_api(app.server, Path(runs_dir), backend)
+    register_api(app.server, Path(runs_dir), backend)  # the JSON API, /api/v1/..., beside the pages
     _finish_setup(app)
     return app
 
@@ -70,17 +71,6 @@ def _serve_theme(server: flask.Flask) -> None:
     folder = Path(flask_bootstrap.__file__).parent / "static" / "bootstrap5" / "css" / "bootswatch" / THEME
     server.add_url_rule(THEME_URL, "workbench_theme",
                         lambda: flask.send_from_directory(folder, "bootstrap.min.css", max_age=3600))
-
-
-def _register_api(server: flask.Flask, runs_dir: Path, backend: str) -> None:
-    """Mount the JSON API (/api/v1/...) beside the pages, when the API module is installed."""
-    try:
-        from workbench.api import register_api
-    except ModuleNotFoundError as exc:
-        if exc.name != "workbench.api":
-            raise
-        return
-    register_api(server, runs_dir, backend)
 
 
 def serve_layout():
