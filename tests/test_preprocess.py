@@ -163,6 +163,19 @@ def test_mask_ignores_specks_and_small_clutter():
     assert mask[365, 230] == 0 and mask[200, 130] == 255  # tag (in working pixels) out, garment in
 
 
+def test_box_ignores_vignetting_shadows_and_textured_backgrounds():
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:600, 0:400] / np.array([600, 400])[:, None, None] - 0.5
+    photo = product_photo(box=(100, 500, 120, 300)).astype(np.float64)
+    photo *= np.clip(1 - 0.5 * (x ** 2 + y ** 2), 0.85, 1)[..., None]       # darker corners
+    photo[480:530, 140:330] *= 0.85                                          # a soft shadow below
+    photo[100:500, 120:300] = (40, 60, 150)
+    photo += rng.normal(0, 8, photo.shape)                                   # a grainy backdrop
+    prepared = prepare_array(np.clip(photo, 0, 255).astype(np.uint8))
+    scale = 384 / 600
+    assert prepared.box == pytest.approx((120 * scale, 100 * scale, 300 * scale, 500 * scale), abs=4)
+
+
 def test_crop_resize_pad_frame_the_object_like_fashion_mnist():
     # a tall garment off-centre in a wide photo: the longest side fills 28 px, centred
     photo = product_photo(height=500, width=900, box=(50, 450, 600, 800))

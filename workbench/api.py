@@ -75,12 +75,15 @@ class ApiError(Exception):
 
 
 def register_api(server: flask.Flask, runs_dir: Path | str, backend: str = "keras",
-                 limits: ApiLimits | None = None, low_confidence: float = LOW_CONFIDENCE) -> None:
+                 limits: ApiLimits | None = None, low_confidence: float | None = None) -> None:
     """Add the /api/v1 routes and their JSON error handling to a Flask server (the Dash app's).
-    Without `limits`, the defaults apply, overridden by WORKBENCH_MAX_* environment variables."""
+    Unset `limits` and `low_confidence` come from WORKBENCH_MAX_* and WORKBENCH_LOW_CONFIDENCE
+    environment variables where set, else the defaults."""
     from workbench.openapi import openapi_document
 
     limits = limits or ApiLimits.from_env()
+    if low_confidence is None:
+        low_confidence = float(os.environ.get("WORKBENCH_LOW_CONFIDENCE") or LOW_CONFIDENCE)
     api = flask.Blueprint("api_v1", __name__, url_prefix=PREFIX)
     runs_dir = Path(runs_dir)
 
@@ -252,8 +255,9 @@ def load_predictor(runs_dir: Path, run_id: str | None, backend: str):
                        run=run_id)
     try:
         return get_predictor(runs_dir, run_id, backend)
-    except runs.RunError as exc:
-        raise ApiError(503, "run_unavailable", str(exc).replace(str(runs_dir), runs_dir.name), run=run_id) from exc
+    except Exception as exc:  # RunError for a broken run folder, ExportError for a failed ONNX/TFLite export
+        detail = f"run {run_id!r} cannot answer with the {backend} backend: {exc}".replace(str(runs_dir), runs_dir.name)
+        raise ApiError(503, "run_unavailable", detail, run=run_id) from exc
 
 
 def predict_uploads(predictor, runs_dir: Path, run_id: str, uploads: list[tuple[str, bytes]], options: dict,

@@ -7,6 +7,7 @@ tests validate live responses against it with schemathesis.
 from __future__ import annotations
 
 from workbench.api import ApiLimits
+from workbench.predict import LOW_CONFIDENCE
 
 ERROR_CODES = ["empty", "not_an_image", "unsupported_format", "truncated", "corrupt", "too_small",
                "too_large", "too_many_pixels", "animated", "no_object", "request_too_large",
@@ -108,7 +109,7 @@ def _predict_operation(limits, max_files: int, max_bytes: int, max_top: int) -> 
     }
 
 
-def openapi_document(limits: ApiLimits = ApiLimits(), low_confidence: float = 0.6) -> dict:
+def openapi_document(limits: ApiLimits = ApiLimits(), low_confidence: float = LOW_CONFIDENCE) -> dict:
     """The OpenAPI 3.1 document of the API as configured with these limits."""
     max_top = limits.max_top
     return {

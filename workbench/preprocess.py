@@ -60,6 +60,7 @@ class Settings:
     work_side: int = 384               # px: photos are reduced to this longest side first (speed, denoise)
     border: float = 0.03               # fraction of the short side sampled as background border strip
     strong: float = 0.10               # min distance from background (0..1 of 255) that seeds the object
+    strong_noise: float = 6.0          # ... and this many background-noise sigmas (textured backgrounds)
     strong_relative: float = 0.30      # the box ignores pixels under this share of the object's contrast (shadows)
     weak_noise: float = 4.0            # weak threshold = this many border-noise sigmas ...
     weak_floor: float = 2.5            # ... and at least this many gray levels (resampling ripples)
@@ -251,12 +252,13 @@ def object_masks(distance: np.ndarray, noise: float, settings: Settings) -> tupl
     weak = distance > max(settings.weak_floor, settings.weak_noise * noise)
     reach = max(2, round(settings.grow * side))
     contrast = float(np.percentile(distance, 99.5))
-    seeds = clean_seeds(distance > settings.strong * 255, settings)
-    box_seeds = clean_seeds(distance > max(settings.strong * 255, settings.strong_relative * contrast), settings)
+    strong = max(settings.strong * 255, settings.strong_noise * noise)
+    seeds = clean_seeds(distance > strong, settings)
+    box_seeds = clean_seeds(distance > max(strong, settings.strong_relative * contrast), settings)
     masks = []
-    for strong in (seeds, box_seeds):
-        near = ndimage.binary_dilation(strong, iterations=reach) if strong.any() else strong
-        masks.append(ndimage.binary_fill_holes(ndimage.binary_propagation(strong, mask=weak & near) | strong))
+    for seed in (seeds, box_seeds):
+        near = ndimage.binary_dilation(seed, iterations=reach) if seed.any() else seed
+        masks.append(ndimage.binary_fill_holes(ndimage.binary_propagation(seed, mask=weak & near) | seed))
     return masks[0], masks[1] & masks[0]
 
 
