@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -63,9 +64,11 @@ def open_page(duo, path: str) -> None:
     duo.find_element(f"a.nav-link[href='{path}']").click()
 
 
-def screenshot(duo, name: str) -> None:
+def screenshot(duo, name: str, settle: float = 0.0) -> None:
+    """Save the whole page as <name>.png when WORKBENCH_SCREENSHOTS names a folder."""
     folder = os.environ.get("WORKBENCH_SCREENSHOTS")
     if folder:
+        time.sleep(settle)  # let an animation (the modal fading in) finish first
         Path(folder).mkdir(parents=True, exist_ok=True)
         for _ in range(2):  # the window is taller than its viewport: grow until the page fits
             height = duo.driver.execute_script("return document.documentElement.scrollHeight")
@@ -198,7 +201,7 @@ def test_errors_cell_click_shows_exactly_that_cells_images(workbench, app_runs):
     duo.find_elements("#errors-tiles .tile-button")[0].click()
     duo.wait_for_text_to_equal("#errors-detail-title", f"Test image #{shown[0]}", timeout=WAIT)
     duo.wait_for_element("#errors-detail-content img.big-image", timeout=WAIT)
-    screenshot(duo, "errors-detail")
+    screenshot(duo, "errors-detail", settle=1.0)
     until(lambda: click_ok(duo.find_element("#errors-detail-content a")), timeout=WAIT)  # "Explore in Predict"
     duo.wait_for_contains_text("#predict-hint", f"true class: {pair['true']}", timeout=WAIT)
     duo.wait_for_contains_text("#predict-cam-caption", f"for {pair['predicted']} (predicted)", timeout=WAIT)
@@ -265,7 +268,6 @@ def test_served_by_gunicorn_with_two_workers(dash_duo, app_runs, data_dir, tmp_p
     import signal
     import subprocess
     import sys
-    import time
     import urllib.request
 
     port = free_port()
