@@ -69,6 +69,12 @@ def test_decode_refuses_non_images(data, code):
     assert caught.value.code == code
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"])
+def test_decode_accepts_the_usual_formats(fmt):
+    decoded = pp.decode(encode(product_photo(), fmt))
+    assert decoded.mode == "RGB" and decoded.size == (400, 600)
+
+
 def test_decode_refuses_truncated_files():
     for fmt in ("JPEG", "PNG"):
         data = encode(product_photo(), fmt)
