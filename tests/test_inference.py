@@ -172,3 +172,17 @@ def test_api_serves_the_onnx_backend_over_http(serve, test_images):
         assert all(r["gradcam_png"] for r in answers[backend]["results"])
     keras_probs, onnx_probs = ([r["probabilities"] for r in answers[b]["results"]] for b in ("keras", "onnx"))
     np.testing.assert_allclose(onnx_probs, keras_probs, atol=1e-4)
+
+
+def test_tflite_falls_back_to_tf_lite_without_litert(runs_copy, test_images, monkeypatch):
+    """Where ai_edge_litert is not installed, tf.lite's interpreter runs the same file."""
+    import sys
+
+    import tensorflow as tf
+
+    run_dir = runs_copy / "fast-default"
+    litert = TFLitePredictor.for_run(run_dir)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # makes the import fail
+    fallback = TFLitePredictor(litert.path)
+    assert isinstance(fallback.interpreter, tf.lite.Interpreter)
+    np.testing.assert_allclose(fallback.predict(test_images[0][:32]), litert.predict(test_images[0][:32]), atol=1e-5)
