@@ -77,6 +77,9 @@ class Settings:
 class Prepared:
     """A model input and how it was made."""
     image: np.ndarray                                     # uint8 (28, 28), garment bright on black
+    # (name, uint8 array) for display: "original" (RGB, longest side 256), "grayscale" and "mask"
+    # (working size; mask white = object pixels that set the box, gray = faint object pixels kept),
+    # "cropped", "resized" (28 on the long side), "padded" (sharpened, 28x28), "final" (= image)
     steps: list[tuple[str, np.ndarray]] = field(default_factory=list)
     inverted: bool = False                                # intensities negated (light background)
     box: tuple[int, int, int, int] = (0, 0, 0, 0)         # object box in the working image (x0, y0, x1, y1)
