@@ -340,8 +340,9 @@ def http_error(exc: HTTPException):
     """A werkzeug HTTP error (404, 405, 413 ...) as the API's JSON error body."""
     codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
     detail = exc.description or exc.name
-    if exc.code == 413:
-        detail = f"the request is larger than the limit of {flask.request.max_content_length:,} bytes"
+    limit = flask.request.max_content_length
+    if exc.code == 413 and limit:
+        detail = f"the request is larger than the limit of {limit:,} bytes"
     return error_response(exc.code or 500, codes.get(exc.code, "http_error"), detail)
 
 
