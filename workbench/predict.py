@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 # Below this top-1 probability the answer is flagged "low_confidence": the UI shows a hint instead of
-# a confident label. On 1,000 rendered test photos (benchmarks/photos.py, fast-default at 91.3%) 18%
-# were flagged; answers above 0.6 were right 96.5% of the time, flagged ones 59.6%.
+# a confident label. On 1,000 rendered test photos (benchmarks/photos.py, fast-default at 91.3%) 17%
+# were flagged; answers above 0.6 were right 96.5% of the time, flagged ones 59.1%.
 LOW_CONFIDENCE = 0.6
 
 
