@@ -54,11 +54,16 @@ def list_runs(runs_dir: Path | str = DEFAULT_RUNS_DIR) -> list[str]:
     return [p.name for p in runs]
 
 
-def run_path(runs_dir: Path | str, run_id: str) -> Path:
-    """The folder of run_id inside runs_dir, refusing ids that would escape it."""
+def check_run_id(run_id: str) -> str:
+    """A run id is one folder name: refuse empty ids and ids that would escape the runs folder."""
     if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
         raise RunError(f"invalid run id {run_id!r}")
-    path = Path(runs_dir) / run_id
+    return run_id
+
+
+def run_path(runs_dir: Path | str, run_id: str) -> Path:
+    """The folder of run_id inside runs_dir, refusing ids that would escape it."""
+    path = Path(runs_dir) / check_run_id(run_id)
     if not path.is_dir():
         raise RunError(f"run {run_id!r}: folder {path} not found")
     return path

@@ -224,9 +224,7 @@ def run_config(recipe: Recipe, run_id: str, n_train: int, limit: int | None) -> 
 
 def prepare_run_dir(runs_dir: Path, run_id: str, config: dict) -> Path:
     """Create the run folder, or check that an unfinished one was started with the same settings."""
-    if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
-        raise runs.RunError(f"invalid run id {run_id!r}")
-    run_dir = Path(runs_dir) / run_id
+    run_dir = Path(runs_dir) / runs.check_run_id(run_id)
     if (run_dir / runs.CONFIG).is_file():
         old = runs.read_config(run_dir)
         if not (run_dir / runs.BACKUP_DIR).is_dir():
