@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from model.runs import DEFAULT_RUN_ID, DEFAULT_RUNS_DIR
@@ -86,8 +87,9 @@ def _add_predict(sub) -> None:
     p.add_argument("files", nargs="+", help="image files")
     add_runs_dir(p)
     p.add_argument("--run", default=DEFAULT_RUN_ID, help="run id (default: fast-default)")
-    p.add_argument("--backend", choices=["keras", "onnx"], default="keras", help="prediction runtime")
-    p.add_argument("--top", type=int, default=3, help="classes to show per image")
+    p.add_argument("--backend", choices=["keras", "onnx", "tflite"], default="keras",
+                   help="prediction runtime (default keras)")
+    p.add_argument("--top", type=int, default=3, help="classes to show per image (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     from workbench.predict import LOW_CONFIDENCE  # numpy only: --help stays free of TensorFlow
 
@@ -141,6 +143,8 @@ def run_data(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # TensorFlow's C++ start-up chatter (oneDNN, CPU features) would bury our own messages on stderr.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     module_name, func_name = args.handler.split(":")
     handler = getattr(importlib.import_module(module_name), func_name)
     try:
