@@ -21,10 +21,10 @@ from workbench import artifacts, figures
 from workbench.app import no_run, problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, ExplainError, get_explainer
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
+from workbench.predict import LOW_CONFIDENCE  # one threshold for the page, the API and the CLI
 
 dash.register_page(__name__, path="/predict", name="Predict", order=1)
 
-LOW_CONFIDENCE = 0.6   # top probability below this: warn that the answer is a guess
 MAX_FILES = 12         # images per upload; more is a batch job for `workbench predict`
 PREDICTED = "predicted"
 
