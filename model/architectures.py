@@ -83,7 +83,8 @@ def build_compact_cnn(width: int = 32, dropout: float = 0.0, weight_decay: float
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name=OUTPUT_NAME)(x)
+    # float32 softmax even when the body computes in bfloat16 (mixed precision training).
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name=OUTPUT_NAME)(x)
     return keras.Model(inputs, outputs, name="compact_cnn")
 
 
@@ -119,7 +120,8 @@ def build_resnet50_classifier(input_size: int = 224, trainable_layers: int | Non
     x = layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
     x = layers.Dense(dense_units[0], activation="relu", name="fc1")(x)
     x = layers.Dense(dense_units[1], activation="relu", name="fc2")(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name=OUTPUT_NAME)(x)
+    # float32 softmax even when the body computes in bfloat16 (mixed precision training).
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name=OUTPUT_NAME)(x)
     return keras.Model(inputs, outputs, name="resnet50_classifier")
 
 

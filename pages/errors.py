@@ -21,6 +21,8 @@ from workbench.images import overlay, png_data_url
 dash.register_page(__name__, path="/errors", name="Errors", order=2)
 
 PAGE_SIZE = 50   # gallery images per page: one screenful, and one Grad-CAM batch well under a second
+HIDDEN = "d-none"
+PROMPT = "Click a cell of the matrix (or a confused pair) to see its images."
 
 layout = html.Div([
     html.H2("Errors", className="page-title"),
@@ -40,7 +42,8 @@ layout = html.Div([
             dbc.Col(html.H5(id="errors-gallery-title", className="mb-0")),
             dbc.Col(dbc.Switch(id="errors-overlay", label="Grad-CAM overlay", value=False), width="auto"),
             dbc.Col(dbc.Pagination(id="errors-page", max_value=1, active_page=1, fully_expanded=False,
-                                   size="sm", className="mb-0"), width="auto"),
+                                   size="sm", className="mb-0"), id="errors-page-col", width="auto",
+                    className=HIDDEN),  # shown once a chosen cell has more than one page
         ], align="center")),
         dbc.CardBody(dcc.Loading(html.Div(id="errors-gallery"), type="dot")),
     ], className="mt-3"),
@@ -99,21 +102,22 @@ def pick_cell(click, pair_clicks, run_id):
 
 
 @callback(Output("errors-gallery", "children"), Output("errors-gallery-title", "children"),
-          Output("errors-page", "max_value"),
+          Output("errors-page", "max_value"), Output("errors-page-col", "className"),
           Input("errors-cell", "data"), Input("errors-page", "active_page"), Input("errors-overlay", "value"),
           State("run-store", "data"))
 def show_gallery(cell, page, with_overlay, run_id):
     if not cell or not run_id:
-        return html.Div("No cell chosen yet.", className="text-muted"), "Gallery", 1
+        return html.Div(PROMPT, className="text-muted", id="errors-prompt"), "Gallery", 1, HIDDEN
     cfg = settings()
     names = artifacts.class_names(cfg["runs_dir"], run_id)
     title = f"true {names[cell['true']]} → predicted {names[cell['pred']]}"
     try:
         tiles, total = gallery_tiles(cfg, run_id, cell["true"], cell["pred"], page or 1, bool(with_overlay))
     except (runs.RunError, DataError, ExplainError) as exc:
-        return problem(str(exc), "No gallery"), title, 1
+        return problem(str(exc), "No gallery"), title, 1, HIDDEN
     pages = max(1, -(-total // PAGE_SIZE))
-    return html.Div(tiles, className="tiles gallery", id="errors-tiles"), f"{title}: {total} images", pages
+    return (html.Div(tiles, className="tiles gallery", id="errors-tiles"), f"{title}: {total} images", pages,
+            "" if pages > 1 else HIDDEN)
 
 
 def gallery_tiles(cfg: dict, run_id: str, true: int, pred: int, page: int, with_overlay: bool):
@@ -140,7 +144,8 @@ def thumb(index: int, image: np.ndarray, probs: np.ndarray, names: list[str], tr
                html.Div(f"{probs[other]:.0%} {names[other]}", className="prob-other")]
     return html.Button([html.Img(src=png_data_url(image, scale=3), className="thumb"), *caption],
                        id={"type": "errors-thumb", "index": index}, className="tile tile-button",
-                       title=f"test image #{index}", **{"data-index": str(index)})
+                       title=f"test image #{index}: {probs[pred]:.0%} {names[pred]}, {probs[other]:.0%} "
+                             f"{names[other]}", **{"data-index": str(index)})
 
 
 @callback(Output("errors-detail", "is_open"), Output("errors-detail-title", "children"),

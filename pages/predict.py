@@ -21,18 +21,22 @@ from workbench import artifacts, figures
 from workbench.app import no_run, problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, ExplainError, get_explainer
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
-from workbench.predict import LOW_CONFIDENCE  # one threshold for the page, the API and the CLI
+from workbench.predict import low_confidence_threshold  # one threshold (and override) for page and API
 
 dash.register_page(__name__, path="/predict", name="Predict", order=1)
 
 MAX_FILES = 12         # images per upload; more is a batch job for `workbench predict`
 PREDICTED = "predicted"
+HIDDEN = "d-none"      # className of the result columns before there is an image (and of the hint after)
+EMPTY_HINT = ("Upload a photo or pick a random test image: its prediction, the 28×28 image the model "
+              "sees and why it decided appear here.")
 
 
 def layout(test: str | None = None, **_):
     initial = {"items": [], "errors": []}
     if test is not None and test.isdigit():
         initial = load_test_item(int(test))
+    empty, results, _ = visibility(bool(initial["items"]))
     controls = dbc.Card(dbc.CardBody([
         dbc.Label("Explanation"), dbc.RadioItems(id="predict-method", value="gradcam", inline=True,
                                                  options=[{"label": v, "value": k} for k, v in METHODS.items()]),
@@ -55,12 +59,14 @@ def layout(test: str | None = None, **_):
                 dbc.RadioItems(id="predict-item", options=[], value=0, className="mt-2 item-list"),
                 html.Div(id="predict-steps", className="mt-2"),
             ], md=12, lg=3),
+            dbc.Col(html.Div(EMPTY_HINT, className="empty-state"), id="predict-empty", md=12, lg=9,
+                    className=empty),
             dbc.Col([
                 dcc.Loading(dcc.Graph(id="predict-bars", config={"displayModeBar": False}), type="dot"),
                 html.Div(id="predict-hint"),
                 dbc.Button("Why not …?", id="predict-whynot", color="link", className="p-0"),
                 html.Div("Click any bar to explain that class instead.", className="small text-muted"),
-            ], md=6, lg=4),
+            ], id="predict-result-bars", md=6, lg=4, className=results),
             dbc.Col([
                 html.Div([
                     html.Figure([html.Img(id="predict-input", className="big-image"),
@@ -69,7 +75,7 @@ def layout(test: str | None = None, **_):
                                  html.Figcaption(id="predict-cam-caption")]),
                 ], className="image-pair"),
                 controls,
-            ], md=6, lg=5),
+            ], id="predict-result-images", md=6, lg=5, className=results),
         ]),
         dcc.Store(id="predict-store", data=initial),
         dcc.Store(id="predict-probs"),
@@ -219,17 +225,19 @@ def choose_target(click, _whynot, _store, _item, probs):
 @callback(Output("predict-input", "src"), Output("predict-cam", "src"), Output("predict-cam-caption", "children"),
           Output("predict-bars", "figure"), Output("predict-hint", "children"), Output("predict-whynot", "children"),
           Output("predict-probs", "data"), Output("predict-target", "options"),
+          Output("predict-empty", "className"), Output("predict-result-bars", "className"),
+          Output("predict-result-images", "className"),
           Input("predict-store", "data"), Input("predict-item", "value"), Input("run-store", "data"),
           Input("predict-method", "value"), Input("predict-target", "value"), Input("predict-layer", "value"),
           Input("predict-opacity", "value"))
 def explain_item(store, item_index, run_id, method, target, layer, opacity):
+    """Everything right of the upload for the chosen image; before there is one, only a hint."""
     item = chosen(store, item_index)
-    blank = (None, None, "", empty_figure("Upload a photo or pick a random test image"), None, "", None, [])
-    if item is None:
-        return blank
-    if not run_id:
-        return (*blank[:4], no_run(), *blank[5:])
+    if item is None:  # nothing uploaded yet, or every upload rejected: no result (and no stale one)
+        return (None, None, "", empty_figure(""), None, "", None, [], *visibility(False))
     image = decode(item["pixels"])
+    if not run_id:
+        return (png_data_url(image), None, "", empty_figure(""), no_run(), "", None, [], *visibility(True))
     cfg = settings()
     names = artifacts.class_names(cfg["runs_dir"], run_id)
     try:
@@ -239,7 +247,8 @@ def explain_item(store, item_index, run_id, method, target, layer, opacity):
         heatmap = get_explainer(cfg["runs_dir"], run_id).explain(image[None], cls, method, layer)[0]
     except Exception as exc:  # RunError, ExplainError, an export or runtime error: show it, keep going
         logging.getLogger(__name__).warning("predict failed for run %s: %s", run_id, exc)
-        return (png_data_url(image), None, "", empty_figure(""), problem(str(exc)), "", None, [])
+        return (png_data_url(image), None, "", empty_figure(""), problem(str(exc)), "", None, [],
+                *visibility(True))
     runner_up = int(np.argsort(probs)[-2])
     caption = f"{METHODS[method]} for {names[cls]}" + (" (predicted)" if cls == top else "")
     if heatmap.max() <= 0:
@@ -247,8 +256,13 @@ def explain_item(store, item_index, run_id, method, target, layer, opacity):
     options = target_options(names, names[top])
     shown = overlay(image, heatmap, DEFAULT_OPACITY if opacity is None else opacity)
     bars = figures.confidence_bars(probs, names, None if cls == top else cls)
-    return (png_data_url(image), png_data_url(shown), caption, bars,
-            hint(probs, names, item), f"Why not {names[runner_up]}?", probs.round(5).tolist(), options)
+    return (png_data_url(image), png_data_url(shown), caption, bars, hint(probs, names, item),
+            f"Why not {names[runner_up]}?", probs.round(5).tolist(), options, *visibility(True))
+
+
+def visibility(has_item: bool) -> tuple[str, str, str]:
+    """classNames of the empty-state hint and the two result columns."""
+    return (HIDDEN, "", "") if has_item else ("", HIDDEN, HIDDEN)
 
 
 def target_options(names, predicted: str = "") -> list[dict]:
@@ -267,7 +281,7 @@ def hint(probs: np.ndarray, names: list[str], item: dict):
         right = int(probs.argmax()) == item["label"]
         notes.append(dbc.Badge(f"true class: {names[item['label']]}", color="success" if right else "danger",
                                className="me-2"))
-    if top < LOW_CONFIDENCE:
+    if top < low_confidence_threshold():
         notes.append(dbc.Alert(f"Low confidence: the top class has only {top:.0%}. The model is unsure; "
                                "photos far from Fashion-MNIST (cluttered background, several garments, "
                                "unusual angle) often look like this.", color="warning",

@@ -21,6 +21,7 @@ from PIL import Image
 
 from model import runs
 from test_explain import build_tiny_run
+from workbench.predict import LOW_CONFIDENCE
 
 pytestmark = pytest.mark.browser
 
@@ -107,10 +108,15 @@ def test_overview_shows_metrics_gallery_and_links(workbench, app_runs):
 def test_predict_upload_shows_bars_overlay_and_why_not(workbench, tmp_path, data_dir):
     duo, _ = workbench
     open_page(duo, "/predict")
+    duo.wait_for_contains_text("#predict-empty", "Upload a photo or pick a random test image", timeout=WAIT)
+    for result in ("#predict-input", "#predict-cam", "#predict-bars"):  # no empty (black) placeholders
+        assert not duo.find_element(result).is_displayed(), result
     upload = duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT)
     upload.send_keys(str(garment_photo(tmp_path, data_dir)))
     duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)
     duo.wait_for_element("#predict-input[src^='data:image/png']", timeout=WAIT)
+    assert duo.find_element("#predict-input").is_displayed() and duo.find_element("#predict-bars").is_displayed()
+    assert not duo.find_element("#predict-empty").is_displayed()
     assert len(duo.find_elements("#predict-bars .bars .point")) == 10
     assert len(duo.find_elements("#predict-steps img.step-image")) >= 3
     duo.wait_for_contains_text("#predict-cam-caption", "(predicted)", timeout=WAIT)
@@ -153,6 +159,26 @@ def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_p
     screenshot(duo, "predict-bad-upload")
 
 
+def test_threshold_override_reaches_the_page_and_a_rejected_upload_clears_the_result(
+        workbench, app_runs, tmp_path, monkeypatch):
+    duo, run_id = workbench
+    frame = runs.read_predictions(app_runs / run_id)
+    confident = frame.assign(c=frame[runs.PROB_COLUMNS].max(axis=1)).sort_values("c", kind="stable").iloc[-1]
+    assert confident["c"] >= LOW_CONFIDENCE  # so only the override can flag it
+    monkeypatch.setenv("WORKBENCH_LOW_CONFIDENCE", "1.01")  # after create_app: the page reads it per answer
+    duo.wait_for_page(url=f"{duo.server_url}/predict?test={int(confident['index'])}", timeout=WAIT)
+    duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)
+    duo.wait_for_element("#predict-hint .low-confidence", timeout=WAIT)
+    (tmp_path / "notes.png").write_text("this is not an image")
+    duo.find_element("#predict-upload input[type=file]").send_keys(str(tmp_path / "notes.png"))
+    duo.wait_for_contains_text("#predict-message .problem", "notes.png", timeout=WAIT)
+    until(lambda: not duo.find_element("#predict-input").get_attribute("src"), timeout=WAIT)  # no stale result
+    assert not duo.find_element("#predict-cam").get_attribute("src")
+    assert duo.find_elements("#predict-hint .low-confidence") == []
+    assert duo.find_element("#predict-empty").is_displayed()
+    assert not duo.find_element("#predict-bars").is_displayed()
+
+
 def click_ok(element) -> bool:
     """Click, or False while something (a modal still sliding in) covers the element."""
     from selenium.common.exceptions import ElementClickInterceptedException
@@ -187,12 +213,21 @@ def test_errors_cell_click_shows_exactly_that_cells_images(workbench, app_runs):
     expected = cell.assign(c=cell[runs.PROB_COLUMNS].max(axis=1)).sort_values("c", ascending=False, kind="stable")
     open_page(duo, "/errors")
     duo.wait_for_element("#errors-matrix .nsewdrag", timeout=WAIT)
+    duo.wait_for_contains_text("#errors-gallery", "Click a cell of the matrix", timeout=WAIT)
+    assert not duo.find_element("#errors-page-col").is_displayed()  # no page count before a cell is chosen
     click_cell(duo, pair["row"], pair["col"])
     duo.wait_for_contains_text("#errors-gallery-title", f"{pair['count']} images", timeout=WAIT)
     title = duo.find_element("#errors-gallery-title").text
     assert f"true {pair['true']} → predicted {pair['predicted']}" in title
-    shown = [int(t.get_attribute("data-index")) for t in duo.find_elements("#errors-tiles .tile-button")]
+    assert duo.find_element("#errors-page-col").is_displayed() == (pair["count"] > 50)  # pages only when several
+    tiles = duo.find_elements("#errors-tiles .tile-button")
+    shown = [int(t.get_attribute("data-index")) for t in tiles]
     assert shown == expected["index"].tolist()[:50]
+    captions = duo.find_elements("#errors-tiles .tile-button div")
+    cut = [c.text for c in captions if duo.driver.execute_script(
+        "return arguments[0].scrollWidth > arguments[0].clientWidth", c)]
+    assert len(captions) == 2 * len(tiles) and cut == [], f"gallery labels cut off: {cut}"
+    assert all(c.text in tiles[0].get_attribute("title") for c in captions[:2])  # and in the tooltip
     plain = duo.find_element("#errors-tiles img.thumb").get_attribute("src")
     duo.find_element("label[for='errors-overlay']").click()
     until(lambda: duo.find_element("#errors-tiles img.thumb").get_attribute("src") != plain, timeout=WAIT)

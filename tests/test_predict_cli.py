@@ -13,7 +13,7 @@ import pytest
 from model.data import CLASS_NAMES, load_raw
 from test_preprocess import load_benchmark
 from workbench import cli
-from workbench.predict import rank
+from workbench.predict import LOW_CONFIDENCE, low_confidence_threshold, rank
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,8 @@ def test_json_output_has_every_probability(capsys, runs_dir, photo_files):
     answer = json.loads(out)
     assert code == 0 and answer["run_id"] == "fast-default"
     result = answer["results"][0]
+    assert result["name"] == str(photo_files["trousers.jpg"]) and result["index"] == 0  # as in the API
+    assert "file" not in result
     assert result["label"] == "Trouser" and len(result["top"]) == 10 and len(result["probabilities"]) == 10
     assert sum(result["probabilities"]) == pytest.approx(1, abs=1e-3) and result["inverted"]
     assert result["timing_ms"]["preprocess"] > 0
@@ -77,7 +79,8 @@ def test_bad_files_get_their_own_errors_and_the_rest_still_run(capsys, runs_dir,
 def test_all_bad_exits_2_and_json_keeps_the_errors(capsys, runs_dir, photo_files):
     code, out, _ = run_cli(capsys, runs_dir, "--json", photo_files["notes.txt"])
     assert code == 2
-    assert json.loads(out)["results"] == [{"file": str(photo_files["notes.txt"]), "error": "not_an_image",
+    assert json.loads(out)["results"] == [{"name": str(photo_files["notes.txt"]), "index": 0,
+                                           "error": "not_an_image",
                                            "detail": "not an image: the data is not in any image format "
                                                      "Pillow knows"}]
 
@@ -92,6 +95,14 @@ def test_low_confidence_threshold_is_a_flag(capsys, runs_dir, photo_files):
     assert json.loads(out)["results"][0]["low_confidence"] is True
     _, out, _ = run_cli(capsys, runs_dir, "--low-confidence", "1.01", photo_files["bag.jpg"])
     assert "[low confidence" in out
+
+
+def test_low_confidence_threshold_reads_the_override():
+    assert low_confidence_threshold({}) == LOW_CONFIDENCE == 0.6
+    assert low_confidence_threshold({"WORKBENCH_LOW_CONFIDENCE": ""}) == LOW_CONFIDENCE
+    assert low_confidence_threshold({"WORKBENCH_LOW_CONFIDENCE": " 0.75 "}) == 0.75
+    with pytest.raises(ValueError, match="WORKBENCH_LOW_CONFIDENCE must be a number"):
+        low_confidence_threshold({"WORKBENCH_LOW_CONFIDENCE": "high"})
 
 
 def test_rank_orders_and_flags():

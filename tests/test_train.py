@@ -13,7 +13,8 @@ import tensorflow as tf
 from model import runs
 from model.data import CLASS_NAMES
 from model.recipes import get_recipe
-from model.train import random_erase, random_flip, random_shift, train
+from model.train import (cpu_has_bf16, dtype_policy, random_erase, random_flip, random_shift,
+                         resolve_precision, train)
 from workbench import cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -50,6 +51,36 @@ def test_tiny_run_writes_a_complete_run_folder(tiny_run):
     model = runs.load_model(tiny_run)
     assert model.input.name == "image" and tuple(model.output.shape) == (None, 10)
     assert model.get_layer(config["gradcam_layer"]).output.shape[1] >= 7
+
+
+def test_model_is_saved_in_float32_whatever_the_training_precision(tiny_run):
+    config = runs.read_config(tiny_run)
+    assert config["precision"] == resolve_precision("auto")
+    assert keras.config.dtype_policy().name == "float32", "training restores the global policy"
+    model = runs.load_model(tiny_run)
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert all(w.dtype == "float32" for w in model.weights)
+
+
+def test_bf16_is_chosen_only_for_cpus_with_bf16_instructions():
+    assert cpu_has_bf16("processor : 0\nflags\t\t: fpu sse2 avx512f amx_bf16 amx_tile\n")
+    assert cpu_has_bf16("flags : fpu avx512_bf16\n")
+    assert not cpu_has_bf16("flags : fpu sse2 avx2 avx512f\n")
+    assert not cpu_has_bf16("")
+    assert resolve_precision("float32") == "float32"
+    assert resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        resolve_precision("half")
+
+
+def test_dtype_policy_builds_mixed_models_and_restores_the_policy():
+    from model.architectures import build_compact_cnn
+    with dtype_policy("mixed_bfloat16"):
+        model = build_compact_cnn(width=4)
+    assert keras.config.dtype_policy().name == "float32"
+    assert model.get_layer("conv1_conv").compute_dtype == "bfloat16"
+    assert model.get_layer("predictions").compute_dtype == "float32", "the softmax stays float32"
+    assert model(np.zeros((2, 28, 28, 1), "float32")).dtype == "float32"
 
 
 def test_tiny_run_learned_something(tiny_run):

@@ -28,7 +28,7 @@ import numpy as np
 from werkzeug.exceptions import HTTPException
 
 from model import runs
-from workbench.predict import LOW_CONFIDENCE, rank
+from workbench.predict import low_confidence_threshold, rank
 from workbench.preprocess import ImageError, Limits, prepare_image
 
 PREFIX = "/api/v1"
@@ -83,7 +83,7 @@ def register_api(server: flask.Flask, runs_dir: Path | str, backend: str = "kera
 
     limits = limits or ApiLimits.from_env()
     if low_confidence is None:
-        low_confidence = float(os.environ.get("WORKBENCH_LOW_CONFIDENCE") or LOW_CONFIDENCE)
+        low_confidence = low_confidence_threshold()
     api = flask.Blueprint("api_v1", __name__, url_prefix=PREFIX)
     runs_dir = Path(runs_dir)
 

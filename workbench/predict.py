@@ -7,13 +7,17 @@ Each file goes through workbench.preprocess (the same steps as the app and the J
 run's model. A file that cannot be read gets its own one-line error and the others still run; the
 exit code is 0 when every file was classified, 1 when some failed, 2 when none could be.
 
-`rank` and `LOW_CONFIDENCE` are shared with the JSON API, so both answer the same way.
+`rank` and `LOW_CONFIDENCE` are shared with the JSON API, so both answer the same way: each result
+names its image with `name` and its position with `index`, as the API's results do.
+`low_confidence_threshold()` is the threshold with the WORKBENCH_LOW_CONFIDENCE override applied
+(the Predict page reads it there).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +28,18 @@ import numpy as np
 # a confident label. On 1,000 rendered test photos (benchmarks/photos.py, fast-default at 91.3%) 17%
 # were flagged; answers above 0.6 were right 96.5% of the time, flagged ones 59.1%.
 LOW_CONFIDENCE = 0.6
+LOW_CONFIDENCE_ENV = "WORKBENCH_LOW_CONFIDENCE"
+
+
+def low_confidence_threshold(environ=os.environ) -> float:
+    """LOW_CONFIDENCE, or WORKBENCH_LOW_CONFIDENCE where that is set (read on every call)."""
+    value = (environ.get(LOW_CONFIDENCE_ENV) or "").strip()
+    if not value:
+        return LOW_CONFIDENCE
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{LOW_CONFIDENCE_ENV} must be a number such as 0.6, received {value!r}") from None
 
 
 def rank(probs: np.ndarray, class_names: list[str], top: int = 3,
@@ -45,7 +61,8 @@ def rank(probs: np.ndarray, class_names: list[str], top: int = 3,
 
 def classify_files(paths: list[str], runs_dir: Path, run_id: str, backend: str = "keras", top: int = 3,
                    low_confidence: float = LOW_CONFIDENCE) -> list[dict]:
-    """Every file's answer, or its error ({"file", "error", "detail"}), in the order given."""
+    """Every file's answer ({"name", "index", ...rank()}), or its error ({"name", "index", "error",
+    "detail"}), in the order given; `name` is the path as given, `index` its position."""
     from workbench import artifacts
     from workbench.inference import get_predictor
     from workbench.preprocess import ImageError, prepare_image
@@ -59,7 +76,7 @@ def classify_files(paths: list[str], runs_dir: Path, run_id: str, backend: str =
         try:
             prepared = prepare_image(read_file(path))
         except ImageError as exc:
-            answers[i] = {"file": path, "error": exc.code, "detail": str(exc)}
+            answers[i] = {"name": path, "index": i, "error": exc.code, "detail": str(exc)}
             continue
         ready.append((i, prepared.image, prepared.inverted, (time.perf_counter() - started) * 1000))
     if ready:
@@ -67,8 +84,8 @@ def classify_files(paths: list[str], runs_dir: Path, run_id: str, backend: str =
         probs = predictor.predict(np.stack([image for _, image, _, _ in ready]))
         predict_ms = (time.perf_counter() - started) * 1000 / len(ready)
         for (i, _, inverted, prep_ms), row in zip(ready, probs):
-            answers[i] = {"file": paths[i], "run_id": run_id, **rank(row, class_names, top, low_confidence),
-                          "inverted": inverted,
+            answers[i] = {"name": paths[i], "index": i, "run_id": run_id,
+                          **rank(row, class_names, top, low_confidence), "inverted": inverted,
                           "timing_ms": {"preprocess": round(prep_ms, 2), "predict": round(predict_ms, 2)}}
     return answers
 
@@ -90,11 +107,11 @@ def read_file(path: str) -> bytes:
 def format_text(answer: dict) -> str:
     """One file's answer as a line (or a line plus indented runners-up)."""
     if "error" in answer:
-        return f"{answer['file']}: error ({answer['error']}): {answer['detail']}"
+        return f"{answer['name']}: error ({answer['error']}): {answer['detail']}"
     hint = "  [low confidence: try a plain light background, the garment filling the frame]" \
         if answer["low_confidence"] else ""
     others = ", ".join(f"{c['label']} {c['probability']:.1%}" for c in answer["top"][1:])
-    line = f"{answer['file']}: {answer['label']} {answer['probability']:.1%}{hint}"
+    line = f"{answer['name']}: {answer['label']} {answer['probability']:.1%}{hint}"
     return line + (f"\n    then: {others}" if others else "")
 
 
