@@ -10,13 +10,20 @@ validation accuracy is kept -> model.keras -> evaluated once on the test set (mo
 Kill it at any point and run the same command again: `backup/` holds the weights, optimizer state
 and epoch of the last finished epoch (keras.callbacks.BackupAndRestore), and history.csv continues
 where it stopped. A finished run deletes its `backup/`.
+
+Data-parallel on several workers: when $TF_CONFIG names more than one worker, every worker runs the
+same command under tf.distribute.MultiWorkerMirroredStrategy (model/distributed.py); worker 0 (the
+chief) writes the run folder, the others keep their checkpoints in a temporary folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +32,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from model import runs
+from model import distributed, runs
 from model.architectures import build_model, gradcam_layer
 from model.data import CLASS_NAMES, IMAGE_SIZE, load_splits
 from model.recipes import Augment, Recipe, get_recipe
@@ -97,18 +104,60 @@ def augment_fn(augment: Augment, seed: int):
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augment: Augment | None = None,
-                 seed: int = 0) -> tf.data.Dataset:
-    """Batches of (float32 (B, 28, 28, 1) pixels, int labels); shuffled and augmented when training."""
+                 seed: int = 0, drop_remainder: bool = False) -> tf.data.Dataset:
+    """Batches of (float32 (B, 28, 28, 1) pixels, int labels); shuffled and augmented when training.
+
+    drop_remainder leaves out the last, partial batch (multi-worker training: see train_distributed).
+    """
     ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels.astype(np.int32)))
     if augment is not None:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(lambda x, y: (tf.cast(x, tf.float32), y))
     if augment is not None:  # one seed per batch from a seeded stream, new each epoch
         apply = augment_fn(augment, seed)
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip(ds, seeds).map(lambda xy, s: (apply(xy[0], s), xy[1]),
                                                 num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Precision: mixed bfloat16 where the CPU multiplies bf16 in hardware, float32 elsewhere
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+BF16_CPU_FLAGS = {"amx_bf16", "avx512_bf16"}  # Intel AMX / AVX512-BF16: oneDNN runs bf16 convs natively
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """True if the CPU (Linux /proc/cpuinfo flags) has bf16 matrix instructions."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+    return bool(flags & BF16_CPU_FLAGS)
+
+
+def resolve_precision(precision: str) -> str:
+    """"auto" -> mixed_bfloat16 on a bf16-capable CPU without a GPU, else float32; others are checked."""
+    if precision == "auto":
+        gpu = bool(tf.config.list_physical_devices("GPU"))
+        return "mixed_bfloat16" if cpu_has_bf16() and not gpu else "float32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected auto or one of {list(PRECISIONS)}")
+    return precision
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Build models under Keras' global dtype policy `name`, restoring the previous one afterwards."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,13 +193,16 @@ def build_recipe_model(recipe: Recipe) -> keras.Model:
 
 
 def build_and_compile(recipe: Recipe, steps_per_epoch: int) -> keras.Model:
-    model = build_recipe_model(recipe)
+    """The recipe's model in its training precision (variables stay float32), compiled."""
+    with dtype_policy(resolve_precision(recipe.precision)):
+        model = build_recipe_model(recipe)
     if recipe.architecture == "resnet50":
         from model.weights import load_resnet50_weights
         load_resnet50_weights(model, recipe.weights)
     model.compile(optimizer=make_optimizer(recipe, steps_per_epoch),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
-                  metrics=["accuracy"])
+                  metrics=["accuracy"],
+                  jit_compile=False)  # XLA on CPU measured 1.5-2x slower than TF's oneDNN kernels here
     return model
 
 
@@ -219,11 +271,16 @@ def run_config(recipe: Recipe, run_id: str, n_train: int, limit: int | None) -> 
             "gradcam_layer": gradcam_layer(recipe.architecture, recipe.input_size),
             "seed": recipe.seed, "val_size": recipe.val_size, "epochs": recipe.epochs,
             "batch_size": recipe.batch_size, "n_train": n_train, "limit": limit,
+            "precision": resolve_precision(recipe.precision),
             "settings": recipe.to_dict(), "keras_version": keras.__version__}
 
 
-def prepare_run_dir(runs_dir: Path, run_id: str, config: dict) -> Path:
-    """Create the run folder, or check that an unfinished one was started with the same settings."""
+def prepare_run_dir(runs_dir: Path, run_id: str, config: dict, write: bool = True) -> Path:
+    """Create the run folder, or check that an unfinished one was started with the same settings.
+
+    write=False (a non-chief worker) only checks: it refuses what the chief refuses, so no worker is
+    left waiting for a chief that stopped, and writes nothing.
+    """
     run_dir = Path(runs_dir) / runs.check_run_id(run_id)
     if (run_dir / runs.CONFIG).is_file():
         old = runs.read_config(run_dir)
@@ -233,7 +290,10 @@ def prepare_run_dir(runs_dir: Path, run_id: str, config: dict) -> Path:
         if old.get("settings") != json.loads(json.dumps(config["settings"])):
             raise runs.RunError(f"run {run_id!r} was started with other settings; resume it with the "
                                 f"same flags, or choose another --run-id")
-        print(f"resuming run {run_id!r} from {run_dir / runs.BACKUP_DIR}")
+        if write:
+            print(f"resuming run {run_id!r} from {run_dir / runs.BACKUP_DIR}")
+    if not write:
+        return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / runs.BACKUP_DIR).mkdir(exist_ok=True)
     runs.write_json(run_dir, runs.CONFIG, config)
@@ -250,8 +310,19 @@ def subset(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int)
 def train(recipe: Recipe, runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, run_id: str | None = None,
           data_dir=None, limit: int | None = None, progress: bool = True,
           extra_callbacks: list | None = None) -> Path:
-    """Train (or resume) a run, keep the best-validation epoch, save it and evaluate it on the test set."""
+    """Train (or resume) a run, keep the best-validation epoch, save it and evaluate it on the test set.
+
+    With $TF_CONFIG naming several workers this is one worker of a data-parallel run: every worker
+    calls it with the same arguments, and only the chief's run folder is written.
+    """
     from model.evaluate import evaluate_run
+
+    # First, before any other TensorFlow op: the strategy configures TensorFlow's collective ops,
+    # which is only possible before the runtime starts. One worker (or none) is the plain path.
+    cluster = distributed.read_tf_config()
+    if cluster is not None and cluster.num_workers > 1:
+        return train_distributed(recipe, cluster, distributed.make_strategy(), runs_dir, run_id,
+                                 data_dir, limit, progress, extra_callbacks)
 
     if recipe.val_size <= 0:
         raise ValueError("training needs a validation split for model selection: val_size must be > 0")
@@ -274,22 +345,113 @@ def train(recipe: Recipe, runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, run_id: 
     return run_dir
 
 
+def train_distributed(recipe: Recipe, cluster: distributed.Cluster, strategy, runs_dir, run_id, data_dir,
+                      limit, progress, extra_callbacks) -> Path:
+    """One worker of a MultiWorkerMirroredStrategy run (see train). Returns the chief's run folder.
+
+    Every worker executes the same steps, because each step, each checkpoint save and each metric
+    read is a collective operation the workers must enter together. They differ only in where they
+    write: the chief into the run folder, the others into a temporary folder deleted at the end
+    (the pattern of the TensorFlow multi-worker guides).
+    """
+    from model.evaluate import evaluate_run
+
+    if recipe.val_size <= 0:
+        raise ValueError("training needs a validation split for model selection: val_size must be > 0")
+    run_id = run_id or f"{recipe.name}-{recipe.seed}"
+    # The same seed on every worker: identical initial weights and identical shuffles and
+    # augmentations, which the DATA sharding below relies on to hand out disjoint slices.
+    keras.utils.set_random_seed(recipe.seed)
+    splits = load_splits(data_dir, val_size=recipe.val_size, seed=recipe.seed, progress=progress)
+    x_train, y_train = subset(splits.train.images, splits.train.labels, limit, recipe.seed)
+    if not cluster.num_workers <= recipe.batch_size <= len(y_train):
+        raise ValueError(f"the global batch size ({recipe.batch_size}) must be at least the number of workers "
+                         f"({cluster.num_workers}) and at most the training images ({len(y_train)})")
+    config = {**run_config(recipe, run_id, len(y_train), limit), "workers": cluster.num_workers}
+    run_dir = prepare_run_dir(Path(runs_dir), run_id, config, write=cluster.is_chief)
+    work_dir = run_dir if cluster.is_chief else Path(tempfile.mkdtemp(prefix=f"workbench-worker{cluster.index}-"))
+    try:
+        if not cluster.is_chief:  # resume from the chief's backup, the one state all workers share
+            for name in (runs.BACKUP_DIR, runs.HISTORY):
+                source = run_dir / name
+                if source.is_dir():
+                    shutil.copytree(source, work_dir / name, dirs_exist_ok=True)
+                elif source.is_file():
+                    shutil.copy2(source, work_dir / name)
+            (work_dir / runs.BACKUP_DIR).mkdir(exist_ok=True)
+        meta = work_dir / runs.BACKUP_DIR / "training_metadata.json"
+        done = json.loads(meta.read_text())["epoch"] if meta.is_file() else 0
+        if not distributed.same_on_all_workers(strategy, done):
+            raise runs.RunError(f"run {run_id!r}: the workers would resume from different epochs; every "
+                                f"worker must see the chief's {runs.BACKUP_DIR}/ (share the runs folder)")
+
+        # recipe.batch_size is the GLOBAL batch: each step every worker trains on its 1/n share of it
+        # (tf.distribute splits each batch), so the learning rate and the steps per epoch mean
+        # what they mean on one machine. The last, partial batch of each epoch is left out (other
+        # images each epoch, the shuffle differs): split n ways it can leave a worker an empty
+        # batch, which BatchNormalization cannot train on. Validation batches may be uneven.
+        train_ds = make_dataset(x_train, y_train, recipe.batch_size, recipe.augment, recipe.seed,
+                                drop_remainder=True).map(one_hot)
+        val_ds = make_dataset(splits.val.images, splits.val.labels, 1024).map(one_hot)
+        train_ds, val_ds = distributed.shard_by_data(train_ds), distributed.shard_by_data(val_ds)
+        steps = len(y_train) // recipe.batch_size
+        with strategy.scope():  # variables are mirrored on every worker; the precision policy still applies
+            model = build_and_compile(recipe, steps)
+        distributed.prepare_fit(model, strategy, train_ds)
+        model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, shuffle=False,
+                  verbose=1 if progress else 2, callbacks=make_callbacks(work_dir, extra_callbacks))
+
+        # Every worker saves, as the multi-worker guides ask (reading distributed variables may
+        # involve the other workers); a non-chief's copy lands in its temporary folder.
+        save_best_model(recipe, work_dir, model)
+        if cluster.is_chief:
+            evaluate_run(run_dir, test=splits.test)  # a fresh float32 copy, outside the strategy: local
+            shutil.rmtree(run_dir / runs.BACKUP_DIR)
+    finally:
+        if not cluster.is_chief:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    return run_dir
+
+
 def save_best_model(recipe: Recipe, run_dir: Path, trained: keras.Model) -> None:
-    """model.keras: the best-validation weights in a fresh, uncompiled copy of the architecture."""
+    """model.keras: the best-validation weights in a fresh, uncompiled float32 copy of the architecture."""
     best = Path(run_dir) / runs.BACKUP_DIR / BEST_WEIGHTS
     trained.load_weights(str(best))
-    model = build_recipe_model(recipe)
+    with dtype_policy("float32"):  # served and exported in float32, whatever the training precision
+        model = build_recipe_model(recipe)
     model.set_weights(trained.get_weights())
     model.save(Path(run_dir) / runs.MODEL)
 
 
+def worker_argv(args) -> list[str]:
+    """The `workbench train` command line that args came from, without --local-workers."""
+    argv = ["train"]
+    for name, value in vars(args).items():
+        if name in ("command", "handler", "local_workers") or value is None or value is False:
+            continue
+        argv += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    return argv
+
+
 def main(args) -> int:
     """`workbench train`: the recipe with the command line's overrides."""
+    try:
+        if getattr(args, "local_workers", None) is not None:
+            # Try multi-worker training on one machine: n copies of this command on 127.0.0.1.
+            return distributed.launch_local_workers(args.local_workers, worker_argv(args))
+        cluster = distributed.read_tf_config()
+    except distributed.DistributedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size,
                         learning_rate=args.learning_rate, input_size=args.input_size,
-                        weights=args.weights, val_size=args.val_size, seed=args.seed)
+                        weights=args.weights, val_size=args.val_size, seed=args.seed,
+                        precision=args.precision, width=getattr(args, "width", None))
     run_dir = train(recipe, args.runs_dir, args.run_id, data_dir=args.data_dir, limit=args.limit,
                     progress=not args.no_progress)
+    if not distributed.is_chief(cluster):
+        print(f"worker {cluster.index} of {cluster.num_workers} done; the chief (worker 0) writes {run_dir}")
+        return 0
     metrics = runs.read_metrics(run_dir)
     print(f"run {run_dir.name}: test accuracy {metrics['test_accuracy']:.4f} "
           f"(95% CI {metrics['test_accuracy_ci95'][0]:.4f}-{metrics['test_accuracy_ci95'][1]:.4f}), "

