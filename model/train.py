@@ -107,7 +107,7 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augmen
                  seed: int = 0, drop_remainder: bool = False) -> tf.data.Dataset:
     """Batches of (float32 (B, 28, 28, 1) pixels, int labels); shuffled and augmented when training.
 
-    drop_remainder leaves out the last, partial batch (multi-worker training: see train_distributed).
+    drop_remainder leaves out the last, partial batch (multi-worker training: see train).
     """
     ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels.astype(np.int32)))
     if augment is not None:
@@ -238,14 +238,18 @@ class HistoryWriter(keras.callbacks.Callback):
         runs.write_history(self.run_dir, pd.DataFrame(self.rows, columns=runs.HISTORY_COLUMNS))
 
 
+def backed_up_epoch(run_dir: Path) -> int:
+    """How many epochs BackupAndRestore has saved in run_dir/backup (0: none yet)."""
+    meta = Path(run_dir) / runs.BACKUP_DIR / "training_metadata.json"
+    return json.loads(meta.read_text())["epoch"] if meta.is_file() else 0
+
+
 def best_val_accuracy(run_dir: Path) -> float | None:
     """The best validation accuracy among the epochs already backed up (for resuming the checkpoint)."""
-    meta = Path(run_dir) / runs.BACKUP_DIR / "training_metadata.json"
-    if not meta.is_file() or not (Path(run_dir) / runs.HISTORY).is_file():
+    if not (Path(run_dir) / runs.HISTORY).is_file():
         return None
-    done = json.loads(meta.read_text())["epoch"]
     history = runs.read_history(run_dir)
-    history = history[history["epoch"] <= done]
+    history = history[history["epoch"] <= backed_up_epoch(run_dir)]
     return float(history["val_accuracy"].max()) if len(history) else None
 
 
@@ -312,105 +316,80 @@ def train(recipe: Recipe, runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, run_id: 
           extra_callbacks: list | None = None) -> Path:
     """Train (or resume) a run, keep the best-validation epoch, save it and evaluate it on the test set.
 
-    With $TF_CONFIG naming several workers this is one worker of a data-parallel run: every worker
-    calls it with the same arguments, and only the chief's run folder is written.
+    With $TF_CONFIG naming several workers this is one worker of a data-parallel run
+    (MultiWorkerMirroredStrategy): every worker calls it with the same arguments and executes the
+    same steps, because each step, checkpoint save and metric read is a collective operation the
+    workers enter together. They differ only in where they write: the chief (worker 0) into the run
+    folder, the others into a temporary folder deleted at the end (the TensorFlow guides' pattern).
     """
     from model.evaluate import evaluate_run
 
     # First, before any other TensorFlow op: the strategy configures TensorFlow's collective ops,
     # which is only possible before the runtime starts. One worker (or none) is the plain path.
     cluster = distributed.read_tf_config()
-    if cluster is not None and cluster.num_workers > 1:
-        return train_distributed(recipe, cluster, distributed.make_strategy(), runs_dir, run_id,
-                                 data_dir, limit, progress, extra_callbacks)
+    multi = cluster is not None and cluster.num_workers > 1
+    strategy = distributed.make_strategy() if multi else tf.distribute.get_strategy()
+    chief = not multi or cluster.is_chief
 
     if recipe.val_size <= 0:
         raise ValueError("training needs a validation split for model selection: val_size must be > 0")
     run_id = run_id or f"{recipe.name}-{recipe.seed}"
-    keras.utils.set_random_seed(recipe.seed)
-    splits = load_splits(data_dir, val_size=recipe.val_size, seed=recipe.seed, progress=progress)
-    x_train, y_train = subset(splits.train.images, splits.train.labels, limit, recipe.seed)
-    run_dir = prepare_run_dir(Path(runs_dir), run_id, run_config(recipe, run_id, len(y_train), limit))
-
-    train_ds = make_dataset(x_train, y_train, recipe.batch_size, recipe.augment, recipe.seed).map(one_hot)
-    val_ds = make_dataset(splits.val.images, splits.val.labels, 1024).map(one_hot)
-    steps = math.ceil(len(y_train) / recipe.batch_size)
-    model = build_and_compile(recipe, steps)
-    model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, shuffle=False, verbose=1 if progress else 2,
-              callbacks=make_callbacks(run_dir, extra_callbacks))
-
-    save_best_model(recipe, run_dir, model)
-    evaluate_run(run_dir, test=splits.test)
-    shutil.rmtree(run_dir / runs.BACKUP_DIR)
-    return run_dir
-
-
-def train_distributed(recipe: Recipe, cluster: distributed.Cluster, strategy, runs_dir, run_id, data_dir,
-                      limit, progress, extra_callbacks) -> Path:
-    """One worker of a MultiWorkerMirroredStrategy run (see train). Returns the chief's run folder.
-
-    Every worker executes the same steps, because each step, each checkpoint save and each metric
-    read is a collective operation the workers must enter together. They differ only in where they
-    write: the chief into the run folder, the others into a temporary folder deleted at the end
-    (the pattern of the TensorFlow multi-worker guides).
-    """
-    from model.evaluate import evaluate_run
-
-    if recipe.val_size <= 0:
-        raise ValueError("training needs a validation split for model selection: val_size must be > 0")
-    run_id = run_id or f"{recipe.name}-{recipe.seed}"
-    # The same seed on every worker: identical initial weights and identical shuffles and
+    # Seeded: repeatable runs, and on several workers identical initial weights, shuffles and
     # augmentations, which the DATA sharding below relies on to hand out disjoint slices.
     keras.utils.set_random_seed(recipe.seed)
     splits = load_splits(data_dir, val_size=recipe.val_size, seed=recipe.seed, progress=progress)
     x_train, y_train = subset(splits.train.images, splits.train.labels, limit, recipe.seed)
-    if not cluster.num_workers <= recipe.batch_size <= len(y_train):
-        raise ValueError(f"the global batch size ({recipe.batch_size}) must be at least the number of workers "
-                         f"({cluster.num_workers}) and at most the training images ({len(y_train)})")
-    config = {**run_config(recipe, run_id, len(y_train), limit), "workers": cluster.num_workers}
-    run_dir = prepare_run_dir(Path(runs_dir), run_id, config, write=cluster.is_chief)
-    work_dir = run_dir if cluster.is_chief else Path(tempfile.mkdtemp(prefix=f"workbench-worker{cluster.index}-"))
+    config = run_config(recipe, run_id, len(y_train), limit)
+    if multi:
+        if not cluster.num_workers <= recipe.batch_size <= len(y_train):
+            raise ValueError(f"the global batch size ({recipe.batch_size}) must be at least the number of "
+                             f"workers ({cluster.num_workers}) and at most the training images ({len(y_train)})")
+        config["workers"] = cluster.num_workers
+    run_dir = prepare_run_dir(Path(runs_dir), run_id, config, write=chief)
+    work_dir = run_dir if chief else worker_copy(run_dir, cluster.index)
     try:
-        if not cluster.is_chief:  # resume from the chief's backup, the one state all workers share
-            for name in (runs.BACKUP_DIR, runs.HISTORY):
-                source = run_dir / name
-                if source.is_dir():
-                    shutil.copytree(source, work_dir / name, dirs_exist_ok=True)
-                elif source.is_file():
-                    shutil.copy2(source, work_dir / name)
-            (work_dir / runs.BACKUP_DIR).mkdir(exist_ok=True)
-        meta = work_dir / runs.BACKUP_DIR / "training_metadata.json"
-        done = json.loads(meta.read_text())["epoch"] if meta.is_file() else 0
-        if not distributed.same_on_all_workers(strategy, done):
+        if multi and not distributed.same_on_all_workers(strategy, backed_up_epoch(work_dir)):
             raise runs.RunError(f"run {run_id!r}: the workers would resume from different epochs; every "
                                 f"worker must see the chief's {runs.BACKUP_DIR}/ (share the runs folder)")
-
-        # recipe.batch_size is the GLOBAL batch: each step every worker trains on its 1/n share of it
-        # (tf.distribute splits each batch), so the learning rate and the steps per epoch mean
-        # what they mean on one machine. The last, partial batch of each epoch is left out (other
-        # images each epoch, the shuffle differs): split n ways it can leave a worker an empty
-        # batch, which BatchNormalization cannot train on. Validation batches may be uneven.
+        # recipe.batch_size is the GLOBAL batch: on several workers each trains on its 1/n share of
+        # every batch, so the learning rate and the steps per epoch mean what they mean on one
+        # machine. There the last, partial batch of each epoch is left out (other images each epoch):
+        # split n ways it can leave a worker an empty batch, which BatchNormalization cannot train on.
         train_ds = make_dataset(x_train, y_train, recipe.batch_size, recipe.augment, recipe.seed,
-                                drop_remainder=True).map(one_hot)
+                                drop_remainder=multi).map(one_hot)
         val_ds = make_dataset(splits.val.images, splits.val.labels, 1024).map(one_hot)
-        train_ds, val_ds = distributed.shard_by_data(train_ds), distributed.shard_by_data(val_ds)
-        steps = len(y_train) // recipe.batch_size
-        with strategy.scope():  # variables are mirrored on every worker; the precision policy still applies
+        steps = len(y_train) // recipe.batch_size if multi else math.ceil(len(y_train) / recipe.batch_size)
+        if multi:
+            train_ds, val_ds = distributed.shard_by_data(train_ds), distributed.shard_by_data(val_ds)
+        with strategy.scope():  # several workers: variables mirrored on each; the precision policy applies
             model = build_and_compile(recipe, steps)
-        distributed.prepare_fit(model, strategy, train_ds)
+        if multi:
+            distributed.prepare_fit(model, strategy, train_ds)
         model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, shuffle=False,
                   verbose=1 if progress else 2, callbacks=make_callbacks(work_dir, extra_callbacks))
 
         # Every worker saves, as the multi-worker guides ask (reading distributed variables may
         # involve the other workers); a non-chief's copy lands in its temporary folder.
         save_best_model(recipe, work_dir, model)
-        if cluster.is_chief:
-            evaluate_run(run_dir, test=splits.test)  # a fresh float32 copy, outside the strategy: local
+        if chief:
+            evaluate_run(run_dir, test=splits.test)  # a fresh float32 copy, outside any strategy
             shutil.rmtree(run_dir / runs.BACKUP_DIR)
     finally:
-        if not cluster.is_chief:
+        if not chief:
             shutil.rmtree(work_dir, ignore_errors=True)
     return run_dir
+
+
+def worker_copy(run_dir: Path, index: int) -> Path:
+    """A non-chief worker's temporary folder, holding a copy of the chief's backup/ and history.csv:
+    the one state every worker resumes from."""
+    work_dir = Path(tempfile.mkdtemp(prefix=f"workbench-worker{index}-"))
+    if (run_dir / runs.BACKUP_DIR).is_dir():
+        shutil.copytree(run_dir / runs.BACKUP_DIR, work_dir / runs.BACKUP_DIR)
+    (work_dir / runs.BACKUP_DIR).mkdir(exist_ok=True)
+    if (run_dir / runs.HISTORY).is_file():
+        shutil.copy2(run_dir / runs.HISTORY, work_dir / runs.HISTORY)
+    return work_dir
 
 
 def save_best_model(recipe: Recipe, run_dir: Path, trained: keras.Model) -> None:

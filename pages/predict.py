@@ -21,7 +21,6 @@ from workbench import artifacts, figures
 from workbench.app import no_run, problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, ExplainError, get_explainer
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
-from workbench.predict import low_confidence_threshold  # one threshold (and override) for page and API
 
 dash.register_page(__name__, path="/predict", name="Predict", order=1)
 
@@ -281,7 +280,7 @@ def hint(probs: np.ndarray, names: list[str], item: dict):
         right = int(probs.argmax()) == item["label"]
         notes.append(dbc.Badge(f"true class: {names[item['label']]}", color="success" if right else "danger",
                                className="me-2"))
-    if top < low_confidence_threshold():
+    if top < settings()["low_confidence"]:  # the app's one threshold, shared with the JSON API
         notes.append(dbc.Alert(f"Low confidence: the top class has only {top:.0%}. The model is unsure; "
                                "photos far from Fashion-MNIST (cluttered background, several garments, "
                                "unusual angle) often look like this.", color="warning",

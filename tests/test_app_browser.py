@@ -47,15 +47,20 @@ def app_runs(tmp_path_factory, data_dir) -> Path:
     return folder
 
 
-@pytest.fixture
-def workbench(dash_duo, app_runs, data_dir):
-    """dash_duo serving the app; yields (dash_duo, id of the run shown first)."""
+def serve(dash_duo, app_runs, data_dir):
+    """Start the app over app_runs in dash_duo's server and browser."""
     from workbench.app import create_app
 
     app = create_app(app_runs, data_dir=data_dir)
     dash_duo.driver.set_window_size(1440, 1100)
     dash_duo.start_server(app)
     dash_duo.wait_for_element("#run-select", timeout=WAIT)
+
+
+@pytest.fixture
+def workbench(dash_duo, app_runs, data_dir):
+    """dash_duo serving the app; yields (dash_duo, id of the run shown first)."""
+    serve(dash_duo, app_runs, data_dir)
     yield dash_duo, runs.list_runs(app_runs)[0]
     assert dash_duo.get_logs() == [], "browser console errors"
 
@@ -160,12 +165,13 @@ def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_p
 
 
 def test_threshold_override_reaches_the_page_and_a_rejected_upload_clears_the_result(
-        workbench, app_runs, tmp_path, monkeypatch):
-    duo, run_id = workbench
+        dash_duo, app_runs, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_LOW_CONFIDENCE", "1.01")  # read once, when the app is created
+    serve(dash_duo, app_runs, data_dir)
+    duo, run_id = dash_duo, runs.list_runs(app_runs)[0]
     frame = runs.read_predictions(app_runs / run_id)
     confident = frame.assign(c=frame[runs.PROB_COLUMNS].max(axis=1)).sort_values("c", kind="stable").iloc[-1]
     assert confident["c"] >= LOW_CONFIDENCE  # so only the override can flag it
-    monkeypatch.setenv("WORKBENCH_LOW_CONFIDENCE", "1.01")  # after create_app: the page reads it per answer
     duo.wait_for_page(url=f"{duo.server_url}/predict?test={int(confident['index'])}", timeout=WAIT)
     duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)
     duo.wait_for_element("#predict-hint .low-confidence", timeout=WAIT)

@@ -13,8 +13,8 @@ import tensorflow as tf
 from model import runs
 from model.data import CLASS_NAMES
 from model.recipes import get_recipe
-from model.train import (cpu_has_bf16, dtype_policy, random_erase, random_flip, random_shift,
-                         resolve_precision, train)
+from model.train import (BEST_WEIGHTS, build_and_compile, cpu_has_bf16, dtype_policy, random_erase,
+                         random_flip, random_shift, resolve_precision, save_best_model, train)
 from workbench import cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -53,13 +53,28 @@ def test_tiny_run_writes_a_complete_run_folder(tiny_run):
     assert model.get_layer(config["gradcam_layer"]).output.shape[1] >= 7
 
 
-def test_model_is_saved_in_float32_whatever_the_training_precision(tiny_run):
-    config = runs.read_config(tiny_run)
-    assert config["precision"] == resolve_precision("auto")
-    assert keras.config.dtype_policy().name == "float32", "training restores the global policy"
-    model = runs.load_model(tiny_run)
-    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
-    assert all(w.dtype == "float32" for w in model.weights)
+def test_bf16_trained_model_is_saved_as_float32(tmp_path):
+    """Explicit mixed bfloat16 (runs on any CPU, only slower): model.keras is a float32 model with the
+    trained weights, and the global policy is float32 again afterwards."""
+    recipe = get_recipe("fast", width=4, precision="mixed_bfloat16")
+    trained = build_and_compile(recipe, steps_per_epoch=1)
+    assert trained.get_layer("conv1_conv").compute_dtype == "bfloat16"
+    assert keras.config.dtype_policy().name == "float32", "building restores the global policy"
+    x = np.random.default_rng(0).uniform(0, 255, (8, 28, 28, 1)).astype("float32")
+    trained.fit(x, np.eye(10, dtype="float32")[np.arange(8) % 10], epochs=1, verbose=0)
+    (tmp_path / runs.BACKUP_DIR).mkdir()
+    trained.save_weights(str(tmp_path / runs.BACKUP_DIR / BEST_WEIGHTS))
+    save_best_model(recipe, tmp_path, trained)
+    saved = runs.load_model(tmp_path)
+    assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
+    assert all(w.dtype == "float32" for w in saved.weights)
+    for a, b in zip(saved.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(saved.predict(x, verbose=0), trained.predict(x, verbose=0), atol=0.05)
+
+
+def test_run_config_records_the_precision_used(tiny_run):
+    assert runs.read_config(tiny_run)["precision"] in {"float32", "mixed_bfloat16"}
 
 
 def test_bf16_is_chosen_only_for_cpus_with_bf16_instructions():

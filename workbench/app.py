@@ -29,11 +29,17 @@ GUNICORN_TIMEOUT = 120     # s: the first request of a worker loads TensorFlow a
 
 
 def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "keras",
-               data_dir: Path | str | None = None) -> dash.Dash:
-    """The Dash app over `runs_dir`; `backend` ("keras", "onnx", "tflite") goes to the predictors."""
+               data_dir: Path | str | None = None, low_confidence: float | None = None) -> dash.Dash:
+    """The Dash app over `runs_dir`; `backend` ("keras", "onnx", "tflite") goes to the predictors.
+    `low_confidence` (default: $WORKBENCH_LOW_CONFIDENCE, else 0.6) is the one threshold the pages
+    and the JSON API flag answers below."""
     import assets
     import pages
     from workbench.api import register_api
+    from workbench.predict import low_confidence_threshold
+
+    if low_confidence is None:
+        low_confidence = low_confidence_threshold()
 
     app = dash.Dash(
         __name__, use_pages=True, title="Fashion workbench",
@@ -42,14 +48,15 @@ def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "ker
         external_stylesheets=[THEME_URL], suppress_callback_exceptions=True)
     _serve_theme(app.server)
     app.server.config.update(WORKBENCH_RUNS_DIR=str(runs_dir), WORKBENCH_BACKEND=backend,
-                             WORKBENCH_DATA_DIR=str(data_dir) if data_dir else None)
+                             WORKBENCH_DATA_DIR=str(data_dir) if data_dir else None,
+                             WORKBENCH_LOW_CONFIDENCE=low_confidence)
     app.layout = serve_layout
 
     @app.callback(Output("run-store", "data"), Input("run-select", "value"))
     def remember_run(run_id):
         return run_id
 
-    register_api(app.server, Path(runs_dir), backend)  # the JSON API, /api/v1/..., beside the pages
+    register_api(app.server, Path(runs_dir), backend, low_confidence=low_confidence)  # the JSON API, /api/v1/..., beside the pages
     _finish_setup(app)
     return app
 
@@ -95,11 +102,12 @@ def serve_layout():
 # Helpers shared by the pages
 
 def settings() -> dict:
-    """runs_dir, backend and data_dir of the app answering the current request."""
+    """runs_dir, backend, data_dir and low_confidence threshold of the app answering the current request."""
     config = flask.current_app.config
     return {"runs_dir": Path(config.get("WORKBENCH_RUNS_DIR") or runs.DEFAULT_RUNS_DIR),
             "backend": config.get("WORKBENCH_BACKEND") or "keras",
-            "data_dir": config.get("WORKBENCH_DATA_DIR")}
+            "data_dir": config.get("WORKBENCH_DATA_DIR"),
+            "low_confidence": config["WORKBENCH_LOW_CONFIDENCE"]}
 
 
 def problem(message: str, title: str = "Cannot show this") -> dbc.Alert:
