@@ -18,7 +18,6 @@ chief) writes the run folder, the others keep their checkpoints in a temporary f
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import shutil
@@ -35,6 +34,7 @@ import tensorflow as tf
 from model import distributed, runs
 from model.architectures import build_model, gradcam_layer
 from model.data import CLASS_NAMES, IMAGE_SIZE, load_splits
+from model.precision import dtype_policy, resolve_precision
 from model.recipes import Augment, Recipe, get_recipe
 
 BEST_WEIGHTS = "best.weights.h5"
@@ -119,45 +119,6 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augmen
         ds = tf.data.Dataset.zip(ds, seeds).map(lambda xy, s: (apply(xy[0], s), xy[1]),
                                                 num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-# ---------------------------------------------------------------------------------------------
-# Precision: mixed bfloat16 where the CPU multiplies bf16 in hardware, float32 elsewhere
-
-PRECISIONS = ("float32", "mixed_bfloat16")
-BF16_CPU_FLAGS = {"amx_bf16", "avx512_bf16"}  # Intel AMX / AVX512-BF16: oneDNN runs bf16 convs natively
-
-
-def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
-    """True if the CPU (Linux /proc/cpuinfo flags) has bf16 matrix instructions."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
-    return bool(flags & BF16_CPU_FLAGS)
-
-
-def resolve_precision(precision: str) -> str:
-    """"auto" -> mixed_bfloat16 on a bf16-capable CPU without a GPU, else float32; others are checked."""
-    if precision == "auto":
-        gpu = bool(tf.config.list_physical_devices("GPU"))
-        return "mixed_bfloat16" if cpu_has_bf16() and not gpu else "float32"
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected auto or one of {list(PRECISIONS)}")
-    return precision
-
-
-@contextlib.contextmanager
-def dtype_policy(name: str):
-    """Build models under Keras' global dtype policy `name`, restoring the previous one afterwards."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 # ---------------------------------------------------------------------------------------------

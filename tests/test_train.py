@@ -13,8 +13,9 @@ import tensorflow as tf
 from model import runs
 from model.data import CLASS_NAMES
 from model.recipes import get_recipe
-from model.train import (BEST_WEIGHTS, build_and_compile, cpu_has_bf16, dtype_policy, random_erase,
-                         random_flip, random_shift, resolve_precision, save_best_model, train)
+from model.precision import cpu_has_bf16, dtype_policy, resolve_precision
+from model.train import (BEST_WEIGHTS, build_and_compile, random_erase, random_flip, random_shift,
+                         save_best_model, train)
 from workbench import cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
