@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from dash.testing.wait import until
 from PIL import Image
+from selenium.common.exceptions import StaleElementReferenceException
 
 from model import runs
 from test_explain import build_tiny_run
@@ -45,6 +45,22 @@ def app_runs(tmp_path_factory, data_dir) -> Path:
     if (real / runs.MODEL).is_file() and (real / runs.PREDICTIONS).is_file():
         (folder / runs.DEFAULT_RUN_ID).symlink_to(real, target_is_directory=True)
     return folder
+
+
+def until(condition, timeout: float, poll: float = 0.1):
+    """Wait until condition() is truthy. An element that Dash re-renders between finding it and
+    reading it (stale) counts as "not yet", like dash.testing.wait.until otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = condition()
+        except StaleElementReferenceException:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        time.sleep(poll)
 
 
 def serve(dash_duo, app_runs, data_dir):
