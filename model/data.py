@@ -20,7 +20,6 @@ import gzip
 import hashlib
 import http.client
 import os
-import shutil
 import struct
 import tempfile
 import urllib.error

@@ -56,7 +56,8 @@ def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "ker
     def remember_run(run_id):
         return run_id
 
-    register_api(app.server, Path(runs_dir), backend, low_confidence=low_confidence)  # the JSON API, /api/v1/..., beside the pages
+    # The JSON API, /api/v1/..., beside the pages, with the pages' threshold.
+    register_api(app.server, Path(runs_dir), backend, low_confidence=low_confidence)
     _finish_setup(app)
     return app
 
