@@ -63,6 +63,30 @@ def until(condition, timeout: float, poll: float = 0.1):
         time.sleep(poll)
 
 
+def fresh(query, timeout: float = 5.0):
+    """query(), run again while Dash re-renders the element it reads (stale) — for plain reads."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return query()
+        except StaleElementReferenceException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def displayed(duo, selector: str) -> bool:
+    return fresh(lambda: duo.find_element(selector).is_displayed())
+
+
+def text_of(duo, selector: str) -> str:
+    return fresh(lambda: duo.find_element(selector).text)
+
+
+def attribute(duo, selector: str, name: str) -> str | None:
+    return fresh(lambda: duo.find_element(selector).get_attribute(name))
+
+
 def serve(dash_duo, app_runs, data_dir):
     """Start the app over app_runs in dash_duo's server and browser."""
     from workbench.app import create_app
@@ -131,22 +155,22 @@ def test_predict_upload_shows_bars_overlay_and_why_not(workbench, tmp_path, data
     open_page(duo, "/predict")
     duo.wait_for_contains_text("#predict-empty", "Upload a photo or pick a random test image", timeout=WAIT)
     for result in ("#predict-input", "#predict-cam", "#predict-bars"):  # no empty (black) placeholders
-        assert not duo.find_element(result).is_displayed(), result
+        until(lambda: not displayed(duo, result), timeout=WAIT)
     upload = duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT)
     upload.send_keys(str(garment_photo(tmp_path, data_dir)))
     duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)
     duo.wait_for_element("#predict-input[src^='data:image/png']", timeout=WAIT)
-    assert duo.find_element("#predict-input").is_displayed() and duo.find_element("#predict-bars").is_displayed()
-    assert not duo.find_element("#predict-empty").is_displayed()
+    assert displayed(duo, "#predict-input") and displayed(duo, "#predict-bars")
+    assert not displayed(duo, "#predict-empty")
     assert len(duo.find_elements("#predict-bars .bars .point")) == 10
     assert len(duo.find_elements("#predict-steps img.step-image")) >= 3
     duo.wait_for_contains_text("#predict-cam-caption", "(predicted)", timeout=WAIT)
-    why_not = duo.find_element("#predict-whynot").text  # "Why not Shirt?"
+    why_not = text_of(duo, "#predict-whynot")  # "Why not Shirt?"
     runner_up = why_not.removeprefix("Why not ").removesuffix("?")
-    before = duo.find_element("#predict-cam").get_attribute("src")
+    before = attribute(duo, "#predict-cam", "src")
     duo.find_element("#predict-whynot").click()
     duo.wait_for_text_to_equal("#predict-cam-caption", f"Grad-CAM for {runner_up}", timeout=WAIT)
-    assert duo.find_element("#predict-cam").get_attribute("src") != before
+    assert attribute(duo, "#predict-cam", "src") != before
     duo.find_element("label[for='_dbcprivate_radioitems_predict-method_input_gradcam++']").click()
     duo.wait_for_text_to_equal("#predict-cam-caption", f"Grad-CAM++ for {runner_up}", timeout=WAIT)
     screenshot(duo, "predict")
@@ -166,7 +190,7 @@ def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_p
     upload = duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT)
     upload.send_keys("\n".join(str(f) for f in files))
     duo.wait_for_element("#predict-message .problem", timeout=WAIT)
-    alerts = [a.text for a in duo.find_elements("#predict-message .problem")]
+    alerts = fresh(lambda: [a.text for a in duo.find_elements("#predict-message .problem")])
     assert len(alerts) == 4, alerts
     for name in ("notes.png", "empty.png", "anim.gif", "bomb.png"):  # files may arrive in any order
         assert sum(name in alert for alert in alerts) == 1, (name, alerts)
@@ -174,9 +198,9 @@ def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_p
     duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)  # the good ones still work
     assert len(duo.find_elements("#predict-bars .bars .point")) == 10
     assert len(duo.find_elements("#predict-item input")) == 2  # one entry per good upload
-    first = duo.find_element("#predict-input").get_attribute("src")
+    first = attribute(duo, "#predict-input", "src")
     duo.find_elements("#predict-item label")[1].click()
-    until(lambda: duo.find_element("#predict-input").get_attribute("src") != first, timeout=WAIT)
+    until(lambda: attribute(duo, "#predict-input", "src") != first, timeout=WAIT)
     screenshot(duo, "predict-bad-upload")
 
 
@@ -194,11 +218,11 @@ def test_threshold_override_reaches_the_page_and_a_rejected_upload_clears_the_re
     (tmp_path / "notes.png").write_text("this is not an image")
     duo.find_element("#predict-upload input[type=file]").send_keys(str(tmp_path / "notes.png"))
     duo.wait_for_contains_text("#predict-message .problem", "notes.png", timeout=WAIT)
-    until(lambda: not duo.find_element("#predict-input").get_attribute("src"), timeout=WAIT)  # no stale result
-    assert not duo.find_element("#predict-cam").get_attribute("src")
+    until(lambda: not attribute(duo, "#predict-input", "src"), timeout=WAIT)  # no stale result
+    assert not attribute(duo, "#predict-cam", "src")
     assert duo.find_elements("#predict-hint .low-confidence") == []
-    assert duo.find_element("#predict-empty").is_displayed()
-    assert not duo.find_element("#predict-bars").is_displayed()
+    assert displayed(duo, "#predict-empty")
+    assert not displayed(duo, "#predict-bars")
 
 
 def click_ok(element) -> bool:
@@ -236,23 +260,23 @@ def test_errors_cell_click_shows_exactly_that_cells_images(workbench, app_runs):
     open_page(duo, "/errors")
     duo.wait_for_element("#errors-matrix .nsewdrag", timeout=WAIT)
     duo.wait_for_contains_text("#errors-gallery", "Click a cell of the matrix", timeout=WAIT)
-    assert not duo.find_element("#errors-page-col").is_displayed()  # no page count before a cell is chosen
+    assert not displayed(duo, "#errors-page-col")  # no page count before a cell is chosen
     click_cell(duo, pair["row"], pair["col"])
     duo.wait_for_contains_text("#errors-gallery-title", f"{pair['count']} images", timeout=WAIT)
-    title = duo.find_element("#errors-gallery-title").text
+    title = text_of(duo, "#errors-gallery-title")
     assert f"true {pair['true']} → predicted {pair['predicted']}" in title
-    assert duo.find_element("#errors-page-col").is_displayed() == (pair["count"] > 50)  # pages only when several
+    assert displayed(duo, "#errors-page-col") == (pair["count"] > 50)  # pages only when several
     tiles = duo.find_elements("#errors-tiles .tile-button")
-    shown = [int(t.get_attribute("data-index")) for t in tiles]
+    shown = fresh(lambda: [int(t.get_attribute("data-index")) for t in duo.find_elements("#errors-tiles .tile-button")])
     assert shown == expected["index"].tolist()[:50]
     captions = duo.find_elements("#errors-tiles .tile-button div")
     cut = [c.text for c in captions if duo.driver.execute_script(
         "return arguments[0].scrollWidth > arguments[0].clientWidth", c)]
     assert len(captions) == 2 * len(tiles) and cut == [], f"gallery labels cut off: {cut}"
     assert all(c.text in tiles[0].get_attribute("title") for c in captions[:2])  # and in the tooltip
-    plain = duo.find_element("#errors-tiles img.thumb").get_attribute("src")
+    plain = attribute(duo, "#errors-tiles img.thumb", "src")
     duo.find_element("label[for='errors-overlay']").click()
-    until(lambda: duo.find_element("#errors-tiles img.thumb").get_attribute("src") != plain, timeout=WAIT)
+    until(lambda: attribute(duo, "#errors-tiles img.thumb", "src") != plain, timeout=WAIT)
     duo.find_element(".page-title").click()  # move the pointer off the matrix (no hover label)
     screenshot(duo, "errors")
     duo.find_elements("#errors-tiles .tile-button")[0].click()
@@ -284,7 +308,7 @@ def test_training_page_draws_curves_from_history_and_overlays_runs(workbench, ap
     other = "tiny-b" if run_id != "tiny-b" else "tiny-a"
     duo.select_dcc_dropdown("#training-runs", other)
     until(lambda: len(duo.find_elements("#training-curves .scatterlayer .trace")) == 10, timeout=WAIT)
-    assert other in duo.find_element("#training-summary").text
+    assert other in text_of(duo, "#training-summary")
     duo.find_element(".page-title").click()  # close the dropdown
     screenshot(duo, "training")
 
@@ -295,7 +319,7 @@ def test_report_shows_parameters_config_and_reliability(workbench, app_runs):
     open_page(duo, "/report")
     duo.wait_for_contains_text("#report-params", "parameters", timeout=WAIT)
     duo.wait_for_element("#report-reliability .bars .point", timeout=WAIT)
-    assert config["gradcam_layer"] in duo.find_element("#report-body").text
+    assert config["gradcam_layer"] in text_of(duo, "#report-body")
     screenshot(duo, "report")
 
 
@@ -303,7 +327,7 @@ def test_broken_run_says_what_is_wrong_per_page(workbench):
     duo, _ = workbench
     duo.select_dcc_dropdown("#run-select", "broken")
     duo.wait_for_contains_text(".run-problems", "metrics.json is corrupt", timeout=WAIT)
-    assert "confusion_matrix.csv is missing" in duo.find_element(".run-problems").text
+    assert "confusion_matrix.csv is missing" in text_of(duo, ".run-problems")
     open_page(duo, "/errors")
     duo.wait_for_contains_text("#errors-problem", "confusion_matrix.csv is missing", timeout=WAIT)
     open_page(duo, "/report")
