@@ -104,10 +104,13 @@ def augment_fn(augment: Augment, seed: int):
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augment: Augment | None = None,
-                 seed: int = 0, drop_remainder: bool = False) -> tf.data.Dataset:
+                 seed: int = 0, drop_remainder: bool = False, repeat: bool = False) -> tf.data.Dataset:
     """Batches of (float32 (B, 28, 28, 1) pixels, int labels); shuffled and augmented when training.
 
     drop_remainder leaves out the last, partial batch (multi-worker training: see train).
+    repeat makes it endless, each pass reshuffled and augmented anew: fit then reads one iterator
+    for the whole run (with steps_per_epoch) instead of opening one per epoch, which on this
+    machine stalled some epochs' start by 8-10 s (measured: 3 stalls in 8 epochs, none in 10).
     """
     ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels.astype(np.int32)))
     if augment is not None:
@@ -118,6 +121,8 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augmen
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip(ds, seeds).map(lambda xy, s: (apply(xy[0], s), xy[1]),
                                                 num_parallel_calls=tf.data.AUTOTUNE)
+    if repeat:
+        ds = ds.repeat()
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -317,7 +322,7 @@ def train(recipe: Recipe, runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, run_id: 
         # machine. There the last, partial batch of each epoch is left out (other images each epoch):
         # split n ways it can leave a worker an empty batch, which BatchNormalization cannot train on.
         train_ds = make_dataset(x_train, y_train, recipe.batch_size, recipe.augment, recipe.seed,
-                                drop_remainder=multi).map(one_hot)
+                                drop_remainder=multi, repeat=True).map(one_hot)
         val_ds = make_dataset(splits.val.images, splits.val.labels, 1024).map(one_hot)
         steps = len(y_train) // recipe.batch_size if multi else math.ceil(len(y_train) / recipe.batch_size)
         if multi:
@@ -326,7 +331,7 @@ def train(recipe: Recipe, runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, run_id: 
             model = build_and_compile(recipe, steps)
         if multi:
             distributed.prepare_fit(model, strategy, train_ds)
-        model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, shuffle=False,
+        model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, steps_per_epoch=steps, shuffle=False,
                   verbose=1 if progress else 2, callbacks=make_callbacks(work_dir, extra_callbacks))
 
         # Every worker saves, as the multi-worker guides ask (reading distributed variables may

@@ -233,3 +233,19 @@ def test_augmented_batches_repeat_with_the_seed():
 
     np.testing.assert_array_equal(first_batch(5), first_batch(5))
     assert not np.array_equal(first_batch(5), first_batch(6))
+
+
+def test_repeated_training_data_reshuffles_and_reaugments_every_pass():
+    from model.recipes import Augment
+    from model.train import make_dataset
+
+    images = np.random.default_rng(0).integers(0, 255, (64, 28, 28), dtype=np.uint8)
+    labels = np.arange(64) % 10
+    keras.utils.set_random_seed(3)
+    batches = list(make_dataset(images, labels, 24, Augment(crop_padding=2, flip=True), seed=3,
+                                repeat=True).take(6))  # two passes of 24 + 24 + 16 images
+    assert [len(y) for _, y in batches] == [24, 24, 16, 24, 24, 16]  # batches never straddle passes
+    first, second = (np.concatenate([y.numpy() for _, y in batches[i:i + 3]]) for i in (0, 3))
+    assert sorted(first) == sorted(second) == sorted(labels)  # each pass is every image once
+    assert not np.array_equal(first, second)  # in a new order
+    assert not np.array_equal(batches[0][0].numpy(), batches[3][0].numpy())
