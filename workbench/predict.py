@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 # Below this top-1 probability the answer is flagged "low_confidence": the UI shows a hint instead of
-# a confident label. On 1,000 rendered test photos (benchmarks/photos.py, fast-default at 92.1%) 14%
-# were flagged; answers above 0.6 were right 96.4% of the time, flagged ones 56.6%.
+# a confident label. On 1,000 rendered test photos (benchmarks/photos.py, fast-default at 92.2%) 15%
+# were flagged; answers above 0.6 were right 96-97% of the time, flagged ones 51-60%.
 LOW_CONFIDENCE = 0.6
 LOW_CONFIDENCE_ENV = "WORKBENCH_LOW_CONFIDENCE"
 
