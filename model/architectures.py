@@ -15,6 +15,7 @@ Grad-CAM targets (`GRADCAM_LAYERS`): the last block output whose feature map is 
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from model.data import CLASS_NAMES, IMAGE_SIZE
@@ -39,47 +40,81 @@ def image_input() -> keras.KerasTensor:
 
 
 # ---------------------------------------------------------------------------------------------
+# Batch norm for training: the same layer, its training step in one fused kernel
+
+class FusedBatchNormalization(layers.BatchNormalization):
+    """Keras' BatchNormalization whose training step runs TensorFlow's fused kernel (FusedBatchNormV3).
+
+    Same variables, same normalisation (biased batch variance), same moving-average update and the
+    same inference path as the plain layer. Keras builds the training step from ~8 separate passes
+    over the activations (cast, mean, square, variance, scale, shift and their gradients); the fused
+    kernel makes two each way. The compact CNN trained ~1.2x faster with it on 2 cores (synthetic
+    batches, median step: w24 2,750 -> 3,300 img/s). Only training models use it: the model that is
+    saved is rebuilt with the plain layer (model.train.save_best_model), so model.keras needs
+    nothing but Keras.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.axis not in (-1, len(inputs.shape) - 1):
+            return super().call(inputs, training=training, mask=mask)
+        # float32 like the plain layer (bf16 inputs are upcast; oneDNN's bf16 gradient kernel was slower)
+        x = tf.cast(inputs, tf.float32)
+        gamma = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones(x.shape[-1:], tf.float32)
+        beta = tf.cast(self.beta, tf.float32) if self.center else tf.zeros(x.shape[-1:], tf.float32)
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon,
+                                                             is_training=True)
+        n = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+        variance = variance * (n - 1.0) / tf.maximum(n, 2.0)  # the kernel reports Bessel-corrected variance
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        return tf.cast(y, self.compute_dtype)
+
+
+# ---------------------------------------------------------------------------------------------
 # The compact CNN (recipe `fast`)
 
-def conv_bn_relu(x, filters: int, name: str, weight_decay: float):
+def conv_bn_relu(x, filters: int, name: str, weight_decay: float, norm=layers.BatchNormalization):
     """3x3 convolution -> batch norm -> ReLU, the unit every block is made of."""
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv",
                       kernel_initializer="he_normal",
                       kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None)(x)
-    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    x = norm(momentum=0.9, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def residual_block(x, filters: int, name: str, weight_decay: float):
+def residual_block(x, filters: int, name: str, weight_decay: float, norm=layers.BatchNormalization):
     """Two conv-bn-relu units with an identity shortcut (ResNet v1 'basic block', ReLU after the add)."""
     shortcut = x
-    y = conv_bn_relu(x, filters, f"{name}_1", weight_decay)
+    y = conv_bn_relu(x, filters, f"{name}_1", weight_decay, norm)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_2_conv",
                       kernel_initializer="he_normal",
                       kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None)(y)
-    y = layers.BatchNormalization(momentum=0.9, gamma_initializer="zeros", name=f"{name}_2_bn")(y)
+    y = norm(momentum=0.9, gamma_initializer="zeros", name=f"{name}_2_bn")(y)
     y = layers.Add(name=f"{name}_add")([shortcut, y])
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-def downsample_stage(x, filters: int, name: str, weight_decay: float):
+def downsample_stage(x, filters: int, name: str, weight_decay: float, norm=layers.BatchNormalization):
     """Halve the resolution with max pooling, widen with a conv, then one residual block."""
     x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
-    x = conv_bn_relu(x, filters, f"{name}_down", weight_decay)
-    return residual_block(x, filters, f"{name}_block1", weight_decay)
+    x = conv_bn_relu(x, filters, f"{name}_down", weight_decay, norm)
+    return residual_block(x, filters, f"{name}_block1", weight_decay, norm)
 
 
-def build_compact_cnn(width: int = 32, dropout: float = 0.0, weight_decay: float = 0.0) -> keras.Model:
+def build_compact_cnn(width: int = 32, dropout: float = 0.0, weight_decay: float = 0.0,
+                      fused_batch_norm: bool = False) -> keras.Model:
     """ResNet-9-style CNN at the native 28x28: 28 -> 14 -> 7, residual blocks, GAP, softmax.
 
     Feature maps: stem 28x28xw, conv2 14x14x2w, conv3 7x7x4w (the Grad-CAM target).
+    fused_batch_norm=True builds the training copy (FusedBatchNormalization: same weights, faster steps).
     """
+    norm = FusedBatchNormalization if fused_batch_norm else layers.BatchNormalization
     inputs = image_input()
     # Normalise inside the model: (pixels / 255 - mean) / std.
     x = layers.Rescaling(1.0 / (255.0 * PIXEL_STD), offset=-PIXEL_MEAN / PIXEL_STD, name="normalize")(inputs)
-    x = conv_bn_relu(x, width, "conv1", weight_decay)
-    x = downsample_stage(x, 2 * width, "conv2", weight_decay)
-    x = downsample_stage(x, 4 * width, "conv3", weight_decay)
+    x = conv_bn_relu(x, width, "conv1", weight_decay, norm)
+    x = downsample_stage(x, 2 * width, "conv2", weight_decay, norm)
+    x = downsample_stage(x, 4 * width, "conv3", weight_decay, norm)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)

@@ -152,16 +152,17 @@ def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Opt
     raise ValueError(f"unknown optimizer {recipe.optimizer!r}; expected sgd or adam")
 
 
-def build_recipe_model(recipe: Recipe) -> keras.Model:
+def build_recipe_model(recipe: Recipe, training: bool = False) -> keras.Model:
+    """The recipe's architecture; training=True: the copy that trains (fused batch norm kernels)."""
     if recipe.architecture == "compact_cnn":
-        return build_model("compact_cnn", width=recipe.width)
+        return build_model("compact_cnn", width=recipe.width, fused_batch_norm=training)
     return build_model("resnet50", input_size=recipe.input_size, trainable_layers=recipe.trainable_layers)
 
 
 def build_and_compile(recipe: Recipe, steps_per_epoch: int) -> keras.Model:
     """The recipe's model in its training precision (variables stay float32), compiled."""
     with dtype_policy(resolve_precision(recipe.precision)):
-        model = build_recipe_model(recipe)
+        model = build_recipe_model(recipe, training=True)
     if recipe.architecture == "resnet50":
         from model.weights import load_resnet50_weights
         load_resnet50_weights(model, recipe.weights)

@@ -117,3 +117,42 @@ def test_unknown_names_are_refused():
         get_recipe("slow")
     with pytest.raises(ValueError, match="input size"):
         build_resnet50_classifier(input_size=16)
+
+
+@pytest.mark.parametrize("shape", [(16, 5, 5, 6), (3, 2, 2, 4)])
+def test_fused_batch_norm_trains_and_predicts_like_the_plain_layer(shape):
+    """Same outputs, gradients and moving statistics as keras' BatchNormalization, in training and inference."""
+    import tensorflow as tf
+
+    from model.architectures import FusedBatchNormalization
+
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(3.0, 2.0, shape).astype("float32"))
+    upstream = tf.constant(rng.normal(size=shape).astype("float32"))
+    plain = keras.layers.BatchNormalization(momentum=0.9)
+    fused = FusedBatchNormalization(momentum=0.9)
+    plain.build(shape), fused.build(shape)
+    plain.set_weights([rng.uniform(0.5, 2, shape[-1]), rng.normal(size=shape[-1]),
+                       rng.normal(size=shape[-1]), rng.uniform(0.5, 2, shape[-1])])
+    fused.set_weights(plain.get_weights())
+
+    results = []
+    for layer in (plain, fused):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        results.append([y, *grads, layer.moving_mean, layer.moving_variance, layer(x, training=False)])
+    for ours, theirs in zip(results[1], results[0]):
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-4, atol=1e-4)
+    graph = tf.function(lambda t: fused(t, training=True)).get_concrete_function(x).graph
+    assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}, "the fused kernel is used"
+
+
+def test_fused_batch_norm_keeps_the_mixed_precision_compute_dtype():
+    from model.architectures import FusedBatchNormalization
+
+    layer = FusedBatchNormalization(dtype="mixed_bfloat16")
+    y = layer(np.ones((4, 3, 3, 2), "float32") * np.arange(4).reshape(4, 1, 1, 1), training=True)
+    assert y.dtype == "bfloat16" and layer.moving_mean.dtype == "float32"

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from model import runs
+from model.architectures import FusedBatchNormalization
 from model.data import CLASS_NAMES
 from model.recipes import get_recipe
 from model.precision import cpu_has_bf16, dtype_policy, resolve_precision
@@ -60,6 +61,7 @@ def test_bf16_trained_model_is_saved_as_float32(tmp_path):
     recipe = get_recipe("fast", width=4, precision="mixed_bfloat16")
     trained = build_and_compile(recipe, steps_per_epoch=1)
     assert trained.get_layer("conv1_conv").compute_dtype == "bfloat16"
+    assert isinstance(trained.get_layer("conv1_bn"), FusedBatchNormalization), "trains with the fused kernel"
     assert keras.config.dtype_policy().name == "float32", "building restores the global policy"
     x = np.random.default_rng(0).uniform(0, 255, (8, 28, 28, 1)).astype("float32")
     trained.fit(x, np.eye(10, dtype="float32")[np.arange(8) % 10], epochs=1, verbose=0)
@@ -68,6 +70,7 @@ def test_bf16_trained_model_is_saved_as_float32(tmp_path):
     save_best_model(recipe, tmp_path, trained)
     saved = runs.load_model(tmp_path)
     assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
+    assert type(saved.get_layer("conv1_bn")) is keras.layers.BatchNormalization, "saved with plain Keras layers"
     assert all(w.dtype == "float32" for w in saved.weights)
     for a, b in zip(saved.get_weights(), trained.get_weights()):
         np.testing.assert_array_equal(a, b)
