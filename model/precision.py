@@ -4,8 +4,8 @@
     with dtype_policy("mixed_bfloat16"):
         model = build_compact_cnn()    # bf16 compute, float32 variables
 
-Measured on the development CPU (Intel, AMX): the compact CNN trains 1.5-1.7x faster in mixed
-bfloat16 than in float32. Saved models are always float32 (model.train.save_best_model).
+Measured: the compact CNN trains 1.5-1.7x faster in mixed bfloat16 than in float32 on an Intel AMX
+VM, 1.15x on an AMD EPYC with AVX512-BF16. Saved models are always float32 (model.train.save_best_model).
 """
 
 from __future__ import annotations
