@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--limit", type=int, default=None, help="train on only this many images")
     parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument("--width", type=int, default=None, help="compact CNN: channels of the first stage")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--precision", default=None, choices=["auto", "float32", "mixed_bfloat16"])
     parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     recipe = get_recipe(args.recipe, epochs=args.epochs, input_size=args.input_size, weights=args.weights,
-                        precision=args.precision)
+                        precision=args.precision, width=args.width)
     runs_dir = args.runs_dir or tempfile.mkdtemp(prefix="bench-runs-")
     meter = Meter(recipe.batch_size, None if args.max_minutes is None else args.max_minutes * 60)
     print(f"recipe {recipe.name}: {recipe}\nload average before: {load_average()} ({os.cpu_count()} cores)")

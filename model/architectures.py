@@ -73,36 +73,36 @@ class FusedBatchNormalization(layers.BatchNormalization):
 # ---------------------------------------------------------------------------------------------
 # The compact CNN (recipe `fast`)
 
-def conv_bn_relu(x, filters: int, name: str, weight_decay: float, norm=layers.BatchNormalization):
-    """3x3 convolution -> batch norm -> ReLU, the unit every block is made of."""
+def conv_bn_relu(x, filters: int, name: str, norm=layers.BatchNormalization):
+    """3x3 convolution -> batch norm -> ReLU, the unit every block is made of.
+
+    No kernel regularizer: weight decay is the optimizer's (`Recipe.weight_decay`), one place for it.
+    """
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv",
-                      kernel_initializer="he_normal",
-                      kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None)(x)
+                      kernel_initializer="he_normal")(x)
     x = norm(momentum=0.9, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def residual_block(x, filters: int, name: str, weight_decay: float, norm=layers.BatchNormalization):
+def residual_block(x, filters: int, name: str, norm=layers.BatchNormalization):
     """Two conv-bn-relu units with an identity shortcut (ResNet v1 'basic block', ReLU after the add)."""
     shortcut = x
-    y = conv_bn_relu(x, filters, f"{name}_1", weight_decay, norm)
+    y = conv_bn_relu(x, filters, f"{name}_1", norm)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_2_conv",
-                      kernel_initializer="he_normal",
-                      kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None)(y)
+                      kernel_initializer="he_normal")(y)
     y = norm(momentum=0.9, gamma_initializer="zeros", name=f"{name}_2_bn")(y)
     y = layers.Add(name=f"{name}_add")([shortcut, y])
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-def downsample_stage(x, filters: int, name: str, weight_decay: float, norm=layers.BatchNormalization):
+def downsample_stage(x, filters: int, name: str, norm=layers.BatchNormalization):
     """Halve the resolution with max pooling, widen with a conv, then one residual block."""
     x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
-    x = conv_bn_relu(x, filters, f"{name}_down", weight_decay, norm)
-    return residual_block(x, filters, f"{name}_block1", weight_decay, norm)
+    x = conv_bn_relu(x, filters, f"{name}_down", norm)
+    return residual_block(x, filters, f"{name}_block1", norm)
 
 
-def build_compact_cnn(width: int = 32, dropout: float = 0.0, weight_decay: float = 0.0,
-                      fused_batch_norm: bool = False) -> keras.Model:
+def build_compact_cnn(width: int = 24, fused_batch_norm: bool = False) -> keras.Model:
     """ResNet-9-style CNN at the native 28x28: 28 -> 14 -> 7, residual blocks, GAP, softmax.
 
     Feature maps: stem 28x28xw, conv2 14x14x2w, conv3 7x7x4w (the Grad-CAM target).
@@ -112,12 +112,10 @@ def build_compact_cnn(width: int = 32, dropout: float = 0.0, weight_decay: float
     inputs = image_input()
     # Normalise inside the model: (pixels / 255 - mean) / std.
     x = layers.Rescaling(1.0 / (255.0 * PIXEL_STD), offset=-PIXEL_MEAN / PIXEL_STD, name="normalize")(inputs)
-    x = conv_bn_relu(x, width, "conv1", weight_decay, norm)
-    x = downsample_stage(x, 2 * width, "conv2", weight_decay, norm)
-    x = downsample_stage(x, 4 * width, "conv3", weight_decay, norm)
+    x = conv_bn_relu(x, width, "conv1", norm)
+    x = downsample_stage(x, 2 * width, "conv2", norm)
+    x = downsample_stage(x, 4 * width, "conv3", norm)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if dropout:
-        x = layers.Dropout(dropout, name="dropout")(x)
     # float32 softmax even when the body computes in bfloat16 (mixed precision training).
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name=OUTPUT_NAME)(x)
     return keras.Model(inputs, outputs, name="compact_cnn")

@@ -1,0 +1,28 @@
+"""The training benchmark script runs end to end on a tiny budget and honours its overrides."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from model import runs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_train_benchmark_prints_its_numbers_and_applies_width_and_epochs(tmp_path, data_dir):
+    result = subprocess.run(
+        [sys.executable, "benchmarks/train.py", "--recipe", "fast", "--epochs", "1", "--limit", "300",
+         "--width", "4", "--runs-dir", str(tmp_path), "--run-id", "bench", "--data-dir", str(data_dir),
+         "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    accuracy = float(re.search(r"^test accuracy\s+([0-9.]+)", result.stdout, re.M).group(1))
+    run_dir = tmp_path / "bench"
+    assert accuracy == runs.read_metrics(run_dir)["test_accuracy"]
+    assert re.search(r"^epochs\s+1 of 1 ", result.stdout, re.M)
+    assert re.search(r"^training images/s\s+\d+", result.stdout, re.M)
+    assert runs.read_config(run_dir)["settings"]["width"] == 4
+    assert runs.load_model(run_dir).get_layer("conv1_conv").filters == 4
