@@ -80,7 +80,7 @@ RECIPES = {
         warmup_fraction=0.15,
         weight_decay=5e-4,
         label_smoothing=0.1,
-        augment=Augment(crop_padding=2, flip=True, erase_probability=0.25),
+        augment=Augment(crop_padding=2, flip=True, erase_probability=0.25),  # p 0.5: 94.86 % validation, no better
         width=32,                 # widths 32/64/128: 1.8x `fast`'s parameters; width 48 (~93 s an epoch)
                                   # leaves too few epochs for half an hour
     ),
