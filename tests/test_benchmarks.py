@@ -9,7 +9,7 @@ from pathlib import Path
 
 from model import runs
 
-ROOT = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_train_benchmark_prints_its_numbers_and_applies_width_and_epochs(tmp_path, data_dir):
@@ -17,7 +17,7 @@ def test_train_benchmark_prints_its_numbers_and_applies_width_and_epochs(tmp_pat
         [sys.executable, "benchmarks/train.py", "--recipe", "fast", "--epochs", "1", "--limit", "300",
          "--width", "4", "--runs-dir", str(tmp_path), "--run-id", "bench", "--data-dir", str(data_dir),
          "--no-progress"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     accuracy = float(re.search(r"^test accuracy\s+([0-9.]+)", result.stdout, re.M).group(1))
     run_dir = tmp_path / "bench"
