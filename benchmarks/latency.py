@@ -132,10 +132,11 @@ def export_all(run_dir: Path, train_images: np.ndarray) -> list[str]:
 
 def bench_runtimes(runs_dir: Path, run_id: str, images: np.ndarray, cfg: Config) -> list[Stats]:
     """The three backends of get_predictor, plus the int8 TFLite export for comparison."""
-    from workbench.inference import BACKENDS, TFLitePredictor, get_predictor
+    from model.runtimes import BACKENDS
+    from workbench.inference import exported_predictor, get_predictor
 
     predictors = [(backend, get_predictor(runs_dir, run_id, backend)) for backend in BACKENDS]
-    predictors.append(("tflite int8", TFLitePredictor.for_run(runs_dir / run_id, "int8")))
+    predictors.append(("tflite int8", exported_predictor(runs_dir / run_id, "tflite", "int8")))
     singles = [images[i % len(images)][None] for i in range(cfg.single_calls)]
     batches = [images[(i * cfg.batch_size) % (len(images) - cfg.batch_size):][:cfg.batch_size]
                for i in range(cfg.batch_calls)]

@@ -157,7 +157,7 @@ def report(title: str, result: dict, low_confidence: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     from model.data import load_splits
     from workbench.inference import get_predictor
-    from workbench.predict import LOW_CONFIDENCE
+    from workbench.classify import LOW_CONFIDENCE
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs-dir", default="runs")

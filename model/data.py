@@ -30,11 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
+from model.errors import DataError
+
 CLASS_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
-IMAGE_SIZE = 28
+NUM_CLASSES = len(CLASS_NAMES)   # 10: every model's output width and every probability table's
+IMAGE_SIZE = 28                  # px: the side of every Fashion-MNIST image and of every model input
 ENV_VAR = "FASHION_MNIST_DIR"
 MIRROR_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
@@ -58,10 +61,6 @@ FILES = {
     "test_images": IdxFile("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79", IDX_IMAGES_MAGIC, 10000),
     "test_labels": IdxFile("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310", IDX_LABELS_MAGIC, 10000),
 }
-
-
-class DataError(Exception):
-    """A data file is missing, damaged or not what it claims to be."""
 
 
 @dataclass(frozen=True)

@@ -178,19 +178,3 @@ def evaluate_run(run_dir: Path, test: Split | None = None, data_dir=None) -> dic
     plot_learning_curves(history, run_dir / runs.CURVES_PNG)
     plot_confusion(confusion, class_names, run_dir / runs.CONFUSION_PNG)
     return metrics
-
-
-def main(args) -> int:
-    """`workbench evaluate RUN`: re-evaluate and print the headline numbers."""
-    run_dir = runs.run_path(args.runs_dir, args.run)
-    previous = runs.read_metrics(run_dir).get("test_accuracy") if (run_dir / runs.METRICS).is_file() else None
-    metrics = evaluate_run(run_dir, data_dir=args.data_dir)
-    lo, hi = metrics["test_accuracy_ci95"]
-    print(f"run {args.run}: test accuracy {metrics['test_accuracy']:.4f} (95% CI {lo:.4f}-{hi:.4f}) "
-          f"on {metrics['n_test']} images, macro F1 {metrics['macro_f1']:.4f}, ECE {metrics['ece']:.4f}")
-    if previous is not None:
-        print(f"previous metrics.json accuracy: {previous:.4f}")
-    for name, scores in metrics["per_class"].items():
-        print(f"  {name:<12} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  "
-              f"f1 {scores['f1']:.3f}")
-    return 0

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from model import runs
+from model.data import IMAGE_SIZE
+from model.errors import ExportError
 
 FORMATS = ("onnx", "tflite")
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -44,10 +46,6 @@ class ExportSettings:
 
 
 SETTINGS = ExportSettings()
-
-
-class ExportError(Exception):
-    """An export failed or its result does not behave like the Keras model."""
 
 
 def export_filename(fmt: str, quantize: str = "none") -> str:
@@ -115,8 +113,9 @@ def _configure_quantization(converter, quantize: str, representative: np.ndarray
 
 def _call_once(model) -> None:
     """Call the model on one blank image: Keras exports only called models; checks the input contract."""
-    _convert(lambda: model(np.zeros((1, 28, 28, 1), np.float32), training=False),
-             "the model does not take (N, 28, 28, 1) float32 images, so it cannot be exported")
+    shape = (1, IMAGE_SIZE, IMAGE_SIZE, 1)
+    _convert(lambda: model(np.zeros(shape, np.float32), training=False),
+             f"the model does not take (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 1) float32 images, so it cannot be exported")
 
 
 def _convert(step, failure: str):
@@ -202,7 +201,7 @@ def predict_in_batches(predict, images: np.ndarray, batch_size: int = SETTINGS.c
 
 def check_export(run_dir: Path, path: Path, images: np.ndarray, labels: np.ndarray, model=None) -> Comparison:
     """Run the exported file in its runtime and the Keras model on the same images; compare."""
-    from workbench.inference import KerasPredictor, predictor_for_file
+    from model.runtimes import KerasPredictor, predictor_for_file
 
     keras_predictor = KerasPredictor(run_dir, model=model)
     exported = predictor_for_file(path)
@@ -210,24 +209,18 @@ def check_export(run_dir: Path, path: Path, images: np.ndarray, labels: np.ndarr
                    predict_in_batches(exported.predict, images), labels)
 
 
-# ---------------------------------------------------------------------------------------------
-# `workbench export`
-
-def main(args) -> int:
-    """Export RUN to --format (with --quantize), then print the parity check on the test set."""
+def export_and_check(run_dir: Path, fmt: str, quantize: str = "none", data_dir=None) -> tuple[Path, Comparison]:
+    """Export the run (int8 calibrated on training images), then run the parity check on the test set.
+    A float32 export that misses the parity bar is deleted and raises ExportError."""
     from model.data import load_splits
 
-    fmt, quantize = args.format, getattr(args, "quantize", "none") or "none"
     export_filename(fmt, quantize)  # validate the combination before any slow work
-    run_dir = runs.run_path(args.runs_dir, args.run)
     model = runs.load_model(run_dir)
-    splits = load_splits(args.data_dir, progress=False)
+    splits = load_splits(data_dir, progress=False)
     representative = representative_images(splits.train.images) if quantize == "int8" else None
     path = export_run(run_dir, fmt, quantize, representative, model=model)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     result = check_export(run_dir, path, splits.test.images, splits.test.labels, model=model)
-    print(result.summary())
     if quantize == "none" and not result.within(SETTINGS):
         path.unlink(missing_ok=True)
         raise ExportError(f"{path.name} does not match the Keras model ({result.summary()}); removed it")
-    return 0
+    return path, result

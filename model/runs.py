@@ -23,6 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from model.data import NUM_CLASSES
+from model.errors import RunError
+
 CONFIG = "config.json"
 HISTORY = "history.csv"
 MODEL = "model.keras"
@@ -34,14 +37,10 @@ CONFUSION_PNG = "confusion_matrix.png"
 BACKUP_DIR = "backup"
 
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
-PROB_COLUMNS = [f"prob_{i}" for i in range(10)]
+PROB_COLUMNS = [f"prob_{i}" for i in range(NUM_CLASSES)]
 PREDICTION_COLUMNS = ["index", "label", "predicted", *PROB_COLUMNS]
 DEFAULT_RUNS_DIR = Path("runs")
 DEFAULT_RUN_ID = "fast-default"
-
-
-class RunError(Exception):
-    """A run folder, or one of its files, is missing or unreadable."""
 
 
 def list_runs(runs_dir: Path | str = DEFAULT_RUNS_DIR) -> list[str]:
@@ -132,8 +131,9 @@ def read_confusion(run_dir: Path) -> np.ndarray:
         matrix = pd.read_csv(path, index_col=0).to_numpy(dtype=np.int64)
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise _corrupt(run_dir, CONFUSION, exc) from exc
-    if matrix.shape != (10, 10):
-        raise RunError(f"run {Path(run_dir).name!r}: {CONFUSION} is {matrix.shape}, expected (10, 10)")
+    if matrix.shape != (NUM_CLASSES, NUM_CLASSES):
+        raise RunError(f"run {Path(run_dir).name!r}: {CONFUSION} is {matrix.shape}, "
+                       f"expected ({NUM_CLASSES}, {NUM_CLASSES})")
     return matrix
 
 

@@ -1,7 +1,7 @@
 """Train a recipe into a run folder, resumably, then evaluate it once on the test set.
 
     workbench train --recipe fast --run-id fast-default      # the committed default (~10 min, 2 cores)
-    workbench train --recipe fast --epochs 1 --limit 2000    # a smoke run
+    workbench train --recipe fast --epochs 1 --limit 2000    # a smoke run (the CLI calls train() here)
 
 Pipeline: data (train / validation split of the 60k, test held out) -> tf.data with per-batch
 augmentation (model/pipeline.py) -> model.fit with a one-cycle (or exponential) schedule -> the
@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import math
+import logging
 import shutil
-import sys
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +37,9 @@ from model.architectures import build_model, gradcam_layer
 from model.data import CLASS_NAMES, load_splits
 from model.precision import dtype_policy, resolve_precision
 from model.pipeline import make_dataset
-from model.recipes import Recipe, get_recipe
+from model.recipes import Recipe
+
+LOG = logging.getLogger(__name__)
 
 BEST_WEIGHTS = "best.weights.h5"
 
@@ -158,7 +161,30 @@ def run_config(recipe: Recipe, run_id: str, n_train: int, limit: int | None) -> 
             "seed": recipe.seed, "val_size": recipe.val_size, "epochs": recipe.epochs,
             "batch_size": recipe.batch_size, "n_train": n_train, "limit": limit,
             "precision": resolve_precision(recipe.precision),
-            "settings": recipe.to_dict(), "keras_version": keras.__version__}
+            "settings": recipe.to_dict(), **code_versions()}
+
+
+def code_versions() -> dict:
+    """What a run can be traced to: the project's git commit (None outside a checkout), whether the
+    checkout had uncommitted changes, and the versions of the project, TensorFlow and Keras."""
+    from importlib import metadata
+
+    try:
+        project = metadata.version("fashion-workbench")
+    except metadata.PackageNotFoundError:
+        project = None
+    return {"git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "-uno")),
+            "project_version": project, "tensorflow_version": tf.__version__, "keras_version": keras.__version__}
+
+
+def _git(*args: str) -> str | None:
+    """`git ARGS` in the project's folder, its output stripped; None when git or the checkout is absent."""
+    try:
+        done = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True,
+                              text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
 
 
 def prepare_run_dir(runs_dir: Path, run_id: str, config: dict, write: bool = True) -> Path:
@@ -177,7 +203,7 @@ def prepare_run_dir(runs_dir: Path, run_id: str, config: dict, write: bool = Tru
             raise runs.RunError(f"run {run_id!r} was started with other settings; resume it with the "
                                 f"same flags, or choose another --run-id")
         if write:
-            print(f"resuming run {run_id!r} from {run_dir / runs.BACKUP_DIR}")
+            LOG.info("resuming run %r from %s", run_id, run_dir / runs.BACKUP_DIR)
     if not write:
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -233,22 +259,8 @@ def train(recipe: Recipe, runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, run_id: 
         if multi and not distributed.same_on_all_workers(strategy, backed_up_epoch(work_dir)):
             raise runs.RunError(f"run {run_id!r}: the workers would resume from different epochs; every "
                                 f"worker must see the chief's {runs.BACKUP_DIR}/ (share the runs folder)")
-        # recipe.batch_size is the GLOBAL batch: on several workers each trains on its 1/n share of
-        # every batch, so the learning rate and the steps per epoch mean what they mean on one
-        # machine. There the last, partial batch of each epoch is left out (other images each epoch):
-        # split n ways it can leave a worker an empty batch, which BatchNormalization cannot train on.
-        train_ds = make_dataset(x_train, y_train, recipe.batch_size, recipe.augment, recipe.seed,
-                                drop_remainder=multi, repeat=True).map(one_hot)
-        val_ds = make_dataset(splits.val.images, splits.val.labels, 1024).map(one_hot)
-        steps = len(y_train) // recipe.batch_size if multi else math.ceil(len(y_train) / recipe.batch_size)
-        if multi:
-            train_ds, val_ds = distributed.shard_by_data(train_ds), distributed.shard_by_data(val_ds)
-        with strategy.scope():  # several workers: variables mirrored on each; the precision policy applies
-            model = build_and_compile(recipe, steps)
-        if multi:
-            distributed.prepare_fit(model, strategy, train_ds)
-        model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, steps_per_epoch=steps, shuffle=False,
-                  verbose=1 if progress else 2, callbacks=make_callbacks(work_dir, extra_callbacks))
+        model = fit_model(recipe, strategy if multi else None, (x_train, y_train), splits.val, work_dir,
+                          progress, extra_callbacks)
 
         # Every worker saves, as the multi-worker guides ask (reading distributed variables may
         # involve the other workers); a non-chief's copy lands in its temporary folder.
@@ -260,6 +272,30 @@ def train(recipe: Recipe, runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, run_id: 
         if not chief:
             shutil.rmtree(work_dir, ignore_errors=True)
     return run_dir
+
+
+def fit_model(recipe: Recipe, strategy, train_data: tuple[np.ndarray, np.ndarray], val, work_dir: Path,
+              progress: bool, extra_callbacks: list | None):
+    """Build, compile and fit the recipe's model (on several workers when `strategy` is given)."""
+    multi = strategy is not None
+    x_train, y_train = train_data
+    # recipe.batch_size is the GLOBAL batch: on several workers each trains on its 1/n share of
+    # every batch, so the learning rate and the steps per epoch mean what they mean on one
+    # machine. There the last, partial batch of each epoch is left out (other images each epoch):
+    # split n ways it can leave a worker an empty batch, which BatchNormalization cannot train on.
+    train_ds = make_dataset(x_train, y_train, recipe.batch_size, recipe.augment, recipe.seed,
+                            drop_remainder=multi, repeat=True).map(one_hot)
+    val_ds = make_dataset(val.images, val.labels, 1024).map(one_hot)
+    steps = len(y_train) // recipe.batch_size if multi else math.ceil(len(y_train) / recipe.batch_size)
+    if multi:
+        train_ds, val_ds = distributed.shard_by_data(train_ds), distributed.shard_by_data(val_ds)
+    with (strategy or tf.distribute.get_strategy()).scope():  # several workers: variables mirrored on
+        model = build_and_compile(recipe, steps)             # each; the precision policy applies
+    if multi:
+        distributed.prepare_fit(model, strategy, train_ds)
+    model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, steps_per_epoch=steps, shuffle=False,
+              verbose=1 if progress else 2, callbacks=make_callbacks(work_dir, extra_callbacks))
+    return model
 
 
 def worker_copy(run_dir: Path, index: int) -> Path:
@@ -282,40 +318,3 @@ def save_best_model(recipe: Recipe, run_dir: Path, trained: keras.Model) -> None
         model = build_recipe_model(recipe)
     model.set_weights(trained.get_weights())
     model.save(Path(run_dir) / runs.MODEL)
-
-
-def worker_argv(args) -> list[str]:
-    """The `workbench train` command line that args came from, without --local-workers."""
-    argv = ["train"]
-    for name, value in vars(args).items():
-        if name in ("command", "handler", "local_workers") or value is None or value is False:
-            continue
-        argv += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
-    return argv
-
-
-def main(args) -> int:
-    """`workbench train`: the recipe with the command line's overrides."""
-    try:
-        if getattr(args, "local_workers", None) is not None:
-            # Try multi-worker training on one machine: n copies of this command on 127.0.0.1.
-            return distributed.launch_local_workers(args.local_workers, worker_argv(args))
-        cluster = distributed.read_tf_config()
-    except distributed.DistributedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size,
-                        learning_rate=args.learning_rate, input_size=args.input_size,
-                        weights=args.weights, val_size=args.val_size, seed=args.seed,
-                        precision=args.precision, width=getattr(args, "width", None))
-    run_dir = train(recipe, args.runs_dir, args.run_id, data_dir=args.data_dir, limit=args.limit,
-                    progress=not args.no_progress)
-    if not distributed.is_chief(cluster):
-        print(f"worker {cluster.index} of {cluster.num_workers} done; the chief (worker 0) writes {run_dir}")
-        return 0
-    metrics = runs.read_metrics(run_dir)
-    print(f"run {run_dir.name}: test accuracy {metrics['test_accuracy']:.4f} "
-          f"(95% CI {metrics['test_accuracy_ci95'][0]:.4f}-{metrics['test_accuracy_ci95'][1]:.4f}), "
-          f"macro F1 {metrics['macro_f1']:.4f}, ECE {metrics['ece']:.4f}, "
-          f"{metrics['train_seconds']:.0f} s training -> {run_dir}")
-    return 0

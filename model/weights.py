@@ -18,15 +18,13 @@ from pathlib import Path
 
 import keras
 
+from model.errors import WeightsError
+
 # The official ResNet50 no-top ImageNet weights, as keras.applications.resnet downloads them.
 IMAGENET_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_HASH = "4d473c1dd8becc155b73f8504c6f6626"  # md5, from keras.src.applications.resnet
 URL_ENV_VAR = "WORKBENCH_WEIGHTS_URL"
-
-
-class WeightsError(Exception):
-    """Requested weights could not be found, downloaded, verified or loaded."""
 
 
 def fetch_imagenet_weights(base_url: str | None = None, file_hash: str = IMAGENET_HASH,

@@ -11,11 +11,9 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from model import runs
-from model.data import DataError
-from workbench import artifacts, figures
-from workbench.app import no_run, problem, rows_table, settings
-from workbench.explain import ExplainError, get_explainer
+from workbench import PROB_COLUMNS, DataError, ExplainError, RunError, artifacts, figures
+from workbench.components import no_run, problem, rows_table, settings
+from workbench.explain import get_explainer
 from workbench.images import overlay, png_data_url
 
 dash.register_page(__name__, path="/errors", name="Errors", order=2)
@@ -63,13 +61,13 @@ def show_matrix(run_id, norm, cell):
     names = artifacts.class_names(runs_dir, run_id)
     try:
         matrix = artifacts.confusion(runs_dir, run_id)
-    except runs.RunError as exc:
+    except RunError as exc:
         return figures.go.Figure(), None, None, problem(str(exc), "No confusion matrix")
     selected = (cell["true"], cell["pred"]) if cell else None
     fig = figures.confusion_figure(matrix, names, normalise=norm == "rows", selected=selected)
     try:
         table = rows_table(figures.per_class_rows(artifacts.metrics(runs_dir, run_id)["per_class"], names))
-    except (runs.RunError, KeyError) as exc:
+    except (RunError, KeyError) as exc:
         table = problem(str(exc), "No per-class scores")
     return fig, table, pair_list(figures.top_confused_pairs(matrix, names)), None
 
@@ -113,7 +111,7 @@ def show_gallery(cell, page, with_overlay, run_id):
     title = f"true {names[cell['true']]} → predicted {names[cell['pred']]}"
     try:
         tiles, total = gallery_tiles(cfg, run_id, cell["true"], cell["pred"], page or 1, bool(with_overlay))
-    except (runs.RunError, DataError, ExplainError) as exc:
+    except (RunError, DataError, ExplainError) as exc:
         return problem(str(exc), "No gallery"), title, 1, HIDDEN
     pages = max(1, -(-total // PAGE_SIZE))
     return (html.Div(tiles, className="tiles gallery", id="errors-tiles"), f"{title}: {total} images", pages,
@@ -132,7 +130,7 @@ def gallery_tiles(cfg: dict, run_id: str, true: int, pred: int, page: int, with_
     else:
         shown = list(images)
     names = artifacts.class_names(cfg["runs_dir"], run_id)
-    probs = chunk[runs.PROB_COLUMNS].to_numpy()
+    probs = chunk[PROB_COLUMNS].to_numpy()
     tiles = [thumb(int(i), src, p, names, true, pred) for i, src, p in zip(indices, shown, probs)]
     return tiles, len(cell)
 
@@ -159,7 +157,7 @@ def open_detail(clicks, run_id):
     cfg = settings()
     try:
         return True, f"Test image #{index}", detail(cfg, run_id, index)
-    except (runs.RunError, DataError, ExplainError) as exc:
+    except (RunError, DataError, ExplainError) as exc:
         return True, f"Test image #{index}", problem(str(exc))
 
 

@@ -6,10 +6,8 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, html
 
-from model import runs
-from model.data import DataError
-from workbench import artifacts
-from workbench.app import metric_card, no_run, problem, settings
+from workbench import DataError, RunError, artifacts
+from workbench.components import metric_card, no_run, problem, settings
 from workbench.images import png_data_url
 
 dash.register_page(__name__, path="/", name="Overview", order=0)
@@ -34,7 +32,7 @@ def show_overview(run_id):
     runs_dir, data_dir = settings()["runs_dir"], settings()["data_dir"]
     try:
         status = artifacts.check_run(runs_dir, run_id)
-    except runs.RunError as exc:
+    except RunError as exc:
         return problem(str(exc), "Run unavailable")
     return [run_health(status), headline(runs_dir, run_id), link_cards(),
             html.H4("Test images per class", className="section-title"),
@@ -55,7 +53,7 @@ def headline(runs_dir, run_id: str):
     try:
         m = artifacts.metrics(runs_dir, run_id)
         config = artifacts.config(runs_dir, run_id)
-    except runs.RunError:
+    except RunError:
         return html.Div()
     lo, hi = m.get("test_accuracy_ci95", [float("nan")] * 2)
     cards = [
@@ -85,7 +83,7 @@ def class_gallery(runs_dir, run_id: str, data_dir):
     try:
         images = artifacts.test_images(data_dir)
         frame = artifacts.predictions(runs_dir, run_id)
-    except (DataError, runs.RunError) as exc:
+    except (DataError, RunError) as exc:
         return problem(str(exc), "No gallery")
     names = artifacts.class_names(runs_dir, run_id)
     rows = []

@@ -7,7 +7,6 @@ The store holds the prepared 28x28 images (784 bytes each, base64), never the up
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 
 import dash
@@ -15,12 +14,12 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
-from model import runs
-from model.data import CLASS_NAMES, DataError
-from workbench import artifacts, figures
-from workbench.app import no_run, problem, settings
-from workbench.explain import LAYER_METHODS, METHODS, ExplainError, get_explainer
+from workbench import CLASS_NAMES, IMAGE_SIZE, DataError, ExplainError, ImageError, RunError, artifacts, figures
+from workbench.classify import decode_base64, predict_images, prepare_uploads
+from workbench.components import no_run, problem, settings
+from workbench.explain import LAYER_METHODS, METHODS, get_explainer
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
+from workbench.preprocess import prepare_image
 
 dash.register_page(__name__, path="/predict", name="Predict", order=1)
 
@@ -89,7 +88,7 @@ def encode(image: np.ndarray) -> str:
 
 
 def decode(pixels: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(pixels), dtype=np.uint8).reshape(28, 28)
+    return np.frombuffer(base64.b64decode(pixels), dtype=np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
 
 
 def load_test_item(index: int | None = None) -> dict:
@@ -108,32 +107,30 @@ def load_test_item(index: int | None = None) -> dict:
 
 
 def load_uploads(contents: list[str], filenames: list[str]) -> dict:
-    """Prepare every upload; bad ones become messages, the good ones items."""
-    from workbench.preprocess import ImageError, prepare_image
-
-    items, errors = [], []
+    """Prepare every upload (the classify path's first step); bad ones become messages, good ones items."""
+    errors = []
     if len(contents) > MAX_FILES:
         errors.append(f"{len(contents)} files uploaded; only the first {MAX_FILES} are shown")
-    for slot, (content, name) in enumerate(zip(contents[:MAX_FILES], filenames[:MAX_FILES])):
-        try:
-            prepared = prepare_image(upload_bytes(content))
-        except ImageError as exc:
-            errors.append(f"{name}: {exc}")
+    decoded = [(slot, name, upload_bytes(content))
+               for slot, (content, name) in enumerate(zip(contents[:MAX_FILES], filenames[:MAX_FILES]))]
+    errors += [f"{name}: the upload arrived damaged (bad base64); try again" for _, name, data in decoded if data is None]
+    good = [(slot, name, data) for slot, name, data in decoded if data is not None]
+    items = []
+    for (slot, _, _), item in zip(good, prepare_uploads([(name, data) for _, name, data in good])):
+        if item.error is not None:
+            errors.append(f"{item.name}: {item.error}")
             continue
-        items.append({"name": name, "pixels": encode(prepared.image), "label": None, "slot": slot,
-                      "inverted": bool(prepared.inverted)})
+        items.append({"name": item.name, "pixels": encode(item.prepared.image), "label": None, "slot": slot,
+                      "inverted": bool(item.prepared.inverted)})
     return {"items": items, "errors": errors}
 
 
-def upload_bytes(content: str) -> bytes:
-    """The file bytes of a dcc.Upload data URL ("data:<type>;base64,<data>")."""
-    from workbench.preprocess import ImageError
-
-    _, _, data = (content or "").partition(",")
+def upload_bytes(content: str) -> bytes | None:
+    """The file bytes of a dcc.Upload data URL ("data:<type>;base64,<data>"); None when damaged."""
     try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ImageError("the upload arrived damaged (bad base64); try again") from exc
+        return decode_base64(content or "")
+    except ImageError:
+        return None
 
 
 @callback(Output("predict-store", "data"), Output("predict-item", "value"),
@@ -164,10 +161,9 @@ def show_steps(item_index, store, contents):
     item = chosen(store, item_index)
     if item is None or item.get("slot") is None or not contents or item["slot"] >= len(contents):
         return []
-    from workbench.preprocess import ImageError, prepare_image
-
+    data = upload_bytes(contents[item["slot"]])
     try:
-        steps = prepare_image(upload_bytes(contents[item["slot"]])).steps
+        steps = prepare_image(data).steps if data is not None else []
     except ImageError:
         return []
     tiles = [html.Figure([html.Img(src=png_data_url(step_image(image), scale=1), className="step-image"),
@@ -203,7 +199,7 @@ def list_layers(run_id, method):
         return no_update, no_update, disabled
     try:
         layers = get_explainer(settings()["runs_dir"], run_id).layer_choices() if run_id else []
-    except (runs.RunError, ExplainError):
+    except (RunError, ExplainError):
         layers = []
     options = [{"label": name + (" (default)" if i == 0 else ""), "value": name} for i, name in enumerate(layers)]
     return options, layers[0] if layers else None, disabled
@@ -240,7 +236,7 @@ def explain_item(store, item_index, run_id, method, target, layer, opacity):
     cfg = settings()
     names = artifacts.class_names(cfg["runs_dir"], run_id)
     try:
-        probs = artifacts_predict(cfg, run_id, image)
+        probs = predict_images(cfg["runs_dir"], run_id, image[None], cfg["backend"])[0]
         top = int(probs.argmax())
         cls = top if target in (None, PREDICTED) else int(target)
         heatmap = get_explainer(cfg["runs_dir"], run_id).explain(image[None], cls, method, layer)[0]
@@ -267,10 +263,6 @@ def visibility(has_item: bool) -> tuple[str, str, str]:
 def target_options(names, predicted: str = "") -> list[dict]:
     first = f"predicted ({predicted})" if predicted else "predicted class"
     return [{"label": first, "value": PREDICTED}] + [{"label": n, "value": i} for i, n in enumerate(names)]
-
-
-def artifacts_predict(cfg: dict, run_id: str, image: np.ndarray) -> np.ndarray:
-    return artifacts.predictor(cfg["runs_dir"], run_id, cfg["backend"]).predict(image[None])[0]
 
 
 def hint(probs: np.ndarray, names: list[str], item: dict):

@@ -8,9 +8,9 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 
-from model import runs
-from workbench import artifacts, figures
-from workbench.app import metric_card, no_run, problem, rows_table, settings
+from workbench import RunError, artifacts, figures
+from workbench.components import metric_card, no_run, problem, rows_table, settings
+from workbench.inference import get_predictor
 
 dash.register_page(__name__, path="/report", name="Model report", order=4)
 
@@ -30,7 +30,7 @@ def show_report(run_id):
 def metrics_section(runs_dir, run_id: str):
     try:
         m = artifacts.metrics(runs_dir, run_id)
-    except runs.RunError as exc:
+    except RunError as exc:
         return problem(str(exc), "No metrics")
     lo, hi = m.get("test_accuracy_ci95", [float("nan")] * 2)
     cards = dbc.Row([dbc.Col(c, xs=6, lg=3) for c in (
@@ -49,8 +49,8 @@ def metrics_section(runs_dir, run_id: str):
 
 def architecture_section(runs_dir, run_id: str):
     try:
-        model = artifacts.predictor(runs_dir, run_id, "keras").model
-    except runs.RunError as exc:
+        model = get_predictor(runs_dir, run_id, "keras").model
+    except RunError as exc:
         return problem(str(exc), "No architecture")
     counts = artifacts.parameter_counts(model)
     rows = artifacts.layer_rows(model)
@@ -63,7 +63,7 @@ def architecture_section(runs_dir, run_id: str):
 def config_section(runs_dir, run_id: str):
     try:
         config = artifacts.config(runs_dir, run_id)
-    except runs.RunError as exc:
+    except RunError as exc:
         return problem(str(exc), "No config")
     rows = [{"setting": k, "value": v if isinstance(v, (int, float, str)) else json.dumps(v)}
             for k, v in sorted(config.items())]

@@ -6,9 +6,8 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 
-from model import runs
-from workbench import artifacts, figures
-from workbench.app import no_run, problem, rows_table, settings
+from workbench import RunError, artifacts, figures, list_runs
+from workbench.components import no_run, problem, rows_table, settings
 
 dash.register_page(__name__, path="/training", name="Training", order=3)
 
@@ -26,7 +25,7 @@ layout = html.Div([
 
 @callback(Output("training-runs", "options"), Output("training-runs", "value"), Input("run-store", "data"))
 def offer_runs(run_id):
-    run_ids = runs.list_runs(settings()["runs_dir"])
+    run_ids = list_runs(settings()["runs_dir"])
     return [{"label": r, "value": r} for r in run_ids], [run_id] if run_id else []
 
 
@@ -39,7 +38,7 @@ def show_curves(run_ids):
     for run_id in run_ids:
         try:
             histories[run_id] = artifacts.history(settings()["runs_dir"], run_id)
-        except runs.RunError as exc:
+        except RunError as exc:
             problems.append(problem(str(exc), "No learning curves"))
     summary = [last_epoch(run_id, frame) for run_id, frame in histories.items()]
     return figures.learning_curves(histories), problems, rows_table(summary) if summary else None

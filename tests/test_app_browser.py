@@ -21,7 +21,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 
 from model import runs
 from test_explain import build_tiny_run
-from workbench.predict import LOW_CONFIDENCE
+from workbench.classify import LOW_CONFIDENCE
 
 pytestmark = pytest.mark.browser
 

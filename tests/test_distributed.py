@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 
 from model import distributed, runs
-from model.distributed import DistributedError, launch_local_workers, read_tf_config
+from model.distributed import DistributedError, read_tf_config
 from workbench import cli
+from workbench.cli import launch
+from workbench.cli.launch import launch_local_workers
 
 HARD_TIMEOUT = 300  # seconds for any real 2-worker run: 20-40 s on 2 idle cores, 2-3 min on busy ones
 REPO = Path(__file__).resolve().parents[1]
@@ -96,7 +98,7 @@ def test_local_workers_needs_two_and_no_tf_config(monkeypatch, tmp_path, capsys)
 
 
 def test_workers_get_the_same_command_without_local_workers():
-    from model.train import worker_argv
+    from workbench.cli.launch import worker_argv
 
     argv = ["train", "--recipe", "fast", "--run-id", "x", "--epochs", "2", "--learning-rate", "0.05",
             "--limit", "256", "--width", "8", "--no-progress", "--local-workers", "3"]
@@ -107,9 +109,9 @@ def test_workers_get_the_same_command_without_local_workers():
 
 
 def test_free_ports_are_distinct_and_each_worker_gets_its_index():
-    ports = distributed.free_ports(4)
+    ports = launch.free_ports(4)
     assert len(set(ports)) == 4
-    configs = [json.loads(c) for c in distributed.local_tf_configs(ports)]
+    configs = [json.loads(c) for c in launch.local_tf_configs(ports)]
     assert [c["task"]["index"] for c in configs] == [0, 1, 2, 3]
     assert all(c["cluster"]["worker"] == [f"127.0.0.1:{p}" for p in ports] for c in configs)
     assert all(read_tf_config({"TF_CONFIG": json.dumps(c)}) for c in configs)

@@ -15,7 +15,7 @@ import pytest
 from model import export, runs
 from model.data import load_splits
 from workbench import cli
-from workbench.inference import KerasPredictor, OnnxPredictor, TFLitePredictor, predictor_for_file
+from model.runtimes import KerasPredictor, OnnxPredictor, TFLitePredictor, predictor_for_file
 
 MIN_AGREEMENT = 0.999
 MAX_PROB_DIFF = 1e-4

@@ -13,8 +13,8 @@ import pytest
 
 from model import export, runs
 from model.data import load_splits
-from workbench.inference import (BACKENDS, KerasPredictor, TFLitePredictor, as_model_input, get_predictor,
-                                 predictor_for_file)
+from model.runtimes import BACKENDS, KerasPredictor, TFLitePredictor, as_model_input, predictor_for_file
+from workbench.inference import exported_predictor, get_predictor
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +84,12 @@ def test_corrupt_quantized_tflite_names_its_command(runs_copy):
     path = runs_copy / "fast-default" / "model.int8.tflite"
     path.write_bytes(b"\x00" * 64)
     with pytest.raises(export.ExportError, match="`workbench export fast-default --format tflite --quantize int8`"):
-        TFLitePredictor.for_run(runs_copy / "fast-default", "int8")
+        exported_predictor(runs_copy / "fast-default", "tflite", "int8")
 
 
 def test_missing_quantized_export_names_the_command(runs_copy):
     with pytest.raises(export.ExportError, match="workbench export fast-default --format tflite --quantize int8"):
-        TFLitePredictor.for_run(runs_copy / "fast-default", "int8")
+        exported_predictor(runs_copy / "fast-default", "tflite", "int8")
 
 
 def test_unknown_backend_and_missing_run(runs_copy):
@@ -121,7 +121,7 @@ def test_keras_backend_traces_once_for_all_batch_sizes(runs_copy, test_images):
 
 def test_tflite_predictor_is_safe_across_threads_and_batch_sizes(runs_copy, test_images):
     run_dir = runs_copy / "fast-default"
-    predictor = TFLitePredictor.for_run(run_dir)
+    predictor = exported_predictor(run_dir, "tflite")
     images = test_images[0]
     expected = KerasPredictor(run_dir).predict(images)
     jobs = [(i % 50, 1 + (i * 7) % 64) for i in range(60)]  # (start, batch size) pairs, sizes vary
@@ -181,7 +181,7 @@ def test_tflite_falls_back_to_tf_lite_without_litert(runs_copy, test_images, mon
     import tensorflow as tf
 
     run_dir = runs_copy / "fast-default"
-    litert = TFLitePredictor.for_run(run_dir)
+    litert = exported_predictor(run_dir, "tflite")
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # makes the import fail
     fallback = TFLitePredictor(litert.path)
     assert isinstance(fallback.interpreter, tf.lite.Interpreter)

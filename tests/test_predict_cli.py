@@ -13,7 +13,7 @@ import pytest
 from model.data import CLASS_NAMES, load_raw
 from test_preprocess import load_benchmark
 from workbench import cli
-from workbench.predict import LOW_CONFIDENCE, low_confidence_threshold, rank
+from workbench.classify import LOW_CONFIDENCE, low_confidence_threshold, rank
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -77,6 +78,22 @@ def test_bf16_trained_model_is_saved_as_float32(tmp_path):
 
 def test_run_config_records_the_precision_used(tiny_run):
     assert runs.read_config(tiny_run)["precision"] in {"float32", "mixed_bfloat16"}
+
+
+def test_run_config_traces_the_run_to_its_code(tiny_run):
+    """config.json names the git commit of this checkout and the library versions that trained it."""
+    import subprocess
+    from importlib import metadata
+
+    import keras
+    import tensorflow as tf
+
+    config = runs.read_config(tiny_run)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True)
+    assert config["git_commit"] == (head.stdout.strip() if head.returncode == 0 else None)
+    assert isinstance(config["git_dirty"], bool)
+    assert (config["tensorflow_version"], config["keras_version"]) == (tf.__version__, keras.__version__)
+    assert config["project_version"] == metadata.version("fashion-workbench")
 
 
 def test_bf16_is_chosen_only_for_cpus_with_bf16_instructions():

@@ -1,1 +1,12 @@
-"""The workbench: reads run folders, explains predictions and serves the Dash app and JSON API."""
+"""workbench: reads run folders and serves them (classify, explain, run data, the app, the API, the CLI).
+
+What the pages need from the model layer is re-exported here, so pages import only workbench:
+class names, image size, the prediction table's columns, the run list and the project's errors.
+"""
+
+from model.data import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES
+from model.errors import DataError, ExplainError, ImageError, RunError, WorkbenchError
+from model.runs import PROB_COLUMNS, list_runs
+
+__all__ = ["CLASS_NAMES", "IMAGE_SIZE", "NUM_CLASSES", "DataError", "ExplainError", "ImageError", "RunError",
+           "WorkbenchError", "PROB_COLUMNS", "list_runs"]

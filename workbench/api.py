@@ -15,12 +15,8 @@ image of a batch is at fault); a batch with one bad image is refused as a whole,
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
-import os
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import flask
@@ -28,50 +24,20 @@ import numpy as np
 from werkzeug.exceptions import HTTPException
 
 from model import runs
-from workbench.predict import low_confidence_threshold, rank
-from workbench.preprocess import ImageError, Limits, prepare_image
+from model.errors import ImageError, WorkbenchError
+from workbench.classify import Batch, classify, decode_base64, low_confidence_threshold
+from workbench.inference import get_predictor
+from workbench.limits import ERROR_STATUS, UNLISTED_STATUS, ApiLimits
+from workbench.openapi import openapi_document
 
 PREFIX = "/api/v1"
 LOG = logging.getLogger(__name__)
 
-# HTTP status per ImageError code: size problems are 413, formats 415, undecodable content 422.
-IMAGE_STATUS = {"empty": 400, "too_large": 413, "too_many_pixels": 413, "not_an_image": 415,
-                "unsupported_format": 415, "animated": 415}
 
+class RequestError(WorkbenchError):
+    """A malformed request (bad JSON, parameter, media type ...): a 4xx JSON answer."""
 
-@dataclass(frozen=True)
-class ApiLimits:
-    """Per-request limits of the API; image limits are the preprocessing ones."""
-    image: Limits = field(default_factory=Limits)
-    max_files: int = 16                    # a batch for a page of thumbnails; bigger jobs use the CLI
-    max_request_bytes: int = 64 * 2**20    # 64 MiB: a full batch of phone photos, base64-inflated
-    max_top: int = 10                      # there are 10 classes
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ApiLimits:
-        """Defaults, overridden by WORKBENCH_MAX_FILES, WORKBENCH_MAX_REQUEST_BYTES,
-        WORKBENCH_MAX_IMAGE_BYTES and WORKBENCH_MAX_PIXELS (whole numbers) where set."""
-        def number(name: str, default: int) -> int:
-            value = environ.get(name, "").strip()
-            if not value:
-                return default
-            if not value.isdigit() or int(value) < 1:
-                raise ValueError(f"{name} must be a positive whole number, received {value!r}")
-            return int(value)
-
-        base, image = cls(), Limits()
-        return cls(image=Limits(max_bytes=number("WORKBENCH_MAX_IMAGE_BYTES", image.max_bytes),
-                                max_pixels=number("WORKBENCH_MAX_PIXELS", image.max_pixels)),
-                   max_files=number("WORKBENCH_MAX_FILES", base.max_files),
-                   max_request_bytes=number("WORKBENCH_MAX_REQUEST_BYTES", base.max_request_bytes))
-
-
-class ApiError(Exception):
-    """A request problem that becomes a 4xx JSON answer."""
-
-    def __init__(self, status: int, error: str, detail: str, **extra):
-        super().__init__(detail)
-        self.status, self.error, self.detail, self.extra = status, error, detail, extra
+    code = "bad_parameter"
 
 
 def register_api(server: flask.Flask, runs_dir: Path | str, backend: str = "keras",
@@ -79,8 +45,6 @@ def register_api(server: flask.Flask, runs_dir: Path | str, backend: str = "kera
     """Add the /api/v1 routes and their JSON error handling to a Flask server (the Dash app's).
     Unset `limits` and `low_confidence` come from WORKBENCH_MAX_* and WORKBENCH_LOW_CONFIDENCE
     environment variables where set, else the defaults."""
-    from workbench.openapi import openapi_document
-
     limits = limits or ApiLimits.from_env()
     if low_confidence is None:
         low_confidence = low_confidence_threshold()
@@ -111,31 +75,36 @@ def register_api(server: flask.Flask, runs_dir: Path | str, backend: str = "kera
     def predict():
         started = time.perf_counter()
         options = request_options(limits)
-        run_id = options["run"] or default_run(runs.list_runs(runs_dir))
-        predictor = load_predictor(runs_dir, run_id, backend)
-        uploads = read_uploads(limits)
-        answer = predict_uploads(predictor, runs_dir, run_id, uploads, options, limits, low_confidence)
+        run_id = check_run(runs_dir, options["run"] or default_run(runs.list_runs(runs_dir)), backend)
+        batch = classify(read_uploads(limits), runs_dir, run_id, backend, top=options["top"],
+                         low_confidence=low_confidence, limits=limits.image)
+        answer = batch_answer(batch, runs_dir, options["gradcam"], low_confidence)
         answer["timing_ms"]["total"] = round((time.perf_counter() - started) * 1000, 2)
         return answer
 
+    register_error_handlers(api, server)
+
+
+def register_error_handlers(api: flask.Blueprint, server: flask.Flask) -> None:
+    """JSON errors for the API: unknown paths, project errors (status from ERROR_STATUS), the rest."""
     @api.route("/<path:anything>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def not_here(anything: str):
         # without this, the app's catch-all page route would answer unknown API paths with HTML
         if any(rule.rule == f"{PREFIX}/{anything}" for rule in server.url_map.iter_rules()):
-            return error_response(405, "method_not_allowed", f"{flask.request.method} is not allowed on "
+            return error_response("method_not_allowed", f"{flask.request.method} is not allowed on "
                                   f"{PREFIX}/{anything}")
-        return error_response(404, "not_found", f"no API endpoint {PREFIX}/{anything}; see {PREFIX}/openapi.json")
+        return error_response("not_found", f"no API endpoint {PREFIX}/{anything}; see {PREFIX}/openapi.json")
 
-    @api.errorhandler(ApiError)
-    def api_error(exc: ApiError):
-        return error_response(exc.status, exc.error, exc.detail, **exc.extra)
+    @api.errorhandler(WorkbenchError)
+    def project_error(exc: WorkbenchError):
+        return error_response(exc.code, str(exc), **exc.extra)
 
     @api.errorhandler(Exception)
     def unexpected(exc: Exception):
         if isinstance(exc, HTTPException):
             return http_error(exc)
         LOG.exception("unexpected error in %s", flask.request.path)
-        return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+        return error_response("internal_error", f"{type(exc).__name__}: {exc}", status=500)
 
     server.register_blueprint(api)
 
@@ -162,8 +131,8 @@ def request_options(limits: ApiLimits) -> dict:
 def json_body() -> dict:
     body = flask.request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise ApiError(400, "bad_json", "the body is not a JSON object; expected "
-                       '{"images": [{"name": ..., "data": "<base64>"}, ...]}')
+        raise RequestError('the body is not a JSON object; expected {"images": [{"name": ..., '
+                           '"data": "<base64>"}, ...]}', "bad_json")
     return body
 
 
@@ -171,7 +140,7 @@ def parse_run(value) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ApiError(400, "bad_parameter", f"run must be a run id string, received {value!r}")
+        raise RequestError(f"run must be a run id string, received {value!r}")
     return value
 
 
@@ -183,7 +152,7 @@ def parse_top(value, max_top: int) -> int:
         if isinstance(value, (bool, float)) or not 1 <= top <= max_top:
             raise ValueError
     except (TypeError, ValueError):
-        raise ApiError(400, "bad_parameter", f"top must be an integer 1..{max_top}, received {value!r}") from None
+        raise RequestError(f"top must be an integer 1..{max_top}, received {value!r}") from None
     return top
 
 
@@ -194,7 +163,7 @@ def parse_flag(value, name: str) -> bool:
         return True
     if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
         return value.lower() in ("1", "true", "yes", "on")
-    raise ApiError(400, "bad_parameter", f"{name} must be true or false, received {value!r}")
+    raise RequestError(f"{name} must be true or false, received {value!r}")
 
 
 def read_uploads(limits: ApiLimits) -> list[tuple[str, bytes]]:
@@ -207,89 +176,76 @@ def read_uploads(limits: ApiLimits) -> list[tuple[str, bytes]]:
                    for key in request.files for i, f in enumerate(request.files.getlist(key))
                    if (data := f.read()) or f.filename]  # a form's empty file input is no upload
     else:
-        raise ApiError(415, "unsupported_media_type", f"send multipart/form-data (field 'file' or 'files') or "
-                       f"application/json, not {request.mimetype or 'a body without Content-Type'!r}")
+        raise RequestError(f"send multipart/form-data (field 'file' or 'files') or application/json, not "
+                           f"{request.mimetype or 'a body without Content-Type'!r}", "unsupported_media_type")
     if not uploads:
-        raise ApiError(400, "no_images", "no image in the request: send files in the multipart field "
-                       "'file' or 'files', or a JSON body with a non-empty 'images' list")
+        raise RequestError("no image in the request: send files in the multipart field 'file' or 'files', "
+                           "or a JSON body with a non-empty 'images' list", "no_images")
     if len(uploads) > limits.max_files:
-        raise ApiError(413, "too_many_files", f"{len(uploads)} images in one request; the limit is "
-                       f"{limits.max_files}")
+        raise RequestError(f"{len(uploads)} images in one request; the limit is {limits.max_files}",
+                           "too_many_files")
     return uploads
 
 
 def json_images(body: dict) -> list[tuple[str, bytes]]:
     images = body.get("images")
     if not isinstance(images, list):
-        raise ApiError(400, "bad_json", "'images' must be a list of {\"name\": ..., \"data\": \"<base64>\"}")
+        raise RequestError("'images' must be a list of {\"name\": ..., \"data\": \"<base64>\"}", "bad_json")
     uploads = []
     for i, item in enumerate(images):
         if not isinstance(item, dict) or not isinstance(item.get("data"), str):
-            raise ApiError(400, "bad_json", f"images[{i}] must be an object with a base64 string 'data'", index=i)
+            raise RequestError(f"images[{i}] must be an object with a base64 string 'data'", "bad_json", index=i)
         name = item.get("name") if isinstance(item.get("name"), str) else f"images[{i}]"
-        uploads.append((name, decode_base64(item["data"], name, i)))
+        uploads.append((name, image_bytes(item["data"], name, i)))
     return uploads
 
 
-def decode_base64(text: str, name: str, index: int) -> bytes:
-    if text.startswith("data:") and "," in text:  # a browser data URL: keep only the payload
-        text = text.split(",", 1)[1]
+def image_bytes(text: str, name: str, index: int) -> bytes:
     try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ApiError(400, "bad_base64", f"{name}: 'data' is not valid base64 ({exc})", file=name,
-                       index=index) from exc
+        return decode_base64(text)
+    except ImageError as exc:
+        raise RequestError(f"{name}: 'data' is not valid base64 ({exc.__cause__})", exc.code, file=name,
+                           index=index) from exc
 
 
 # ---------------------------------------------------------------------------------------------
 # prediction
 
-def load_predictor(runs_dir: Path, run_id: str | None, backend: str):
-    from workbench.inference import get_predictor
-
+def check_run(runs_dir: Path, run_id: str | None, backend: str) -> str:
+    """The run to answer with, loaded: 404 for an unknown run, 503 for one that cannot answer."""
     if run_id is None:
-        raise ApiError(503, "no_runs", f"no trained run in {runs_dir.name}/; train one with `workbench train`")
+        raise RequestError(f"no trained run in {runs_dir.name}/; train one with `workbench train`", "no_runs")
     available = runs.list_runs(runs_dir)
     if run_id not in available:
-        raise ApiError(404, "unknown_run", f"unknown run {run_id!r}; available: {', '.join(available)}",
-                       run=run_id)
+        raise RequestError(f"unknown run {run_id!r}; available: {', '.join(available)}", "unknown_run",
+                           run=run_id)
     try:
-        return get_predictor(runs_dir, run_id, backend)
+        get_predictor(runs_dir, run_id, backend)
     except Exception as exc:  # RunError for a broken run folder, ExportError for a failed ONNX/TFLite export
         detail = f"run {run_id!r} cannot answer with the {backend} backend: {exc}".replace(str(runs_dir), runs_dir.name)
-        raise ApiError(503, "run_unavailable", detail, run=run_id) from exc
+        raise RequestError(detail, "run_unavailable", run=run_id) from exc
+    return run_id
 
 
-def predict_uploads(predictor, runs_dir: Path, run_id: str, uploads: list[tuple[str, bytes]], options: dict,
-                    limits: ApiLimits, low_confidence: float) -> dict:
-    """Preprocess every upload (refusing the batch at the first bad one), predict, rank, explain."""
-    from workbench import artifacts
+def batch_answer(batch: Batch, runs_dir: Path, gradcam: bool, low_confidence: float) -> dict:
+    """The response body: every result with its model input (and Grad-CAM); a bad image refuses all."""
     from workbench.images import png_bytes
 
-    timing = {"preprocess": 0.0, "predict": 0.0}
-    prepared = []
-    started = time.perf_counter()
-    for index, (name, data) in enumerate(uploads):
-        try:
-            prepared.append(prepare_image(data, limits=limits.image))
-        except ImageError as exc:
-            raise ApiError(IMAGE_STATUS.get(exc.code, 422), exc.code, f"{name}: {exc}", file=name,
-                           index=index) from exc
-    timing["preprocess"] = (time.perf_counter() - started) * 1000
-    images = np.stack([p.image for p in prepared])
-    started = time.perf_counter()
-    probs = predictor.predict(images)
-    timing["predict"] = (time.perf_counter() - started) * 1000
-    class_names = artifacts.class_names(runs_dir, run_id)
-    results = [{"name": name, "index": i, **rank(row, class_names, options["top"], low_confidence),
-                "inverted": p.inverted, "input_png": b64(png_bytes(p.image))}
-               for i, ((name, _), p, row) in enumerate(zip(uploads, prepared, probs))]
-    if options["gradcam"]:
+    failed = batch.first_error()
+    if failed is not None:
+        raise RequestError(f"{failed.name}: {failed.error}", failed.error.code, file=failed.name,
+                           index=failed.index) from failed.error
+    results = [{**item.answer, "input_png": b64(png_bytes(item.prepared.image))} for item in batch.items]
+    timing = {"preprocess": sum(item.preprocess_ms for item in batch.items),
+              "predict": batch.predict_ms * len(batch.items)}
+    if gradcam:
         started = time.perf_counter()
-        for result, overlay_png in zip(results, gradcam_pngs(runs_dir, run_id, images, probs)):
+        images = np.stack([item.prepared.image for item in batch.items])
+        probs = np.stack([item.probs for item in batch.items])
+        for result, overlay_png in zip(results, gradcam_pngs(runs_dir, batch.run_id, images, probs)):
             result["gradcam_png"] = overlay_png
         timing["gradcam"] = (time.perf_counter() - started) * 1000
-    return {"run_id": run_id, "backend": predictor.backend, "class_names": class_names,
+    return {"run_id": batch.run_id, "backend": batch.backend, "class_names": batch.class_names,
             "low_confidence_threshold": low_confidence, "results": results,
             "timing_ms": {k: round(v, 2) for k, v in timing.items()}}
 
@@ -343,8 +299,10 @@ def http_error(exc: HTTPException):
     limit = flask.request.max_content_length
     if exc.code == 413 and limit:
         detail = f"the request is larger than the limit of {limit:,} bytes"
-    return error_response(exc.code or 500, codes.get(exc.code, "http_error"), detail)
+    return error_response(codes.get(exc.code, "http_error"), detail, status=exc.code or 500)
 
 
-def error_response(status: int, error: str, detail: str, **extra):
+def error_response(error: str, detail: str, status: int | None = None, **extra):
+    """The JSON error body; the status is ERROR_STATUS's for the code unless given."""
+    status = status or ERROR_STATUS.get(error, UNLISTED_STATUS)
     return flask.jsonify({"error": error, "detail": detail, **extra}), status

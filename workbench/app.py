@@ -11,6 +11,7 @@ selector in the navbar writes the chosen run id into the `run-store`; every page
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -20,6 +21,9 @@ import flask
 from dash import Input, Output, dcc, html
 
 from model import runs
+from workbench.api import register_api
+from workbench.classify import low_confidence_threshold
+from workbench.components import settings
 
 THEME = "cerulean"  # Bootswatch theme shipped in Bootstrap-Flask: served locally (no CDN, works
                     # offline) and one of those without a web-font import
@@ -33,18 +37,12 @@ def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "ker
     """The Dash app over `runs_dir`; `backend` ("keras", "onnx", "tflite") goes to the predictors.
     `low_confidence` (default: $WORKBENCH_LOW_CONFIDENCE, else 0.6) is the one threshold the pages
     and the JSON API flag answers below."""
-    import assets
-    import pages
-    from workbench.api import register_api
-    from workbench.predict import low_confidence_threshold
-
     if low_confidence is None:
         low_confidence = low_confidence_threshold()
 
     app = dash.Dash(
         __name__, use_pages=True, title="Fashion workbench",
-        pages_folder=str(Path(pages.__file__).resolve().parent),
-        assets_folder=str(Path(assets.__file__).resolve().parent),
+        pages_folder=package_folder("pages"), assets_folder=package_folder("assets"),
         external_stylesheets=[THEME_URL], suppress_callback_exceptions=True)
     _serve_theme(app.server)
     app.server.config.update(WORKBENCH_RUNS_DIR=str(runs_dir), WORKBENCH_BACKEND=backend,
@@ -60,6 +58,15 @@ def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "ker
     register_api(app.server, Path(runs_dir), backend, low_confidence=low_confidence)
     _finish_setup(app)
     return app
+
+
+def package_folder(name: str) -> str:
+    """The folder of an installed package, found without importing it (Dash imports the pages
+    itself; workbench never imports pages), so a non-editable install works too."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"package {name!r} is not installed; reinstall the project (pip install -e .)")
+    return str(Path(next(iter(spec.submodule_search_locations))).resolve())
 
 
 def _finish_setup(app: dash.Dash) -> None:
@@ -100,48 +107,6 @@ def serve_layout():
 
 
 # ---------------------------------------------------------------------------------------------
-# Helpers shared by the pages
-
-def settings() -> dict:
-    """runs_dir, backend, data_dir and low_confidence threshold of the app answering the current request."""
-    config = flask.current_app.config
-    return {"runs_dir": Path(config.get("WORKBENCH_RUNS_DIR") or runs.DEFAULT_RUNS_DIR),
-            "backend": config.get("WORKBENCH_BACKEND") or "keras",
-            "data_dir": config.get("WORKBENCH_DATA_DIR"),
-            "low_confidence": config["WORKBENCH_LOW_CONFIDENCE"]}
-
-
-def problem(message: str, title: str = "Cannot show this") -> dbc.Alert:
-    """A visible, specific error in the page (bad upload, broken run file ...)."""
-    return dbc.Alert([html.Strong(title + ": "), message], color="danger", className="problem")
-
-
-def no_run() -> dbc.Alert:
-    return dbc.Alert("No run selected: train one with `workbench train` or pick a runs folder "
-                     "with `workbench serve --runs-dir`.", color="warning", className="problem")
-
-
-def metric_card(label: str, value: str, note: str = "") -> dbc.Card:
-    return dbc.Card(dbc.CardBody([html.Div(label, className="metric-label"),
-                                  html.Div(value, className="metric-value"),
-                                  html.Div(note, className="metric-note")]), className="metric-card")
-
-
-def rows_table(rows: list[dict], columns: list[str] | None = None, table_id: str | None = None) -> dbc.Table:
-    columns = columns or (list(rows[0]) if rows else [])
-    head = html.Thead(html.Tr([html.Th(c) for c in columns]))
-    body = html.Tbody([html.Tr([html.Td(_cell(row.get(c))) for c in columns]) for row in rows])
-    extra = {"id": table_id} if table_id else {}
-    return dbc.Table([head, body], striped=True, hover=True, size="sm", className="rows-table", **extra)
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return "" if value is None else str(value)
-
-
-# ---------------------------------------------------------------------------------------------
 # Serving
 
 def wsgi(runs_dir: str | None = None, backend: str | None = None, data_dir: str | None = None) -> flask.Flask:
@@ -151,22 +116,7 @@ def wsgi(runs_dir: str | None = None, backend: str | None = None, data_dir: str 
                       backend or os.environ.get("WORKBENCH_BACKEND") or "keras", data_dir).server
 
 
-def main(args) -> int:
-    """`workbench serve`: gunicorn with --workers processes (Dash's dev server with --debug)."""
-    runs_dir = Path(args.runs_dir)
-    if not runs_dir.is_dir():
-        raise runs.RunError(f"runs folder {runs_dir} not found")
-    print(f"workbench: {len(runs.list_runs(runs_dir))} run(s) in {runs_dir}, backend {args.backend}; "
-          f"open http://{args.host}:{args.port}/")
-    data_dir = getattr(args, "data_dir", None)
-    if args.debug:
-        create_app(runs_dir, args.backend, data_dir).run(host=args.host, port=args.port, debug=True)
-        return 0
-    _serve_gunicorn(runs_dir, args.backend, data_dir, args.host, args.port, max(1, args.workers))
-    return 0
-
-
-def _serve_gunicorn(runs_dir: Path, backend: str, data_dir: str | None, host: str, port: int,
+def serve_gunicorn(runs_dir: Path, backend: str, data_dir: str | None, host: str, port: int,
                     workers: int) -> None:
     from gunicorn.app.base import BaseApplication
 

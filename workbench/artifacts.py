@@ -8,22 +8,21 @@
     check_run(runs_dir, run_id)       # [(file, problem or None)] for a health list
     test_images(data_dir)             # (10000, 28, 28) uint8, the official test set
 
-Every cache is keyed by the file's path, modification time and size, so a retrained or
-re-evaluated run shows its new files without a restart. Readers raise `model.runs.RunError`
+Everything is cached in workbench.cache, keyed by the file's path, modification time and size,
+so a retrained or re-evaluated run shows its new files without a restart. Readers raise `model.runs.RunError`
 naming the run and the file; pages show that message for the selected run instead of crashing.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from model import runs
-from model.data import CLASS_NAMES
+from model.data import CLASS_NAMES, NUM_CLASSES
+from workbench.cache import cached
 
 READERS = {  # file -> reader, in the order a health list shows them
     runs.CONFIG: runs.read_config,
@@ -34,36 +33,9 @@ READERS = {  # file -> reader, in the order a health list shows them
 }
 
 
-# One model load at a time per process: the server answers a page's callbacks in parallel threads,
-# and two threads loading the same model.keras at once would both pay for it (or trip over each other).
-MODEL_LOCK = threading.RLock()
-
-
-def predictor(runs_dir: Path | str, run_id: str, backend: str = "keras"):
-    """The run's cached predictor (workbench.inference), loaded by one thread at a time."""
-    from workbench.inference import get_predictor
-
-    with MODEL_LOCK:
-        return get_predictor(runs_dir, run_id, backend)
-
-
-def _stamp(path: Path) -> tuple[int, int]:
-    """(mtime_ns, size) of a file, (0, 0) when it is missing: the cache key of its content."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return 0, 0
-    return stat.st_mtime_ns, stat.st_size
-
-
-@functools.lru_cache(maxsize=64)
-def _read(run_dir: str, name: str, stamp: tuple[int, int]):
-    return READERS[name](Path(run_dir))
-
-
 def _load(runs_dir: Path | str, run_id: str, name: str):
     run_dir = runs.run_path(runs_dir, run_id)
-    return _read(str(run_dir.resolve()), name, _stamp(run_dir / name))
+    return cached("run-file", run_dir / name, lambda: READERS[name](run_dir))
 
 
 def config(runs_dir: Path | str, run_id: str) -> dict:
@@ -93,7 +65,7 @@ def class_names(runs_dir: Path | str, run_id: str) -> list[str]:
         names = config(runs_dir, run_id).get("class_names")
     except runs.RunError:
         names = None
-    return list(names) if isinstance(names, list) and len(names) == 10 else list(CLASS_NAMES)
+    return list(names) if isinstance(names, list) and len(names) == NUM_CLASSES else list(CLASS_NAMES)
 
 
 def check_run(runs_dir: Path | str, run_id: str) -> list[tuple[str, str | None]]:
@@ -125,12 +97,14 @@ def probabilities(row: pd.Series) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Test images and the model's architecture
 
-@functools.lru_cache(maxsize=2)
 def _test_split(data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
     from model.data import load_raw
 
-    raw = load_raw(data_dir, progress=False)
-    return raw["test_images"], raw["test_labels"]
+    def read():
+        raw = load_raw(data_dir, progress=False)
+        return raw["test_images"], raw["test_labels"]
+
+    return cached("test-split", None, read, data_dir)
 
 
 def test_images(data_dir: Path | str | None = None) -> np.ndarray:

@@ -11,7 +11,6 @@ batch for all images not yet cached and cached per (method, layer, target, image
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import threading
 import warnings
@@ -21,8 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from model import runs
-from workbench import artifacts
-from workbench.inference import as_model_input
+from model.data import IMAGE_SIZE
+from model.errors import ExplainError
+from model.runtimes import as_model_input
+from workbench.cache import cached
+from workbench.inference import get_predictor
 
 METHODS = {  # key -> label shown in the app
     "gradcam": "Grad-CAM",
@@ -34,10 +36,6 @@ LAYER_METHODS = ("gradcam", "gradcam++")  # methods that look at a convolutional
 SMOOTH_SAMPLES = 16       # SmoothGrad: noisy copies per image (paper: 10-50 are enough)
 SMOOTH_NOISE = 0.15       # SmoothGrad noise, as a share of the image's pixel range (paper: 10-20%)
 CACHE_SIZE = 4096         # cached heatmaps per run: 4096 * 28 * 28 * 4 B ~ 13 MB
-
-
-class ExplainError(ValueError):
-    """An explanation was asked for with an unknown method, layer or target."""
 
 
 def spatial_layers(model) -> list[str]:
@@ -93,7 +91,7 @@ class Explainer:
                 for i, heatmap in zip(missing, computed):
                     self._remember(keys[i], heatmap)
             found = {key: self._cache[key] for key in keys}
-        return np.stack([found[key] for key in keys]) if keys else np.zeros((0, 28, 28), np.float32)
+        return np.stack([found[key] for key in keys]) if keys else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.float32)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -181,20 +179,16 @@ def _digest(image: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=12).hexdigest()
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_explainer(run_dir: str, mtime: float) -> Explainer:
-    predictor = artifacts.predictor(Path(run_dir).parent, Path(run_dir).name, "keras")
-    try:
-        config = runs.read_config(Path(run_dir))
-    except runs.RunError:
-        config = {}
-    return Explainer(predictor.model, config)
-
-
 def get_explainer(runs_dir: Path | str, run_id: str) -> Explainer:
     """The cached explainer of a run (always on its Keras model); rebuilt when model.keras changes."""
     run_dir = runs.run_path(runs_dir, run_id)
-    model_file = run_dir / runs.MODEL
-    mtime = model_file.stat().st_mtime if model_file.exists() else 0.0
-    with artifacts.MODEL_LOCK:
-        return _cached_explainer(str(run_dir.resolve()), mtime)
+    return cached("explainer", run_dir / runs.MODEL, lambda: _build_explainer(runs_dir, run_id))
+
+
+def _build_explainer(runs_dir: Path | str, run_id: str) -> Explainer:
+    predictor = get_predictor(runs_dir, run_id, "keras")
+    try:
+        config = runs.read_config(runs.run_path(runs_dir, run_id))
+    except runs.RunError:
+        config = {}
+    return Explainer(predictor.model, config)

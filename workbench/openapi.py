@@ -6,14 +6,10 @@ tests validate live responses against it with schemathesis.
 
 from __future__ import annotations
 
-from workbench.api import ApiLimits
-from workbench.predict import LOW_CONFIDENCE
+from workbench.classify import LOW_CONFIDENCE
+from workbench.limits import ERROR_STATUS, ApiLimits
 
-ERROR_CODES = ["empty", "not_an_image", "unsupported_format", "truncated", "corrupt", "too_small",
-               "too_large", "too_many_pixels", "animated", "no_object", "request_too_large",
-               "too_many_files", "no_images", "bad_json", "bad_base64", "bad_parameter",
-               "unsupported_media_type", "unknown_run", "run_unavailable", "no_runs", "not_found",
-               "method_not_allowed", "http_error", "internal_error"]
+ERROR_CODES = [*ERROR_STATUS, "http_error", "internal_error"]
 
 
 def _error_response(description: str) -> dict:

@@ -33,16 +33,11 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-SIZE = 28                # Fashion-MNIST side
+from model.data import IMAGE_SIZE
+from model.errors import ImageError
+
+SIZE = IMAGE_SIZE        # Fashion-MNIST side
 DISPLAY_SIZE = 256       # longest side of the "original" step kept for display
-
-
-class ImageError(ValueError):
-    """An upload that cannot be turned into a model input; `code` names the problem for machines."""
-
-    def __init__(self, message: str, code: str = "invalid_image"):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)

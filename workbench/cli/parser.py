@@ -1,24 +1,14 @@
-"""The `workbench` command line: one subcommand per job.
-
-    workbench data  --data-dir ../shared/data/fashion-mnist   # verify the data, print class counts
-    workbench train --recipe fast                             # train a model into runs/<run-id>/
-    workbench evaluate RUN                                     # re-evaluate a run on the test set
-    workbench serve                                            # the Dash app on 127.0.0.1:8050
-    workbench predict shirt.jpg                                # classify image files
-    workbench export RUN --format onnx                         # ONNX / TFLite export
-
-Each subcommand's work lives in its own module, imported only when that subcommand runs, so
-`workbench --help` answers without loading TensorFlow.
+"""The `workbench` command line's arguments: one subparser per subcommand, each naming its handler
+in workbench.cli.commands. Importing this module loads no TensorFlow, so `--help` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
-import sys
 
 from model.runs import DEFAULT_RUN_ID, DEFAULT_RUNS_DIR
+from model.runtimes import BACKENDS
+from workbench.classify import LOW_CONFIDENCE  # no TensorFlow at import: --help stays fast
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +26,7 @@ def _add_data(sub) -> None:
     add_data_dir(p)
     p.add_argument("--val-size", type=int, default=5000, help="validation images held out of train")
     p.add_argument("--seed", type=int, default=0, help="seed of the validation split")
-    p.set_defaults(handler="workbench.cli:run_data")
+    p.set_defaults(handler="run_data")
 
 
 def _add_train(sub) -> None:
@@ -65,7 +55,7 @@ def _add_train(sub) -> None:
                    help="data-parallel training in N >= 2 worker processes on 127.0.0.1 (each gets its "
                         "own TF_CONFIG; worker 0 writes the run folder; --batch-size is the global batch). "
                         "On several machines, set TF_CONFIG on each and run the same command instead")
-    p.set_defaults(handler="model.train:main")
+    p.set_defaults(handler="run_train")
 
 
 def _add_evaluate(sub) -> None:
@@ -73,7 +63,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("run", nargs="?", default=DEFAULT_RUN_ID, help="run id (default: fast-default)")
     add_runs_dir(p)
     add_data_dir(p)
-    p.set_defaults(handler="model.evaluate:main")
+    p.set_defaults(handler="run_evaluate")
 
 
 def _add_serve(sub) -> None:
@@ -83,10 +73,10 @@ def _add_serve(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8050, help="port (default 8050)")
     p.add_argument("--workers", type=int, default=1, help="gunicorn worker processes (default 1)")
-    p.add_argument("--backend", choices=["keras", "onnx", "tflite"], default="keras",
+    p.add_argument("--backend", choices=BACKENDS, default="keras",
                    help="prediction runtime (explanations always use the Keras model)")
     p.add_argument("--debug", action="store_true", help="Dash's development server with debug mode")
-    p.set_defaults(handler="workbench.app:main")
+    p.set_defaults(handler="run_serve")
 
 
 def _add_predict(sub) -> None:
@@ -94,16 +84,14 @@ def _add_predict(sub) -> None:
     p.add_argument("files", nargs="+", help="image files")
     add_runs_dir(p)
     p.add_argument("--run", default=DEFAULT_RUN_ID, help="run id (default: fast-default)")
-    p.add_argument("--backend", choices=["keras", "onnx", "tflite"], default="keras",
+    p.add_argument("--backend", choices=BACKENDS, default="keras",
                    help="prediction runtime (default keras)")
     p.add_argument("--top", type=int, default=3, help="classes to show per image (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    from workbench.predict import LOW_CONFIDENCE  # numpy only: --help stays free of TensorFlow
-
     p.add_argument("--low-confidence", type=float, default=None,
                    help=f"flag answers whose top probability is below this (default: "
                         f"$WORKBENCH_LOW_CONFIDENCE, else {LOW_CONFIDENCE})")
-    p.set_defaults(handler="workbench.predict:main")
+    p.set_defaults(handler="run_predict")
 
 
 def _add_export(sub) -> None:
@@ -116,7 +104,7 @@ def _add_export(sub) -> None:
                    help="TFLite only: float16 weights, or int8 calibrated on training images; writes "
                         "model.<quantize>.tflite and prints the accuracy change on the test set")
     add_data_dir(p)
-    p.set_defaults(handler="model.export:main")
+    p.set_defaults(handler="run_export")
 
 
 SUBCOMMANDS = (_add_data, _add_train, _add_evaluate, _add_serve, _add_predict, _add_export)
@@ -128,44 +116,3 @@ def build_parser() -> argparse.ArgumentParser:
     for add in SUBCOMMANDS:
         add(sub)
     return parser
-
-
-def run_data(args: argparse.Namespace) -> int:
-    """`workbench data`: where the data is, that it verifies, and per-class counts per split."""
-    from model.data import CLASS_NAMES, FILES, class_counts, find_data_dir, load_splits
-
-    folder, source = find_data_dir(args.data_dir)
-    print(f"data folder: {folder}  (from {source})")
-    splits = load_splits(args.data_dir, val_size=args.val_size, seed=args.seed)
-    for spec in FILES.values():
-        print(f"  ok  {spec.name}  md5 {spec.md5}  {spec.count} items")
-    counts = {name: class_counts(getattr(splits, name).labels) for name in ("train", "val", "test")}
-    print(f"\nsplit sizes: train {len(splits.train)}, val {len(splits.val)} "
-          f"(held out of the 60,000 training images, seed {args.seed}), test {len(splits.test)}")
-    print(f"\n{'class':<14}{'train':>8}{'val':>8}{'train+val':>11}{'test':>8}")
-    for i, name in enumerate(CLASS_NAMES):
-        tr, va, te = counts["train"][i], counts["val"][i], counts["test"][i]
-        print(f"{name:<14}{tr:>8,}{va:>8,}{tr + va:>11,}{te:>8,}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    # TensorFlow's C++ start-up chatter (oneDNN, CPU features) would bury our own messages on stderr.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    module_name, func_name = args.handler.split(":")
-    handler = getattr(importlib.import_module(module_name), func_name)
-    try:
-        return int(handler(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # known user-facing errors print one line, others a traceback
-        if type(exc).__name__ in ("DataError", "RunError", "WeightsError", "ImageError", "ExportError"):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
-
-
-if __name__ == "__main__":
-    sys.exit(main())

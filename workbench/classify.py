@@ -1,0 +1,137 @@
+"""The one classify path: photo bytes -> model input -> probabilities -> ranked answer.
+
+    batch = classify([("shirt.jpg", data)], runs_dir, "fast-default")
+    batch.items[0].answer      # {"name", "index", "label", "probability", "top", ..., "low_confidence"}
+    batch.items[0].prepared    # workbench.preprocess.Prepared: the 28x28 input and its steps
+    batch.first_error()        # the first item that could not be used, or None
+
+The app's Predict page, the JSON API and `workbench predict` all go through here: `prepare_uploads`
+(each upload through workbench.preprocess, a bad one becoming that item's ImageError),
+`predict_images` (the run's cached predictor) and `rank` (the answer a person or program reads).
+What each caller does with a bad item differs: the CLI reports it and goes on, the API refuses the
+batch naming it, the page lists it beside the good ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from model.errors import ImageError, SettingError
+from workbench import artifacts
+from workbench.inference import get_predictor
+from workbench.preprocess import Limits, Prepared, prepare_image
+
+# Below this top-1 probability the answer is flagged "low_confidence": the UI shows a hint instead of
+# a confident label. On 1,000 rendered test photos (benchmarks/photos.py, fast-default at 92.2%) 15%
+# were flagged; answers above 0.6 were right 96-97% of the time, flagged ones 51-60%.
+LOW_CONFIDENCE = 0.6
+LOW_CONFIDENCE_ENV = "WORKBENCH_LOW_CONFIDENCE"
+
+
+def low_confidence_threshold(environ=os.environ) -> float:
+    """LOW_CONFIDENCE, or WORKBENCH_LOW_CONFIDENCE where that is set (read on every call)."""
+    value = (environ.get(LOW_CONFIDENCE_ENV) or "").strip()
+    if not value:
+        return LOW_CONFIDENCE
+    try:
+        return float(value)
+    except ValueError:
+        raise SettingError(f"{LOW_CONFIDENCE_ENV} must be a number such as 0.6, received {value!r}") from None
+
+
+def rank(probs: np.ndarray, class_names: list[str], top: int = 3,
+         low_confidence: float = LOW_CONFIDENCE) -> dict:
+    """One image's probabilities (10,) -> the JSON-ready answer: top classes, all 10, the flag."""
+    probs = np.asarray(probs, dtype=np.float64)
+    order = np.argsort(-probs, kind="stable")[:max(1, min(top, len(probs)))]
+    ranked = [{"class_id": int(i), "label": class_names[i], "probability": round(float(probs[i]), 6)}
+              for i in order]
+    return {
+        "label": ranked[0]["label"],
+        "class_id": ranked[0]["class_id"],
+        "probability": ranked[0]["probability"],
+        "low_confidence": bool(probs[order[0]] < low_confidence),
+        "top": ranked,
+        "probabilities": [round(float(p), 6) for p in probs],
+    }
+
+
+def decode_base64(text: str) -> bytes:
+    """The bytes of base64 text or of a browser data URL ("data:<type>;base64,<data>"); line breaks
+    and spaces inside the text are allowed (MIME base64 wraps at 76 characters)."""
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ImageError(f"the data is not valid base64 ({exc})", "bad_base64") from exc
+
+
+@dataclass
+class Item:
+    """One upload on its way through the path: prepared (or failed), then predicted and ranked."""
+    name: str
+    index: int
+    prepared: Prepared | None = None
+    error: ImageError | None = None
+    preprocess_ms: float = 0.0
+    probs: np.ndarray | None = None
+    answer: dict = field(default_factory=dict)  # rank() plus name, index and "inverted"; or the error
+
+
+@dataclass
+class Batch:
+    run_id: str
+    backend: str
+    class_names: list[str]
+    items: list[Item]
+    predict_ms: float = 0.0  # per image
+
+    def first_error(self) -> Item | None:
+        return next((item for item in self.items if item.error is not None), None)
+
+
+def prepare_uploads(uploads: Sequence[tuple[str, bytes]], limits: Limits = Limits()) -> list[Item]:
+    """Every upload through the photo preprocessing; a bad one keeps its ImageError in its item."""
+    items = []
+    for index, (name, data) in enumerate(uploads):
+        item, started = Item(name=name, index=index), time.perf_counter()
+        try:
+            item.prepared = prepare_image(data, limits=limits)
+        except ImageError as exc:
+            item.error = exc
+            item.answer = {"name": name, "index": index, "error": exc.code, "detail": str(exc)}
+        item.preprocess_ms = (time.perf_counter() - started) * 1000
+        items.append(item)
+    return items
+
+
+def predict_images(runs_dir: Path | str, run_id: str, images: np.ndarray, backend: str = "keras") -> np.ndarray:
+    """(N, 28, 28) uint8 model inputs -> (N, 10) probabilities from the run's cached predictor."""
+    return get_predictor(runs_dir, run_id, backend).predict(images)
+
+
+def classify(uploads: Sequence[tuple[str, bytes]], runs_dir: Path | str, run_id: str, backend: str = "keras",
+             *, top: int = 3, low_confidence: float = LOW_CONFIDENCE, limits: Limits = Limits()) -> Batch:
+    """Prepare every upload, predict the good ones in one batch, rank each answer."""
+    class_names = artifacts.class_names(runs_dir, run_id)
+    batch = Batch(run_id, backend, class_names, prepare_uploads(uploads, limits))
+    ready = [item for item in batch.items if item.error is None]
+    if not ready:
+        return batch
+    started = time.perf_counter()
+    probs = predict_images(runs_dir, run_id, np.stack([item.prepared.image for item in ready]), backend)
+    batch.predict_ms = (time.perf_counter() - started) * 1000 / len(ready)
+    for item, row in zip(ready, probs):
+        item.probs = row
+        item.answer = {"name": item.name, "index": item.index, **rank(row, batch.class_names, top, low_confidence),
+                       "inverted": item.prepared.inverted}
+    return batch

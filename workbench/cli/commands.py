@@ -1,0 +1,171 @@
+"""The handlers of the `workbench` subcommands: each does its job through model/ or workbench/ and
+prints the outcome; the return value is the exit code.
+
+    run_data      where the data is, that it verifies, per-class counts per split
+    run_train     a recipe with the command line's overrides (or N local workers)
+    run_evaluate  re-evaluate a run on the test set
+    run_export    ONNX / TFLite export with its parity check
+    run_predict   classify image files: 0 all classified, 1 some failed, 2 none
+    run_serve     the Dash workbench and JSON API (gunicorn, or Dash's dev server with --debug)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from model import runs
+from model.errors import ImageError
+
+
+def run_data(args: argparse.Namespace) -> int:
+    """`workbench data`: where the data is, that it verifies, and per-class counts per split."""
+    from model.data import CLASS_NAMES, FILES, class_counts, find_data_dir, load_splits
+
+    folder, source = find_data_dir(args.data_dir)
+    print(f"data folder: {folder}  (from {source})")
+    splits = load_splits(args.data_dir, val_size=args.val_size, seed=args.seed)
+    for spec in FILES.values():
+        print(f"  ok  {spec.name}  md5 {spec.md5}  {spec.count} items")
+    counts = {name: class_counts(getattr(splits, name).labels) for name in ("train", "val", "test")}
+    print(f"\nsplit sizes: train {len(splits.train)}, val {len(splits.val)} "
+          f"(held out of the 60,000 training images, seed {args.seed}), test {len(splits.test)}")
+    print(f"\n{'class':<14}{'train':>8}{'val':>8}{'train+val':>11}{'test':>8}")
+    for i, name in enumerate(CLASS_NAMES):
+        tr, va, te = counts["train"][i], counts["val"][i], counts["test"][i]
+        print(f"{name:<14}{tr:>8,}{va:>8,}{tr + va:>11,}{te:>8,}")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """`workbench train`: the recipe with the command line's overrides."""
+    from model import distributed
+    from model.recipes import get_recipe
+    from workbench.cli.launch import launch_local_workers, worker_argv
+
+    if getattr(args, "local_workers", None) is not None:
+        # Try multi-worker training on one machine: n copies of this command on 127.0.0.1.
+        return launch_local_workers(args.local_workers, worker_argv(args))
+    cluster = distributed.read_tf_config()
+    recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size,
+                        learning_rate=args.learning_rate, input_size=args.input_size,
+                        weights=args.weights, val_size=args.val_size, seed=args.seed,
+                        precision=args.precision, width=getattr(args, "width", None))
+    from model.train import train
+
+    run_dir = train(recipe, args.runs_dir, args.run_id, data_dir=args.data_dir, limit=args.limit,
+                    progress=not args.no_progress)
+    if not distributed.is_chief(cluster):
+        print(f"worker {cluster.index} of {cluster.num_workers} done; the chief (worker 0) writes {run_dir}")
+        return 0
+    metrics = runs.read_metrics(run_dir)
+    print(f"run {run_dir.name}: test accuracy {metrics['test_accuracy']:.4f} "
+          f"(95% CI {metrics['test_accuracy_ci95'][0]:.4f}-{metrics['test_accuracy_ci95'][1]:.4f}), "
+          f"macro F1 {metrics['macro_f1']:.4f}, ECE {metrics['ece']:.4f}, "
+          f"{metrics['train_seconds']:.0f} s training -> {run_dir}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """`workbench evaluate RUN`: re-evaluate and print the headline numbers."""
+    from model.evaluate import evaluate_run
+
+    run_dir = runs.run_path(args.runs_dir, args.run)
+    previous = runs.read_metrics(run_dir).get("test_accuracy") if (run_dir / runs.METRICS).is_file() else None
+    metrics = evaluate_run(run_dir, data_dir=args.data_dir)
+    lo, hi = metrics["test_accuracy_ci95"]
+    print(f"run {args.run}: test accuracy {metrics['test_accuracy']:.4f} (95% CI {lo:.4f}-{hi:.4f}) "
+          f"on {metrics['n_test']} images, macro F1 {metrics['macro_f1']:.4f}, ECE {metrics['ece']:.4f}")
+    if previous is not None:
+        print(f"previous metrics.json accuracy: {previous:.4f}")
+    for name, scores in metrics["per_class"].items():
+        print(f"  {name:<12} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  "
+              f"f1 {scores['f1']:.3f}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """`workbench export RUN`: export to --format (with --quantize), then print the parity check."""
+    from model.export import export_and_check
+
+    run_dir = runs.run_path(args.runs_dir, args.run)
+    path, result = export_and_check(run_dir, args.format, getattr(args, "quantize", "none") or "none",
+                                    args.data_dir)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    print(result.summary())
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """`workbench predict FILE...`: 0 when every file was classified, 1 when some failed, 2 when none."""
+    from workbench.classify import classify, low_confidence_threshold
+
+    low = args.low_confidence if args.low_confidence is not None else low_confidence_threshold()
+    answers: list[dict] = [{} for _ in args.files]
+    readable = []
+    for index, path in enumerate(args.files):
+        try:
+            readable.append((index, path, read_file(path)))
+        except ImageError as exc:
+            answers[index] = {"name": path, "index": index, "error": exc.code, "detail": str(exc)}
+    batch = classify([(path, data) for _, path, data in readable], Path(args.runs_dir), args.run, args.backend,
+                     top=args.top, low_confidence=low)
+    for (index, _, _), item in zip(readable, batch.items):
+        answers[index] = {**cli_answer(item, batch), "index": index}
+    if args.json:
+        print(json.dumps({"run_id": args.run, "results": answers}, indent=2))
+    else:
+        for answer in answers:
+            print(format_text(answer), file=sys.stderr if "error" in answer else sys.stdout)
+    failed = sum("error" in a for a in answers)
+    return 0 if failed == 0 else (2 if failed == len(answers) else 1)
+
+
+def cli_answer(item, batch) -> dict:
+    """An item's answer as the CLI prints it: the API's fields plus the run and per-file timing."""
+    if item.error is not None:
+        return item.answer
+    return {**item.answer, "run_id": batch.run_id,
+            "timing_ms": {"preprocess": round(item.preprocess_ms, 2), "predict": round(batch.predict_ms, 2)}}
+
+
+def read_file(path: str) -> bytes:
+    """A file's bytes, or ImageError when it cannot be read (missing, a folder, no permission)."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise ImageError(f"file not found: {path}", "not_found") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(f"{path} is a folder, not an image file", "not_a_file") from exc
+    except OSError as exc:
+        raise ImageError(f"cannot read {path}: {exc.strerror or exc}", "unreadable") from exc
+
+
+def format_text(answer: dict) -> str:
+    """One file's answer as a line (or a line plus indented runners-up)."""
+    if "error" in answer:
+        return f"{answer['name']}: error ({answer['error']}): {answer['detail']}"
+    hint = "  [low confidence: try a plain light background, the garment filling the frame]" \
+        if answer["low_confidence"] else ""
+    others = ", ".join(f"{c['label']} {c['probability']:.1%}" for c in answer["top"][1:])
+    line = f"{answer['name']}: {answer['label']} {answer['probability']:.1%}{hint}"
+    return line + (f"\n    then: {others}" if others else "")
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """`workbench serve`: gunicorn with --workers processes (Dash's dev server with --debug)."""
+    from workbench.app import create_app, serve_gunicorn
+
+    runs_dir = Path(args.runs_dir)
+    if not runs_dir.is_dir():
+        raise runs.RunError(f"runs folder {runs_dir} not found")
+    print(f"workbench: {len(runs.list_runs(runs_dir))} run(s) in {runs_dir}, backend {args.backend}; "
+          f"open http://{args.host}:{args.port}/")
+    data_dir = getattr(args, "data_dir", None)
+    if args.debug:
+        create_app(runs_dir, args.backend, data_dir).run(host=args.host, port=args.port, debug=True)
+        return 0
+    serve_gunicorn(runs_dir, args.backend, data_dir, args.host, args.port, max(1, args.workers))
+    return 0

@@ -1,0 +1,55 @@
+"""Pieces every page uses: the app's settings for the current request, and small shared widgets.
+
+    cfg = settings()                 # runs_dir, backend, data_dir, low_confidence of this app
+    problem("file is damaged")       # a visible, specific error in the page
+    metric_card("accuracy", "93.5 %"), rows_table(rows), no_run()
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dash_bootstrap_components as dbc
+import flask
+from dash import html
+
+from model import runs
+
+
+def settings() -> dict:
+    """runs_dir, backend, data_dir and low_confidence threshold of the app answering the current request."""
+    config = flask.current_app.config
+    return {"runs_dir": Path(config.get("WORKBENCH_RUNS_DIR") or runs.DEFAULT_RUNS_DIR),
+            "backend": config.get("WORKBENCH_BACKEND") or "keras",
+            "data_dir": config.get("WORKBENCH_DATA_DIR"),
+            "low_confidence": config["WORKBENCH_LOW_CONFIDENCE"]}
+
+
+def problem(message: str, title: str = "Cannot show this") -> dbc.Alert:
+    """A visible, specific error in the page (bad upload, broken run file ...)."""
+    return dbc.Alert([html.Strong(title + ": "), message], color="danger", className="problem")
+
+
+def no_run() -> dbc.Alert:
+    return dbc.Alert("No run selected: train one with `workbench train` or pick a runs folder "
+                     "with `workbench serve --runs-dir`.", color="warning", className="problem")
+
+
+def metric_card(label: str, value: str, note: str = "") -> dbc.Card:
+    return dbc.Card(dbc.CardBody([html.Div(label, className="metric-label"),
+                                  html.Div(value, className="metric-value"),
+                                  html.Div(note, className="metric-note")]), className="metric-card")
+
+
+def rows_table(rows: list[dict], columns: list[str] | None = None, table_id: str | None = None) -> dbc.Table:
+    columns = columns or (list(rows[0]) if rows else [])
+    head = html.Thead(html.Tr([html.Th(c) for c in columns]))
+    body = html.Tbody([html.Tr([html.Td(_cell(row.get(c))) for c in columns]) for row in rows])
+    extra = {"id": table_id} if table_id else {}
+    return dbc.Table([head, body], striped=True, hover=True, size="sm", className="rows-table", **extra)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "" if value is None else str(value)
