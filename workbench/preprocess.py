@@ -35,6 +35,9 @@ from scipy import ndimage
 
 SIZE = 28                # Fashion-MNIST side
 DISPLAY_SIZE = 256       # longest side of the "original" step kept for display
+DRAFT_SIDE = 512         # px: JPEGs decode at a power-of-2 reduction no smaller than this (the
+                         # finder works at 384 px at most; a 12 MP photo decodes 4x faster)
+FULL_SIZE = "full_size"  # PIL info key: the upright size before a reduced JPEG decode
 
 
 class ImageError(ValueError):
@@ -74,6 +77,11 @@ class Settings:
     stretch_percentile: float = 99.5   # of the object's pixels at 28 px, mapped to 255 (about its 2nd brightest)
     sharpen_percent: int = 60          # UnsharpMask strength after a real downscale (official: sigma 1.0)
     sharpen_min_scale: float = 2.0     # only sharpen when the crop shrank at least this much
+    clean_noise: float = 10.5          # border noise (gray levels) above which the background is a
+                                       # texture (bed, carpet, wood) and the finder takes over; rendered
+                                       # product photos reach 4.4, grainy studio backdrops ~10, dev photos 6-80
+    clean_light: float = 200.0         # border brighter than this (or darker than 255 - this) ...
+    clean_tint: float = 20.0           # ... and channels within this of each other: a studio backdrop
 
 
 @dataclass
@@ -87,6 +95,11 @@ class Prepared:
     inverted: bool = False                                # intensities negated (light background)
     box: tuple[int, int, int, int] = (0, 0, 0, 0)         # object box in the working image (x0, y0, x1, y1)
     background: float = 0.0                               # background gray level 0..255
+    image_size: tuple[int, int] = (0, 0)                  # (width, height) of the upright original
+    outline: list[tuple[int, int]] = field(default_factory=list)  # found region, original (x, y) pixels
+    found_fraction: float = 0.0                           # share of the searched area (photo or box) found
+    warnings: list[str] = field(default_factory=list)     # why the answer deserves less trust, for people
+    method: str = "clean"                                 # "clean" product-photo path or "finder" (segment)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,8 +148,9 @@ def check_header(image: Image.Image, limits: Limits) -> None:
 
 def load_upright(image: Image.Image) -> Image.Image:
     """Decode the pixels, apply the EXIF orientation and flatten onto white RGB."""
+    full_size = upright_size(image)
     if image.format == "JPEG":
-        image.draft("RGB", (2048, 2048))  # decode big JPEGs at a reduced scale: far faster, same result
+        image.draft("RGB", (DRAFT_SIDE, DRAFT_SIDE))  # decode big JPEGs at a reduced scale: far faster
     try:
         image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -149,7 +163,19 @@ def load_upright(image: Image.Image) -> Image.Image:
         image = ImageOps.exif_transpose(image)
     except Exception:  # a damaged EXIF block only loses the rotation, not the upload
         pass
-    return to_rgb(image)
+    rgb = to_rgb(image)
+    if rgb.size != full_size:  # decoded at a reduced scale: remember the photo's own size
+        rgb.info[FULL_SIZE] = full_size
+    return rgb
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) of the undecoded image once its EXIF orientation is applied."""
+    try:
+        turned = image.getexif().get(0x0112) in (5, 6, 7, 8)
+    except Exception:
+        turned = False
+    return image.size[::-1] if turned else image.size
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -169,48 +195,100 @@ def to_rgb(image: Image.Image) -> Image.Image:
 # ---------------------------------------------------------------------------------------------
 # 2-6. the pipeline on decoded pixels
 
-def prepare_image(data: bytes, *, limits: Limits = Limits(), settings: Settings = Settings()) -> Prepared:
-    """Uploaded bytes -> the 28x28 model input and every intermediate step."""
-    return prepare_pil(decode(data, limits), settings)
+def prepare_image(data: bytes, *, limits: Limits = Limits(), settings: Settings = Settings(),
+                  box: tuple[int, int, int, int] | None = None) -> Prepared:
+    """Uploaded bytes -> the 28x28 model input and every intermediate step. `box` (x0, y0, x1, y1 in
+    the upright photo's pixels, e.g. drawn by the user) limits the search for the garment."""
+    return prepare_pil(decode(data, limits), settings, box=box)
 
 
-def prepare_array(array: np.ndarray, *, settings: Settings = Settings()) -> Prepared:
+def prepare_array(array: np.ndarray, *, settings: Settings = Settings(),
+                  box: tuple[int, int, int, int] | None = None) -> Prepared:
     """An already decoded uint8 image, (H, W) gray or (H, W, 3|4) RGB(A), -> Prepared."""
     array = np.asarray(array)
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise ImageError(f"expected uint8 (H, W), (H, W, 3) or (H, W, 4), received {array.dtype} {array.shape}",
                          "invalid_array")
-    return prepare_pil(to_rgb(Image.fromarray(array)), settings)
+    return prepare_pil(to_rgb(Image.fromarray(array)), settings, box=box)
 
 
-def prepare_pil(image: Image.Image, settings: Settings = Settings()) -> Prepared:
-    """An RGB PIL image -> Prepared (steps 2-6)."""
-    work = shrink(image, settings.work_side)
+def prepare_pil(image: Image.Image, settings: Settings = Settings(), *,
+                box: tuple[int, int, int, int] | None = None) -> Prepared:
+    """An RGB PIL image -> Prepared (steps 2-6): the clean product-photo path when the background is
+    a plain surface the garment stands out from, else the real-photo finder (workbench.segment)."""
+    full_size = tuple(image.info.get(FULL_SIZE, image.size))
+    region, origin, factor = crop_to_box(image, box, full_size)
+    work = shrink(region, settings.work_side)
+    factor *= region.width / work.width                   # original pixels per working pixel
+    prepared = prepare_clean(work, settings)
+    if prepared is None:
+        from workbench.framing import prepare_found
+        prepared = prepare_found(work, settings)
+    prepared.steps.insert(0, ("original", np.asarray(shrink(image, DISPLAY_SIZE))))
+    prepared.image_size = full_size
+    prepared.outline = [(round(origin[0] + x * factor), round(origin[1] + y * factor))
+                        for x, y in prepared.outline]
+    return prepared
+
+
+def crop_to_box(image: Image.Image, box, full_size) -> tuple[Image.Image, tuple[float, float], float]:
+    """The part of the image inside `box` (original pixels), its origin in original pixels and the
+    original pixels per image pixel; the whole image when box is None."""
+    factor = full_size[0] / image.width
+    if box is None:
+        return image, (0.0, 0.0), factor
+    x0, y0, x1, y1 = (int(v) for v in box)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(full_size[0], x1), min(full_size[1], y1)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        raise ImageError(f"the box {tuple(box)} leaves less than 8x8 pixels of the {full_size[0]}x"
+                         f"{full_size[1]} photo", "bad_box")
+    pixels = tuple(round(v / factor) for v in (x0, y0, x1, y1))
+    return image.crop(pixels), (pixels[0] * factor, pixels[1] * factor), factor
+
+
+def prepare_clean(work: Image.Image, settings: Settings) -> Prepared | None:
+    """The product-photo path (a smooth background fitted to the border, distance from it), or None
+    when the photo is not that clean: a textured or coloured backdrop, or nothing stands out."""
     rgb = np.asarray(work, dtype=np.float32)
     gray = np.asarray(work.convert("L"), dtype=np.float32)
     surface, noise = estimate_background(rgb, settings.border)
+    if noise > settings.clean_noise or not plain_backdrop(border_strip(rgb, settings.border), settings):
+        return None
     bg_gray = surface @ np.array([0.299, 0.587, 0.114], np.float32)  # the luminance Pillow's "L" uses
     inverted = bool(np.median(border_strip(bg_gray, settings.border)) >= 128.0)
     distance = np.abs(rgb - surface).max(axis=2)  # per channel: a red shirt differs from white in G and B
     mask, box_mask = object_masks(distance, noise, settings)
     if not box_mask.any():
-        raise ImageError("no garment found: the image is one flat colour", "no_object")
+        return None
     box = bounding_box(box_mask, settings.margin)
     crop = object_intensity(gray, mask, bg_gray, inverted, box)
     resized, scale = resize_longest(crop, SIZE)
     resized = stretch(resized, settings.stretch_percentile)
     padded = pad_center(sharpen(resized, scale, settings), SIZE)
-    steps = [
-        ("original", np.asarray(shrink(image, DISPLAY_SIZE))),
-        ("grayscale", gray.astype(np.uint8)),
-        ("mask", (mask * 127 + box_mask * 128).astype(np.uint8)),
-        ("cropped", stretch(crop, 100.0)),
-        ("resized", resized),
-        ("padded", padded),
-        ("final", padded),
-    ]
+    steps = [("grayscale", gray.astype(np.uint8)), ("mask", (mask * 127 + box_mask * 128).astype(np.uint8)),
+             ("cropped", stretch(crop, 100.0)), ("resized", resized), ("padded", padded), ("final", padded)]
     return Prepared(image=padded, steps=steps, inverted=inverted, box=box,
-                    background=float(np.median(border_strip(bg_gray, settings.border))))
+                    background=float(np.median(border_strip(bg_gray, settings.border))),
+                    outline=mask_outline(mask), found_fraction=float(mask.mean()))
+
+
+def plain_backdrop(strip: np.ndarray, settings: Settings) -> bool:
+    """A studio-like border: near white or near black and nearly gray (beds, floors and walls in
+    everyday photos are coloured or mid-tone, and the finder handles those better)."""
+    colour = np.median(strip, axis=0)
+    light = float(colour @ np.array([0.299, 0.587, 0.114]))
+    return (light >= settings.clean_light or light <= 255 - settings.clean_light) and \
+        float(colour.max() - colour.min()) <= settings.clean_tint
+
+
+def mask_outline(mask: np.ndarray) -> list[tuple[float, float]]:
+    """The largest outer boundary of a mask as (x, y) points in its own pixels."""
+    import cv2
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return []
+    points = cv2.approxPolyDP(max(contours, key=cv2.contourArea), 0.75, True)[:, 0, :]
+    return [(float(x) + 0.5, float(y) + 0.5) for x, y in points]
 
 
 def shrink(image: Image.Image, side: int) -> Image.Image:
