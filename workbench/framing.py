@@ -2,8 +2,11 @@
 
 Used by workbench.preprocess.prepare_pil when the photo is not a clean product shot:
 
-    prepared = prepare_found(work, settings)        # a working-size PIL image -> Prepared
+    prepared = prepare_found(work)                     # a working-size PIL image -> Prepared
     image, steps, box = frame_found(work_rgb, found)   # uint8 (28, 28), display steps, crop box
+
+and the small helpers prepare_pil shares: crop_to_box (the user's box), plain_backdrop (is this a
+studio photo?) and mask_outline (a mask's boundary as polygon points).
 
 Fashion-MNIST images are negated grayscale product photos on white: the garment is bright, its
 darker parts brighter still, the background black, the longest edge 28 px. Here the garment's
@@ -35,8 +38,28 @@ FINDER = FinderSettings()          # module-level so a benchmark can swap them w
 FRAME = FrameSettings()
 
 
+def prepare_found(work):
+    """The real-photo path of workbench.preprocess.prepare_pil: a working-size PIL image -> Prepared,
+    its outline in working pixels; ImageError (code no_object) when nothing can be separated."""
+    from workbench.preprocess import ImageError, Prepared
+
+    rgb = np.asarray(work.convert("RGB"))
+    try:
+        found = find_garment(rgb, FINDER)
+    except NothingFound as exc:
+        raise ImageError(str(exc), "no_object") from exc
+    image, steps, box = frame_found(rgb, found, FRAME)
+    points = [(x / found.scale, y / found.scale) for x, y in mask_outline(found.mask)]
+    outside = ~upscale_mask(found.mask, rgb.shape[:2])
+    background = float(np.median(dict(steps)["grayscale"][outside])) if outside.any() else 0.0
+    return Prepared(image=image, steps=steps, inverted=True, box=tuple(int(v) for v in box),
+                    background=background, outline=points, found_fraction=found.fraction,
+                    warnings=list(found.warnings), method="finder")
+
+
 def frame_found(work_rgb: np.ndarray, found: Found, settings: FrameSettings = FrameSettings()):
-    """Working-size RGB and its Found -> (uint8 28x28 image, [(step name, uint8 array), ...])."""
+    """Working-size RGB and its Found -> (uint8 28x28 image, [(step name, uint8 array), ...], the
+    garment's box in working pixels)."""
     from workbench.preprocess import SIZE, Settings, pad_center, resize_longest, sharpen, stretch
 
     mask = upscale_mask(found.mask, work_rgb.shape[:2])
@@ -74,21 +97,34 @@ def shade(gray: np.ndarray, mask: np.ndarray, settings: FrameSettings) -> np.nda
     return np.where(mask, values, 0.0).astype(np.float32)
 
 
-def prepare_found(work, settings):
-    """The real-photo path of workbench.preprocess.prepare_pil: a working-size PIL image -> Prepared,
-    its outline in working pixels; ImageError (code no_object) when nothing can be separated."""
-    from workbench.preprocess import ImageError, Prepared, mask_outline
+def crop_to_box(image, box, full_size) -> tuple[object, tuple[float, float], float]:
+    """The part of a PIL image inside `box` (x0, y0, x1, y1 in original pixels), that part's origin
+    in original pixels and the original pixels per image pixel; the whole image when box is None."""
+    factor = full_size[0] / image.width
+    if box is None:
+        return image, (0.0, 0.0), factor
+    x0, y0, x1, y1 = (int(v) for v in box)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(full_size[0], x1), min(full_size[1], y1)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        from workbench.preprocess import ImageError
+        raise ImageError(f"the box {tuple(box)} leaves less than 8x8 pixels of the {full_size[0]}x"
+                         f"{full_size[1]} photo", "bad_box")
+    pixels = tuple(round(v / factor) for v in (x0, y0, x1, y1))
+    return image.crop(pixels), (pixels[0] * factor, pixels[1] * factor), factor
 
-    rgb = np.asarray(work.convert("RGB"))
-    try:
-        found = find_garment(rgb, FINDER)
-    except NothingFound as exc:
-        raise ImageError(str(exc), "no_object") from exc
-    image, steps, box = frame_found(rgb, found, FRAME)
-    points = [(x / found.scale, y / found.scale) for x, y in mask_outline(found.mask)]
-    inverted = bool(np.median(rgb) >= 128)
-    return Prepared(image=image, steps=steps, inverted=inverted, box=tuple(int(v) for v in box),
-                    background=float(np.median(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[~upscale_mask(
-                        found.mask, rgb.shape[:2])])) if found.fraction < 1 else 0.0,
-                    outline=points, found_fraction=found.fraction, warnings=list(found.warnings),
-                    method="finder")
+
+def plain_backdrop(strip: np.ndarray, light_from: float, tint: float) -> bool:
+    """A studio-like border (N, 3 RGB pixels): near white or near black and nearly gray (beds, floors
+    and walls in everyday photos are coloured or mid-tone, and the finder handles those better)."""
+    colour = np.median(strip, axis=0)
+    light = float(colour @ np.array([0.299, 0.587, 0.114]))
+    return (light >= light_from or light <= 255 - light_from) and float(colour.max() - colour.min()) <= tint
+
+
+def mask_outline(mask: np.ndarray) -> list[tuple[float, float]]:
+    """The largest outer boundary of a mask as (x, y) points in its own pixels."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return []
+    points = cv2.approxPolyDP(max(contours, key=cv2.contourArea), 0.75, True)[:, 0, :]
+    return [(float(x) + 0.5, float(y) + 0.5) for x, y in points]

@@ -10,15 +10,23 @@ the corner colour, resizes the longest edge to 28, sharpens, pads the short edge
 negates the intensities and keeps 8-bit grayscale. Photos need more, so the steps here are:
 
   1. decode      size/format limits, EXIF orientation, alpha composited onto white
-  2. grayscale   luminance; the background is a smooth colour surface fitted to a border strip
+  2. route       a studio-like photo (plain light or dark, smooth border) takes the clean path
+                 below; every other photo (beds, floors, carpets, hands) goes to the real-photo
+                 finder: workbench.segment (GrabCut) and workbench.framing, which end in the same
+                 resize, stretch, sharpen and pad
+  3. grayscale   luminance; the background is a smooth colour surface fitted to a border strip
                  (vignetting, light gradients), its polarity the strip's median
-  3. mask        pixels far from the background (hysteresis threshold), specks and clutter dropped,
+  4. mask        pixels far from the background (hysteresis threshold), specks and clutter dropped,
                  holes filled; faint shadows excluded from the box: a robust object box
-  4. crop        the object box; negate when the background is light (a Fashion-MNIST-like
+  5. crop        the object box; negate when the background is light (a Fashion-MNIST-like
                  light-on-dark image is left as it is), zero outside the object
-  5. resize      longest edge -> 28 (antialiased), stretch the brightest pixels to 255 as in
-                 Fashion-MNIST, then sharpen as the official conversion does
-  6. pad         the short edge to 28, centred on black
+  6. resize      longest edge -> 28 (antialiased), stretch the brightest pixels to 255 as in
+                 Fashion-MNIST, then sharpen as the official conversion does; pad the short edge
+                 to 28, centred on black
+
+`box=(x0, y0, x1, y1)` (upright-photo pixels) limits the search to a region the user drew.
+`Prepared.outline` is the found region in the photo's own pixels (to draw it), `.warnings` says in
+words when the find is poor (flag the answer as low-confidence), `.found_fraction` its share.
 
 Every input problem raises `ImageError` with a human message and a short machine `code`.
 """
@@ -32,6 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from scipy import ndimage
+
+from workbench.framing import crop_to_box, mask_outline, plain_backdrop, prepare_found
 
 SIZE = 28                # Fashion-MNIST side
 DISPLAY_SIZE = 256       # longest side of the "original" step kept for display
@@ -77,11 +87,9 @@ class Settings:
     stretch_percentile: float = 99.5   # of the object's pixels at 28 px, mapped to 255 (about its 2nd brightest)
     sharpen_percent: int = 60          # UnsharpMask strength after a real downscale (official: sigma 1.0)
     sharpen_min_scale: float = 2.0     # only sharpen when the crop shrank at least this much
-    clean_noise: float = 10.5          # border noise (gray levels) above which the background is a
-                                       # texture (bed, carpet, wood) and the finder takes over; rendered
-                                       # product photos reach 4.4, grainy studio backdrops ~10, dev photos 6-80
-    clean_light: float = 200.0         # border brighter than this (or darker than 255 - this) ...
-    clean_tint: float = 20.0           # ... and channels within this of each other: a studio backdrop
+    clean_noise: float = 10.5          # border noise above this: a texture, the finder's job (renders 4.4)
+    clean_light: float = 200.0         # border brighter than this (or darker than 255 - this) and ...
+    clean_tint: float = 20.0           # ... channels this close: a studio backdrop (dev photos: 1 of 228)
 
 
 @dataclass
@@ -220,30 +228,12 @@ def prepare_pil(image: Image.Image, settings: Settings = Settings(), *,
     region, origin, factor = crop_to_box(image, box, full_size)
     work = shrink(region, settings.work_side)
     factor *= region.width / work.width                   # original pixels per working pixel
-    prepared = prepare_clean(work, settings)
-    if prepared is None:
-        from workbench.framing import prepare_found
-        prepared = prepare_found(work, settings)
+    prepared = prepare_clean(work, settings) or prepare_found(work)
     prepared.steps.insert(0, ("original", np.asarray(shrink(image, DISPLAY_SIZE))))
     prepared.image_size = full_size
     prepared.outline = [(round(origin[0] + x * factor), round(origin[1] + y * factor))
                         for x, y in prepared.outline]
     return prepared
-
-
-def crop_to_box(image: Image.Image, box, full_size) -> tuple[Image.Image, tuple[float, float], float]:
-    """The part of the image inside `box` (original pixels), its origin in original pixels and the
-    original pixels per image pixel; the whole image when box is None."""
-    factor = full_size[0] / image.width
-    if box is None:
-        return image, (0.0, 0.0), factor
-    x0, y0, x1, y1 = (int(v) for v in box)
-    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(full_size[0], x1), min(full_size[1], y1)
-    if x1 - x0 < 8 or y1 - y0 < 8:
-        raise ImageError(f"the box {tuple(box)} leaves less than 8x8 pixels of the {full_size[0]}x"
-                         f"{full_size[1]} photo", "bad_box")
-    pixels = tuple(round(v / factor) for v in (x0, y0, x1, y1))
-    return image.crop(pixels), (pixels[0] * factor, pixels[1] * factor), factor
 
 
 def prepare_clean(work: Image.Image, settings: Settings) -> Prepared | None:
@@ -252,7 +242,8 @@ def prepare_clean(work: Image.Image, settings: Settings) -> Prepared | None:
     rgb = np.asarray(work, dtype=np.float32)
     gray = np.asarray(work.convert("L"), dtype=np.float32)
     surface, noise = estimate_background(rgb, settings.border)
-    if noise > settings.clean_noise or not plain_backdrop(border_strip(rgb, settings.border), settings):
+    strip = border_strip(rgb, settings.border)
+    if noise > settings.clean_noise or not plain_backdrop(strip, settings.clean_light, settings.clean_tint):
         return None
     bg_gray = surface @ np.array([0.299, 0.587, 0.114], np.float32)  # the luminance Pillow's "L" uses
     inverted = bool(np.median(border_strip(bg_gray, settings.border)) >= 128.0)
@@ -270,25 +261,6 @@ def prepare_clean(work: Image.Image, settings: Settings) -> Prepared | None:
     return Prepared(image=padded, steps=steps, inverted=inverted, box=box,
                     background=float(np.median(border_strip(bg_gray, settings.border))),
                     outline=mask_outline(mask), found_fraction=float(mask.mean()))
-
-
-def plain_backdrop(strip: np.ndarray, settings: Settings) -> bool:
-    """A studio-like border: near white or near black and nearly gray (beds, floors and walls in
-    everyday photos are coloured or mid-tone, and the finder handles those better)."""
-    colour = np.median(strip, axis=0)
-    light = float(colour @ np.array([0.299, 0.587, 0.114]))
-    return (light >= settings.clean_light or light <= 255 - settings.clean_light) and \
-        float(colour.max() - colour.min()) <= settings.clean_tint
-
-
-def mask_outline(mask: np.ndarray) -> list[tuple[float, float]]:
-    """The largest outer boundary of a mask as (x, y) points in its own pixels."""
-    import cv2
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if not contours:
-        return []
-    points = cv2.approxPolyDP(max(contours, key=cv2.contourArea), 0.75, True)[:, 0, :]
-    return [(float(x) + 0.5, float(y) + 0.5) for x, y in points]
 
 
 def shrink(image: Image.Image, side: int) -> Image.Image:

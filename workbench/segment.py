@@ -21,7 +21,7 @@ the same time. Skin-coloured regions are measured, so a worn garment can be flag
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -71,6 +71,8 @@ def find_garment(rgb: np.ndarray, settings: FinderSettings = FinderSettings()) -
         raise NothingFound("nothing stands out from the background: the picture is one flat colour")
     seeds = seed_mask(small, settings)
     mask = run_grabcut(small, seeds, settings.iterations)
+    if mask.mean() < settings.min_fraction and settings.seed != "rect":  # colour seeds misled it
+        mask = run_grabcut(small, seed_mask(small, replace(settings, seed="rect")), settings.iterations)
     mask = clean(mask, settings)
     if mask.mean() < settings.min_fraction:
         raise NothingFound(f"no garment found: the region that stands out covers {mask.mean():.1%} of the "
