@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --real: only the odd- or even-numbered photos (tune on odd)")
     parser.add_argument("--sheet", default=None, help="with --real: write a contact-sheet PNG here")
     parser.add_argument("--no-gradcam", action="store_true", help="with --real: time predict alone")
+    parser.add_argument("--phone-size", action="store_true", help="with --real: also time 12 MP JPEGs")
     args = parser.parse_args(argv)
     if args.real:
         return run_real_photos(args)
@@ -210,7 +211,7 @@ def run_real_photos(args: argparse.Namespace) -> int:
     explainer = None if args.no_gradcam else get_explainer(args.runs_dir, args.run)
     print(f"run {args.run} ({args.backend}), real photos in {args.real}, half {args.half}")
     run_real(Path(args.real), args.half, predictor, explainer, args.low_confidence,
-             Path(args.sheet) if args.sheet else None)
+             Path(args.sheet) if args.sheet else None, args.phone_size)
     return 0
 
 

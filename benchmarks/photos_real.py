@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/photos.py --real ../shared/data/real-photos-dev
     .venv/bin/python benchmarks/photos.py --real DIR --half odd --sheet /tmp/odd.png --run photo-default
+    .venv/bin/python benchmarks/photos.py --real DIR --phone-size    # also time 12 MP JPEGs
 
 DIR holds labels.csv (columns file, label, ...) and images/. Every photo goes through
 workbench.preprocess.prepare_image and the model, then Grad-CAM (as the app does), and the script
@@ -151,8 +152,28 @@ def contact_sheet(outcomes: list[Outcome], path: Path, columns: int = 6) -> None
     sheet.save(path)
 
 
+def time_phone_size(folder: Path, rows: list[tuple[str, int]], predictor, explainer, count: int = 20) -> None:
+    """p50/p95 ms for photos upscaled to a 12-megapixel phone JPEG (4032x3024, quality 90): what
+    decoding and finding cost at a phone camera's full size."""
+    import io
+    import tempfile
+
+    outcomes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, label in rows[::max(1, len(rows) // count)][:count]:
+            photo = Image.open(folder / "images" / name).convert("RGB")
+            size = (4032, 3024) if photo.width >= photo.height else (3024, 4032)
+            buffer = io.BytesIO()
+            photo.resize(size, Image.Resampling.BICUBIC).save(buffer, format="JPEG", quality=90)
+            path = Path(tmp) / name
+            path.write_bytes(buffer.getvalue())
+            outcomes.append(run_one(path, label, predictor, explainer))
+    print(f"\n12-megapixel JPEGs ({len(outcomes)} dev photos upscaled to 4032x3024):")
+    print_timings(outcomes)
+
+
 def run_real(folder: Path, half: str, predictor, explainer, low_confidence: float,
-             sheet: Path | None) -> list[Outcome]:
+             sheet: Path | None, phone_size: bool = False) -> list[Outcome]:
     """The whole benchmark on one folder; prints the odd, even and whole-set summaries."""
     rows = load_labels(folder, half)
     predictor.predict(np.zeros((1, 28, 28), np.uint8))  # warm up: the first call builds the graph
@@ -160,6 +181,8 @@ def run_real(folder: Path, half: str, predictor, explainer, low_confidence: floa
     for part in ("odd", "even"):
         summarise(f"{part} half", [o for o in outcomes if file_half(o.file) == part], low_confidence)
     summarise(f"all ({half})", outcomes, low_confidence)
+    if phone_size:
+        time_phone_size(folder, rows, predictor, explainer)
     if sheet:
         contact_sheet(outcomes, sheet)
         print(f"\ncontact sheet: {sheet}")

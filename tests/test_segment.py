@@ -162,3 +162,17 @@ def test_a_small_find_is_flagged_and_a_good_one_is_not():
     assert good.warnings == [] and 0.15 < good.found_fraction < 0.6
     small = prepare_array(paint(wood(rng), tshirt(size=0.22), (40, 40, 150), rng))
     assert small.found_fraction < 0.06 and any("little of the picture" in w for w in small.warnings)
+
+
+def test_a_worn_garment_is_flagged():
+    rng = np.random.default_rng(9)
+    wall = np.full((HEIGHT, WIDTH, 3), (70, 90, 120), np.float64) + rng.normal(0, 4, (HEIGHT, WIDTH, 3))
+    shirt = tshirt(size=0.9)
+    laid_flat = prepare_array(paint(wall, shirt, (30, 140, 60), rng))
+    worn = paint(wall, shirt, (30, 140, 60), rng)
+    cv2.ellipse(worn, (180, 95), (28, 40), 0, 0, 360, (224, 172, 140), -1)        # a neck and head
+    for x in (55, 305):                                                           # two arms
+        cv2.line(worn, (x, 200), (x, 330), (224, 172, 140), 26)
+    flagged = prepare_array(worn)
+    assert not any("worn" in w for w in laid_flat.warnings)
+    assert any("worn" in w for w in flagged.warnings)

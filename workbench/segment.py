@@ -46,7 +46,7 @@ class FinderSettings:
     valley_depth: float = 0.15      # touching pair: the middle column under this share of the peaks
                                     # (0.35 also split trousers at the crotch: 12 -> 8 of 15 right)
     turn_pairs: bool = True         # turn a shoe kept from a pair so its long axis is horizontal
-    skin_fraction: float = 0.08     # skin-coloured share of the found region that flags "worn"
+    skin_fraction: float = 0.06     # skin-coloured share in and around the find that flags "worn"
 
 
 @dataclass
@@ -242,11 +242,13 @@ def quality_warnings(small: np.ndarray, found: Found, settings: FinderSettings) 
 
 
 def skin_share(small: np.ndarray, mask: np.ndarray) -> float:
-    """Share of skin-coloured pixels (a classic YCrCb box) in a band around the found region that
-    is not also the background's colour: arms, necks and hands next to a worn garment."""
+    """Share of skin-coloured pixels (a classic YCrCb box) in and just around the found region:
+    arms, necks and hands of a worn garment. 0 when the frame itself has skin-like colours (wood
+    floors, beige carpets, pink sheets) or most of the find does (a beige or pink garment)."""
     ycrcb = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb)
     skin = cv2.inRange(ycrcb, (40, 138, 80), (250, 173, 127)).astype(bool)
-    if skin[frame_mask(mask.shape, 0.04)].mean() > 0.2:  # wood floors and beige carpets look like skin
-        return 0.0
     band = ndimage.binary_dilation(mask, iterations=max(2, mask.shape[0] // 20))
-    return float(skin[band].mean())
+    share = float(skin[band].mean())
+    if skin[frame_mask(mask.shape, 0.04)].mean() > 0.03 or share > 0.5:
+        return 0.0
+    return share
