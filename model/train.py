@@ -221,6 +221,11 @@ def train(recipe: Recipe, runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, run_id: 
     keras.utils.set_random_seed(recipe.seed)
     splits = load_splits(data_dir, val_size=recipe.val_size, seed=recipe.seed, progress=progress)
     x_train, y_train = subset(splits.train.images, splits.train.labels, limit, recipe.seed)
+    x_val, y_val = splits.val.images, splits.val.labels
+    if recipe.photo_copies:  # a model for real photos: photo-like copies (model/photo_augment.py)
+        from model.photo_augment import expand
+        x_train, y_train = expand(x_train, y_train, recipe.photo_copies, recipe.seed)
+        x_val, y_val = expand(x_val, y_val, 1, recipe.seed + 1)
     config = run_config(recipe, run_id, len(y_train), limit)
     if multi:
         if not cluster.num_workers <= recipe.batch_size <= len(y_train):
@@ -239,12 +244,14 @@ def train(recipe: Recipe, runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, run_id: 
         # split n ways it can leave a worker an empty batch, which BatchNormalization cannot train on.
         train_ds = make_dataset(x_train, y_train, recipe.batch_size, recipe.augment, recipe.seed,
                                 drop_remainder=multi, repeat=True).map(one_hot)
-        val_ds = make_dataset(splits.val.images, splits.val.labels, 1024).map(one_hot)
+        val_ds = make_dataset(x_val, y_val, 1024).map(one_hot)
         steps = len(y_train) // recipe.batch_size if multi else math.ceil(len(y_train) / recipe.batch_size)
         if multi:
             train_ds, val_ds = distributed.shard_by_data(train_ds), distributed.shard_by_data(val_ds)
         with strategy.scope():  # several workers: variables mirrored on each; the precision policy applies
             model = build_and_compile(recipe, steps)
+            if recipe.init_from:  # fine-tuning: start from another run's weights
+                model.set_weights(runs.load_model(runs.run_path(runs_dir, recipe.init_from)).get_weights())
         if multi:
             distributed.prepare_fit(model, strategy, train_ds)
         model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, steps_per_epoch=steps, shuffle=False,
