@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/photos.py                       # 1000 test images, runs/fast-default
     .venv/bin/python benchmarks/photos.py --n 2000 --hard       # also the harder renderings
     .venv/bin/python benchmarks/photos.py --save-dir /tmp/renders --n 20   # look at some renderings
+    .venv/bin/python benchmarks/photos.py --real ../shared/data/real-photos-dev --sheet /tmp/sheet.png
+                                          # real labelled photos instead: see benchmarks/photos_real.py
 
 We hold no labelled garment photos, so test images are rendered the way photos look: upscaled 6-16x,
 inverted to dark-on-light, placed off-centre on a light background of random size and aspect,
@@ -169,7 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hard", action="store_true", help="also run the harder product-photo renderings")
     parser.add_argument("--low-confidence", type=float, default=LOW_CONFIDENCE)
     parser.add_argument("--save-dir", default=None, help="write the rendered JPEGs here")
+    parser.add_argument("--real", default=None, help="a folder of real photos (labels.csv + images/)")
+    parser.add_argument("--half", choices=["odd", "even", "all"], default="all",
+                        help="with --real: only the odd- or even-numbered photos (tune on odd)")
+    parser.add_argument("--sheet", default=None, help="with --real: write a contact-sheet PNG here")
+    parser.add_argument("--no-gradcam", action="store_true", help="with --real: time predict alone")
+    parser.add_argument("--phone-size", action="store_true", help="with --real: also time 12 MP JPEGs")
     args = parser.parse_args(argv)
+    if args.real:
+        return run_real_photos(args)
 
     test = load_splits(args.data_dir, progress=False).test
     pick = np.linspace(0, len(test) - 1, min(args.n, len(test))).round().astype(int)
@@ -187,6 +197,21 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate(predictor, images, labels, renders, args.low_confidence)
         report("hard renderings (colour, shadow, uneven light, clutter)" if hard else
                "clean renderings (dark-on-light, off-centre, blur, noise, JPEG, EXIF)", result, args.low_confidence)
+    return 0
+
+
+def run_real_photos(args: argparse.Namespace) -> int:
+    """--real: the labelled-photo benchmark of benchmarks/photos_real.py."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from photos_real import run_real
+    from workbench.explain import get_explainer
+    from workbench.inference import get_predictor
+
+    predictor = get_predictor(args.runs_dir, args.run, args.backend)
+    explainer = None if args.no_gradcam else get_explainer(args.runs_dir, args.run)
+    print(f"run {args.run} ({args.backend}), real photos in {args.real}, half {args.half}")
+    run_real(Path(args.real), args.half, predictor, explainer, args.low_confidence,
+             Path(args.sheet) if args.sheet else None, args.phone_size)
     return 0
 
 

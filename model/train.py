@@ -246,7 +246,7 @@ def train(recipe: Recipe, runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, run_id: 
     # augmentations, which the DATA sharding below relies on to hand out disjoint slices.
     keras.utils.set_random_seed(recipe.seed)
     splits = load_splits(data_dir, val_size=recipe.val_size, seed=recipe.seed, progress=progress)
-    x_train, y_train = subset(splits.train.images, splits.train.labels, limit, recipe.seed)
+    (x_train, y_train), val_data = training_data(recipe, splits, limit)
     config = run_config(recipe, run_id, len(y_train), limit)
     if multi:
         if not cluster.num_workers <= recipe.batch_size <= len(y_train):
@@ -259,8 +259,9 @@ def train(recipe: Recipe, runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, run_id: 
         if multi and not distributed.same_on_all_workers(strategy, backed_up_epoch(work_dir)):
             raise runs.RunError(f"run {run_id!r}: the workers would resume from different epochs; every "
                                 f"worker must see the chief's {runs.BACKUP_DIR}/ (share the runs folder)")
-        model = fit_model(recipe, strategy if multi else None, (x_train, y_train), splits.val, work_dir,
-                          progress, extra_callbacks)
+        init = runs.load_model(runs.run_path(runs_dir, recipe.init_from)).get_weights() if recipe.init_from else None
+        model = fit_model(recipe, strategy if multi else None, (x_train, y_train), val_data, work_dir,
+                          progress, extra_callbacks, init)
 
         # Every worker saves, as the multi-worker guides ask (reading distributed variables may
         # involve the other workers); a non-chief's copy lands in its temporary folder.
@@ -274,9 +275,24 @@ def train(recipe: Recipe, runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, run_id: 
     return run_dir
 
 
-def fit_model(recipe: Recipe, strategy, train_data: tuple[np.ndarray, np.ndarray], val, work_dir: Path,
-              progress: bool, extra_callbacks: list | None):
-    """Build, compile and fit the recipe's model (on several workers when `strategy` is given)."""
+def training_data(recipe: Recipe, splits, limit: int | None):
+    """(x_train, y_train), (x_val, y_val): the (limited) training split and the validation split,
+    plus photo-like copies of both for a model meant for real photos (model/photo_augment.py)."""
+    x_train, y_train = subset(splits.train.images, splits.train.labels, limit, recipe.seed)
+    x_val, y_val = splits.val.images, splits.val.labels
+    if recipe.photo_copies:
+        from model.photo_augment import expand
+
+        x_train, y_train = expand(x_train, y_train, recipe.photo_copies, recipe.seed)
+        x_val, y_val = expand(x_val, y_val, 1, recipe.seed + 1)
+    return (x_train, y_train), (x_val, y_val)
+
+
+def fit_model(recipe: Recipe, strategy, train_data: tuple[np.ndarray, np.ndarray],
+              val_data: tuple[np.ndarray, np.ndarray], work_dir: Path, progress: bool,
+              extra_callbacks: list | None, init: list | None = None):
+    """Build, compile and fit the recipe's model (on several workers when `strategy` is given),
+    starting from the weights `init` when given (fine-tuning another run)."""
     multi = strategy is not None
     x_train, y_train = train_data
     # recipe.batch_size is the GLOBAL batch: on several workers each trains on its 1/n share of
@@ -285,12 +301,14 @@ def fit_model(recipe: Recipe, strategy, train_data: tuple[np.ndarray, np.ndarray
     # split n ways it can leave a worker an empty batch, which BatchNormalization cannot train on.
     train_ds = make_dataset(x_train, y_train, recipe.batch_size, recipe.augment, recipe.seed,
                             drop_remainder=multi, repeat=True).map(one_hot)
-    val_ds = make_dataset(val.images, val.labels, 1024).map(one_hot)
+    val_ds = make_dataset(*val_data, 1024).map(one_hot)
     steps = len(y_train) // recipe.batch_size if multi else math.ceil(len(y_train) / recipe.batch_size)
     if multi:
         train_ds, val_ds = distributed.shard_by_data(train_ds), distributed.shard_by_data(val_ds)
     with (strategy or tf.distribute.get_strategy()).scope():  # several workers: variables mirrored on
         model = build_and_compile(recipe, steps)             # each; the precision policy applies
+        if init is not None:
+            model.set_weights(init)
     if multi:
         distributed.prepare_fit(model, strategy, train_ds)
     model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, steps_per_epoch=steps, shuffle=False,

@@ -205,10 +205,10 @@ def test_sharpen_only_after_a_real_downscale():
     edge = np.zeros((28, 20), np.uint8)
     edge[:, 10:] = 120
     edge[:, 9] = 60
-    sharpened = pp.sharpen(edge, 10.0, Settings())
+    sharpened = pp.sharpen(edge, 10.0)
     contrast = lambda image: int(image[:, 10].mean() - image[:, 8].mean())  # noqa: E731
     assert contrast(sharpened) > contrast(edge) + 5  # a steeper edge, as after the official sharpening
-    assert np.array_equal(pp.sharpen(edge, 1.0, Settings()), edge)
+    assert np.array_equal(pp.sharpen(edge, 1.0), edge)
 
 
 def test_pad_centres_with_the_spare_pixel_first():

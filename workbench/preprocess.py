@@ -10,15 +10,23 @@ the corner colour, resizes the longest edge to 28, sharpens, pads the short edge
 negates the intensities and keeps 8-bit grayscale. Photos need more, so the steps here are:
 
   1. decode      size/format limits, EXIF orientation, alpha composited onto white
-  2. grayscale   luminance; the background is a smooth colour surface fitted to a border strip
+  2. route       a studio-like photo (plain light or dark, smooth border) takes the clean path
+                 below; every other photo (beds, floors, carpets, hands) goes to the real-photo
+                 finder: workbench.segment (GrabCut) and workbench.framing, which end in the same
+                 resize, stretch, sharpen and pad
+  3. grayscale   luminance; the background is a smooth colour surface fitted to a border strip
                  (vignetting, light gradients), its polarity the strip's median
-  3. mask        pixels far from the background (hysteresis threshold), specks and clutter dropped,
+  4. mask        pixels far from the background (hysteresis threshold), specks and clutter dropped,
                  holes filled; faint shadows excluded from the box: a robust object box
-  4. crop        the object box; negate when the background is light (a Fashion-MNIST-like
+  5. crop        the object box; negate when the background is light (a Fashion-MNIST-like
                  light-on-dark image is left as it is), zero outside the object
-  5. resize      longest edge -> 28 (antialiased), stretch the brightest pixels to 255 as in
-                 Fashion-MNIST, then sharpen as the official conversion does
-  6. pad         the short edge to 28, centred on black
+  6. resize      longest edge -> 28 (antialiased), stretch the brightest pixels to 255 as in
+                 Fashion-MNIST, then sharpen as the official conversion does; pad the short edge
+                 to 28, centred on black
+
+`box=(x0, y0, x1, y1)` (upright-photo pixels) limits the search to a region the user drew.
+`Prepared.outline` is the found region in the photo's own pixels (to draw it), `.warnings` says in
+words when the find is poor (flag the answer as low-confidence), `.found_fraction` its share.
 
 Every input problem raises `ImageError` with a human message and a short machine `code`.
 """
@@ -27,17 +35,20 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-from model.data import IMAGE_SIZE
 from model.errors import ImageError
-
-SIZE = IMAGE_SIZE        # Fashion-MNIST side
+from workbench.canvas import (SHARPEN_MIN_SCALE, SHARPEN_PERCENT, SIZE, Prepared, pad_center, resize_longest,
+                              sharpen, stretch)
+from workbench.framing import crop_to_box, mask_outline, plain_backdrop, prepare_found
 DISPLAY_SIZE = 256       # longest side of the "original" step kept for display
+DRAFT_SIDE = 512         # px: JPEGs decode at a power-of-2 reduction no smaller than this (the
+                         # finder works at 384 px at most; a 12 MP photo decodes 4x faster)
+FULL_SIZE = "full_size"  # PIL info key: the upright size before a reduced JPEG decode
 
 
 @dataclass(frozen=True)
@@ -67,21 +78,11 @@ class Settings:
     min_area: float = 0.001            # parts smaller than this share of the image are specks
     margin: float = 0.0                # extra margin around the box (the official conversion has none)
     stretch_percentile: float = 99.5   # of the object's pixels at 28 px, mapped to 255 (about its 2nd brightest)
-    sharpen_percent: int = 60          # UnsharpMask strength after a real downscale (official: sigma 1.0)
-    sharpen_min_scale: float = 2.0     # only sharpen when the crop shrank at least this much
-
-
-@dataclass
-class Prepared:
-    """A model input and how it was made."""
-    image: np.ndarray                                     # uint8 (28, 28), garment bright on black
-    # (name, uint8 array) for display: "original" (RGB, longest side 256), "grayscale" and "mask"
-    # (working size; mask white = object pixels that set the box, gray = faint object pixels kept),
-    # "cropped", "resized" (28 on the long side), "padded" (sharpened, 28x28), "final" (= image)
-    steps: list[tuple[str, np.ndarray]] = field(default_factory=list)
-    inverted: bool = False                                # intensities negated (light background)
-    box: tuple[int, int, int, int] = (0, 0, 0, 0)         # object box in the working image (x0, y0, x1, y1)
-    background: float = 0.0                               # background gray level 0..255
+    sharpen_percent: int = SHARPEN_PERCENT      # UnsharpMask strength after a real downscale
+    sharpen_min_scale: float = SHARPEN_MIN_SCALE  # only sharpen when the crop shrank at least this much
+    clean_noise: float = 10.5          # border noise above this: a texture, the finder's job (renders 4.4)
+    clean_light: float = 200.0         # border brighter than this (or darker than 255 - this) and ...
+    clean_tint: float = 20.0           # ... channels this close: a studio backdrop (dev photos: 1 of 228)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,8 +131,9 @@ def check_header(image: Image.Image, limits: Limits) -> None:
 
 def load_upright(image: Image.Image) -> Image.Image:
     """Decode the pixels, apply the EXIF orientation and flatten onto white RGB."""
+    full_size = upright_size(image)
     if image.format == "JPEG":
-        image.draft("RGB", (2048, 2048))  # decode big JPEGs at a reduced scale: far faster, same result
+        image.draft("RGB", (DRAFT_SIDE, DRAFT_SIDE))  # decode big JPEGs at a reduced scale: far faster
     try:
         image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -144,7 +146,19 @@ def load_upright(image: Image.Image) -> Image.Image:
         image = ImageOps.exif_transpose(image)
     except Exception:  # a damaged EXIF block only loses the rotation, not the upload
         pass
-    return to_rgb(image)
+    rgb = to_rgb(image)
+    if rgb.size != full_size:  # decoded at a reduced scale: remember the photo's own size
+        rgb.info[FULL_SIZE] = full_size
+    return rgb
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) of the undecoded image once its EXIF orientation is applied."""
+    try:
+        turned = image.getexif().get(0x0112) in (5, 6, 7, 8)
+    except Exception:
+        turned = False
+    return image.size[::-1] if turned else image.size
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -164,48 +178,64 @@ def to_rgb(image: Image.Image) -> Image.Image:
 # ---------------------------------------------------------------------------------------------
 # 2-6. the pipeline on decoded pixels
 
-def prepare_image(data: bytes, *, limits: Limits = Limits(), settings: Settings = Settings()) -> Prepared:
-    """Uploaded bytes -> the 28x28 model input and every intermediate step."""
-    return prepare_pil(decode(data, limits), settings)
+def prepare_image(data: bytes, *, limits: Limits = Limits(), settings: Settings = Settings(),
+                  box: tuple[int, int, int, int] | None = None) -> Prepared:
+    """Uploaded bytes -> the 28x28 model input and every intermediate step. `box` (x0, y0, x1, y1 in
+    the upright photo's pixels, e.g. drawn by the user) limits the search for the garment."""
+    return prepare_pil(decode(data, limits), settings, box=box)
 
 
-def prepare_array(array: np.ndarray, *, settings: Settings = Settings()) -> Prepared:
+def prepare_array(array: np.ndarray, *, settings: Settings = Settings(),
+                  box: tuple[int, int, int, int] | None = None) -> Prepared:
     """An already decoded uint8 image, (H, W) gray or (H, W, 3|4) RGB(A), -> Prepared."""
     array = np.asarray(array)
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise ImageError(f"expected uint8 (H, W), (H, W, 3) or (H, W, 4), received {array.dtype} {array.shape}",
                          "invalid_array")
-    return prepare_pil(to_rgb(Image.fromarray(array)), settings)
+    return prepare_pil(to_rgb(Image.fromarray(array)), settings, box=box)
 
 
-def prepare_pil(image: Image.Image, settings: Settings = Settings()) -> Prepared:
-    """An RGB PIL image -> Prepared (steps 2-6)."""
-    work = shrink(image, settings.work_side)
+def prepare_pil(image: Image.Image, settings: Settings = Settings(), *,
+                box: tuple[int, int, int, int] | None = None) -> Prepared:
+    """An RGB PIL image -> Prepared (steps 2-6): the clean product-photo path when the background is
+    a plain surface the garment stands out from, else the real-photo finder (workbench.segment)."""
+    full_size = tuple(image.info.get(FULL_SIZE, image.size))
+    region, origin, factor = crop_to_box(image, box, full_size)
+    work = shrink(region, settings.work_side)
+    factor *= region.width / work.width                   # original pixels per working pixel
+    prepared = prepare_clean(work, settings) or prepare_found(work)
+    prepared.steps.insert(0, ("original", np.asarray(shrink(image, DISPLAY_SIZE))))
+    prepared.image_size = full_size
+    prepared.outline = [(round(origin[0] + x * factor), round(origin[1] + y * factor))
+                        for x, y in prepared.outline]
+    return prepared
+
+
+def prepare_clean(work: Image.Image, settings: Settings) -> Prepared | None:
+    """The product-photo path (a smooth background fitted to the border, distance from it), or None
+    when the photo is not that clean: a textured or coloured backdrop, or nothing stands out."""
     rgb = np.asarray(work, dtype=np.float32)
     gray = np.asarray(work.convert("L"), dtype=np.float32)
     surface, noise = estimate_background(rgb, settings.border)
+    strip = border_strip(rgb, settings.border)
+    if noise > settings.clean_noise or not plain_backdrop(strip, settings.clean_light, settings.clean_tint):
+        return None
     bg_gray = surface @ np.array([0.299, 0.587, 0.114], np.float32)  # the luminance Pillow's "L" uses
     inverted = bool(np.median(border_strip(bg_gray, settings.border)) >= 128.0)
     distance = np.abs(rgb - surface).max(axis=2)  # per channel: a red shirt differs from white in G and B
     mask, box_mask = object_masks(distance, noise, settings)
     if not box_mask.any():
-        raise ImageError("no garment found: the image is one flat colour", "no_object")
+        return None
     box = bounding_box(box_mask, settings.margin)
     crop = object_intensity(gray, mask, bg_gray, inverted, box)
     resized, scale = resize_longest(crop, SIZE)
     resized = stretch(resized, settings.stretch_percentile)
-    padded = pad_center(sharpen(resized, scale, settings), SIZE)
-    steps = [
-        ("original", np.asarray(shrink(image, DISPLAY_SIZE))),
-        ("grayscale", gray.astype(np.uint8)),
-        ("mask", (mask * 127 + box_mask * 128).astype(np.uint8)),
-        ("cropped", stretch(crop, 100.0)),
-        ("resized", resized),
-        ("padded", padded),
-        ("final", padded),
-    ]
+    padded = pad_center(sharpen(resized, scale, settings.sharpen_percent, settings.sharpen_min_scale), SIZE)
+    steps = [("grayscale", gray.astype(np.uint8)), ("mask", (mask * 127 + box_mask * 128).astype(np.uint8)),
+             ("cropped", stretch(crop, 100.0)), ("resized", resized), ("padded", padded), ("final", padded)]
     return Prepared(image=padded, steps=steps, inverted=inverted, box=box,
-                    background=float(np.median(border_strip(bg_gray, settings.border))))
+                    background=float(np.median(border_strip(bg_gray, settings.border))),
+                    outline=mask_outline(mask), found_fraction=float(mask.mean()))
 
 
 def shrink(image: Image.Image, side: int) -> Image.Image:
@@ -304,41 +334,3 @@ def object_intensity(gray: np.ndarray, mask: np.ndarray, bg_gray: np.ndarray, in
     if values.max() <= 0:  # an object exactly as bright as the background: keep its silhouette
         return mask[y0:y1, x0:x1].astype(np.float32)
     return values
-
-
-def resize_longest(crop: np.ndarray, size: int) -> tuple[np.ndarray, float]:
-    """Longest edge -> size (antialiased, in float), aspect kept; also the shrink factor (>1 = shrunk)."""
-    height, width = crop.shape
-    scale = max(height, width) / size
-    new = (max(1, round(width / scale)), max(1, round(height / scale)))
-    if new == (width, height):
-        return crop.astype(np.float32), 1.0
-    resized = Image.fromarray(crop.astype(np.float32), mode="F").resize(new, Image.Resampling.LANCZOS)
-    return np.clip(np.asarray(resized), 0, None), scale
-
-
-def stretch(image: np.ndarray, percentile: float) -> np.ndarray:
-    """Float intensities -> uint8 with the brightest object pixels at 255, as in every Fashion-MNIST
-    image (maximum 254-255); a percentile, not the maximum, so one extreme pixel cannot set the scale."""
-    inside = image[image > 0]
-    top = float(np.percentile(inside, percentile)) if inside.size else 0.0
-    if top <= 0:
-        return np.zeros(image.shape, np.uint8)
-    return np.clip(image * (255.0 / top), 0, 255).round().astype(np.uint8)
-
-
-def sharpen(image: np.ndarray, scale: float, settings: Settings) -> np.ndarray:
-    """Unsharp mask (radius 1, as the official conversion) to restore edges lost in a real downscale."""
-    if scale < settings.sharpen_min_scale or settings.sharpen_percent <= 0:
-        return image
-    mask = ImageFilter.UnsharpMask(radius=1.0, percent=settings.sharpen_percent, threshold=0)
-    return np.asarray(Image.fromarray(image).filter(mask))
-
-
-def pad_center(image: np.ndarray, size: int) -> np.ndarray:
-    """Pad with black to size x size, the image centred (an odd spare pixel goes first, as in Fashion-MNIST)."""
-    height, width = image.shape
-    top, left = (size - height + 1) // 2, (size - width + 1) // 2
-    canvas = np.zeros((size, size), np.uint8)
-    canvas[top:top + height, left:left + width] = image
-    return canvas

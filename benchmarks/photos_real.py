@@ -1,0 +1,189 @@
+"""Real-photo benchmark: how well does the photo path classify photos people actually take?
+
+    .venv/bin/python benchmarks/photos.py --real ../shared/data/real-photos-dev
+    .venv/bin/python benchmarks/photos.py --real DIR --half odd --sheet /tmp/odd.png --run photo-default
+    .venv/bin/python benchmarks/photos.py --real DIR --phone-size    # also time 12 MP JPEGs
+
+DIR holds labels.csv (columns file, label, ...) and images/. Every photo goes through
+workbench.preprocess.prepare_image and the model, then Grad-CAM (as the app does), and the script
+prints, for the whole set and for the odd- and even-numbered files separately (tune on the odd
+half only): accuracy, per-class accuracy, the main confusions, refusals and their reasons, the
+low-confidence split (flagged = top-1 below the threshold or a preprocessing warning), and p50/p95
+milliseconds for preprocessing and for predict + Grad-CAM. `--sheet` writes a contact sheet:
+photo with the found outline | the 28x28 the model saw | true / predicted and probability.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+           "Ankle boot"]
+
+
+@dataclass
+class Outcome:
+    """One photo's result."""
+    file: str
+    label: int
+    predicted: int = -1                 # -1: refused
+    probability: float = 0.0
+    refusal: str = ""
+    warnings: list[str] = field(default_factory=list)
+    prep_ms: float = 0.0
+    model_ms: float = 0.0
+    image: np.ndarray | None = None     # the 28x28 model input
+    thumb: Image.Image | None = None    # the photo with the outline drawn
+
+
+def load_labels(folder: Path, half: str) -> list[tuple[str, int]]:
+    """(file, label) rows of labels.csv, only odd or even trailing numbers when asked."""
+    with open(folder / "labels.csv", newline="") as handle:
+        rows = [(row["file"], int(row["label"])) for row in csv.DictReader(handle)]
+    return [row for row in rows if half == "all" or file_half(row[0]) == half]
+
+
+def file_half(name: str) -> str:
+    """'odd' or 'even' from the number before the extension (00_tshirt_007.jpg -> odd)."""
+    return "odd" if int(Path(name).stem.rsplit("_", 1)[-1]) % 2 else "even"
+
+
+def run_one(path: Path, label: int, predictor, explainer) -> Outcome:
+    """Preprocess, predict and explain one photo, timing both stages."""
+    from workbench.preprocess import ImageError, prepare_image
+
+    outcome = Outcome(file=path.name, label=label)
+    data = path.read_bytes()
+    started = time.perf_counter()
+    try:
+        prepared = prepare_image(data)
+    except ImageError as exc:
+        outcome.refusal, outcome.prep_ms = str(exc), (time.perf_counter() - started) * 1000
+        return outcome
+    outcome.prep_ms = (time.perf_counter() - started) * 1000
+    started = time.perf_counter()
+    probs = predictor.predict(prepared.image[None])[0]
+    if explainer is not None:
+        explainer.explain(prepared.image[None], int(probs.argmax()))
+    outcome.model_ms = (time.perf_counter() - started) * 1000
+    outcome.predicted, outcome.probability = int(probs.argmax()), float(probs.max())
+    outcome.warnings, outcome.image = list(prepared.warnings), prepared.image
+    outcome.thumb = thumbnail(dict(prepared.steps)["original"], prepared)
+    return outcome
+
+
+def thumbnail(display: np.ndarray, prepared) -> Image.Image:
+    """The display-size photo with the found outline drawn in red."""
+    image = Image.fromarray(display).convert("RGB")
+    scale = image.width / max(prepared.image_size[0], 1)
+    if len(prepared.outline) > 2:
+        points = [(x * scale, y * scale) for x, y in prepared.outline]
+        ImageDraw.Draw(image).line(points + points[:1], fill=(255, 0, 0), width=2)
+    return image
+
+
+def summarise(title: str, outcomes: list[Outcome], low_confidence: float) -> None:
+    """Print accuracy, per class, confusions, refusals, the flagged split and timings."""
+    if not outcomes:
+        return
+    labels = np.array([o.label for o in outcomes])
+    right = np.array([o.predicted == o.label for o in outcomes])
+    refused = [o for o in outcomes if o.predicted < 0]
+    print(f"\n{title}: {right.sum()}/{len(right)} = {right.mean():.1%} right; "
+          f"{len(refused)} refused ({len(refused) / len(right):.1%})")
+    print("  per class: " + ", ".join(f"{CLASSES[c]} {right[labels == c].sum()}/{(labels == c).sum()}"
+                                      for c in sorted(set(labels))))
+    confusions = Counter((CLASSES[o.label], CLASSES[o.predicted]) for o in outcomes
+                         if o.predicted >= 0 and o.predicted != o.label)
+    print("  main confusions: " + ", ".join(f"{t} -> {p} x{n}" for (t, p), n in confusions.most_common(6)))
+    for reason, count in Counter(o.refusal for o in refused).most_common():
+        print(f"  refused x{count}: {reason}")
+    print_flagged(outcomes, right, low_confidence)
+    print_timings(outcomes)
+
+
+def print_flagged(outcomes: list[Outcome], right: np.ndarray, low_confidence: float) -> None:
+    """How often flagged (low top-1 or a preprocessing warning) and unflagged answers are right."""
+    answered = np.array([o.predicted >= 0 for o in outcomes])
+    flagged = np.array([o.probability < low_confidence or bool(o.warnings) for o in outcomes]) & answered
+    warned = np.array([bool(o.warnings) for o in outcomes])
+    calm = answered & ~flagged
+    rate = lambda pick: f"{right[pick].mean():.0%}" if pick.any() else "-"  # noqa: E731
+    print(f"  flagged {flagged.sum()} (top-1 < {low_confidence} or a warning; {warned.sum()} warnings): "
+          f"right {rate(flagged)}; unflagged {calm.sum()}: right {rate(calm)}")
+
+
+def print_timings(outcomes: list[Outcome]) -> None:
+    """p50/p95 milliseconds per photo for preprocessing and for predict + Grad-CAM."""
+    prep = [o.prep_ms for o in outcomes]
+    model = [o.model_ms for o in outcomes if o.predicted >= 0]
+    total = [o.prep_ms + o.model_ms for o in outcomes]
+    print(f"  ms per photo p50/p95: preprocess {np.percentile(prep, 50):.0f}/{np.percentile(prep, 95):.0f}, "
+          f"predict+Grad-CAM {np.percentile(model, 50):.0f}/{np.percentile(model, 95):.0f}, "
+          f"total {np.percentile(total, 50):.0f}/{np.percentile(total, 95):.0f}")
+
+
+def contact_sheet(outcomes: list[Outcome], path: Path, columns: int = 6) -> None:
+    """Per photo: thumbnail with outline | model input x4 | true / predicted (probability)."""
+    cell_w, cell_h = 128 + 112 + 8, 150
+    rows = (len(outcomes) + columns - 1) // columns
+    sheet = Image.new("RGB", (columns * cell_w, rows * cell_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, outcome in enumerate(outcomes):
+        x, y = (i % columns) * cell_w, (i // columns) * cell_h
+        if outcome.thumb is not None:
+            thumb = outcome.thumb.copy()
+            thumb.thumbnail((128, 128))
+            sheet.paste(thumb, (x, y))
+        if outcome.image is not None:
+            sheet.paste(Image.fromarray(outcome.image).resize((112, 112), Image.Resampling.NEAREST), (x + 130, y))
+        colour = (0, 120, 0) if outcome.predicted == outcome.label else (200, 0, 0)
+        guess = CLASSES[outcome.predicted] if outcome.predicted >= 0 else "refused"
+        flag = " !" if outcome.warnings else ""
+        draw.text((x, y + 130), f"{outcome.file[:22]} {CLASSES[outcome.label]} -> {guess} "
+                  f"{outcome.probability:.2f}{flag}", fill=colour)
+    sheet.save(path)
+
+
+def time_phone_size(folder: Path, rows: list[tuple[str, int]], predictor, explainer, count: int = 20) -> None:
+    """p50/p95 ms for photos upscaled to a 12-megapixel phone JPEG (4032x3024, quality 90): what
+    decoding and finding cost at a phone camera's full size."""
+    import io
+    import tempfile
+
+    outcomes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, label in rows[::max(1, len(rows) // count)][:count]:
+            photo = Image.open(folder / "images" / name).convert("RGB")
+            size = (4032, 3024) if photo.width >= photo.height else (3024, 4032)
+            buffer = io.BytesIO()
+            photo.resize(size, Image.Resampling.BICUBIC).save(buffer, format="JPEG", quality=90)
+            path = Path(tmp) / name
+            path.write_bytes(buffer.getvalue())
+            outcomes.append(run_one(path, label, predictor, explainer))
+    print(f"\n12-megapixel JPEGs ({len(outcomes)} dev photos upscaled to 4032x3024):")
+    print_timings(outcomes)
+
+
+def run_real(folder: Path, half: str, predictor, explainer, low_confidence: float,
+             sheet: Path | None, phone_size: bool = False) -> list[Outcome]:
+    """The whole benchmark on one folder; prints the odd, even and whole-set summaries."""
+    rows = load_labels(folder, half)
+    predictor.predict(np.zeros((1, 28, 28), np.uint8))  # warm up: the first call builds the graph
+    outcomes = [run_one(folder / "images" / name, label, predictor, explainer) for name, label in rows]
+    for part in ("odd", "even"):
+        summarise(f"{part} half", [o for o in outcomes if file_half(o.file) == part], low_confidence)
+    summarise(f"all ({half})", outcomes, low_confidence)
+    if phone_size:
+        time_phone_size(folder, rows, predictor, explainer)
+    if sheet:
+        contact_sheet(outcomes, sheet)
+        print(f"\ncontact sheet: {sheet}")
+    return outcomes
