@@ -19,13 +19,14 @@ from workbench.classify import decode_base64, predict_images, prepare_uploads
 from workbench.components import no_run, problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, get_explainer
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
-from workbench.preprocess import prepare_image
+from workbench.preprocess import DISPLAY_SIZE, prepare_image
 
 dash.register_page(__name__, path="/predict", name="Predict", order=1)
 
 MAX_FILES = 12         # images per upload; more is a batch job for `workbench predict`
 PREDICTED = "predicted"
 HIDDEN = "d-none"      # className of the result columns before there is an image (and of the hint after)
+PHOTO_HINT = "Green: the garment found. Not right? Drag a box around the garment to look only there."
 EMPTY_HINT = ("Upload a photo or pick a random test image: its prediction, the 28×28 image the model "
               "sees and why it decided appear here.")
 
@@ -55,27 +56,35 @@ def layout(test: str | None = None, **_):
                            className="mt-2 w-100"),
                 html.Div(id="predict-message", className="mt-2"),
                 dbc.RadioItems(id="predict-item", options=[], value=0, className="mt-2 item-list"),
+                html.Div([
+                    html.Div(PHOTO_HINT, className="small text-muted"),
+                    dcc.Graph(id="predict-photo", config={"displaylogo": False, "modeBarButtons": [["drawrect"]]}),
+                    dbc.Button("Use the whole photo", id="predict-whole", size="sm", color="link", className="p-0"),
+                ], id="predict-photo-box", className=HIDDEN),
                 html.Div(id="predict-steps", className="mt-2"),
-            ], md=12, lg=3),
+            ], md=12, lg=3, className="predict-left"),
             dbc.Col(html.Div(EMPTY_HINT, className="empty-state"), id="predict-empty", md=12, lg=9,
                     className=empty),
             dbc.Col([
+                html.Div(id="predict-caption", className="predict-caption"),
                 dcc.Loading(dcc.Graph(id="predict-bars", config={"displayModeBar": False}), type="dot"),
                 html.Div(id="predict-hint"),
                 dbc.Button("Why not …?", id="predict-whynot", color="link", className="p-0"),
                 html.Div("Click any bar to explain that class instead.", className="small text-muted"),
             ], id="predict-result-bars", md=6, lg=4, className=results),
             dbc.Col([
-                html.Div([
+                dcc.Loading(html.Div([
                     html.Figure([html.Img(id="predict-input", className="big-image"),
                                  html.Figcaption("what the model sees (28×28)")]),
                     html.Figure([html.Img(id="predict-cam", className="big-image"),
                                  html.Figcaption(id="predict-cam-caption")]),
-                ], className="image-pair"),
+                ], className="image-pair"), type="circle", delay_show=150,
+                    overlay_style={"visibility": "visible", "opacity": 0.35}),
                 controls,
             ], id="predict-result-images", md=6, lg=5, className=results),
         ]),
         dcc.Store(id="predict-store", data=initial),
+        dcc.Store(id="predict-photos"),  # data URLs of the accepted uploads: redrawn and re-cropped from here
         dcc.Store(id="predict-probs"),
     ])
 
@@ -120,9 +129,14 @@ def load_uploads(contents: list[str], filenames: list[str]) -> dict:
         if item.error is not None:
             errors.append(f"{item.name}: {item.error}")
             continue
-        items.append({"name": item.name, "pixels": encode(item.prepared.image), "label": None, "slot": slot,
-                      "inverted": bool(item.prepared.inverted)})
+        items.append({"name": item.name, "label": None, "slot": slot, "box": None, **prepared_fields(item.prepared)})
     return {"items": items, "errors": errors}
+
+
+def prepared_fields(prepared) -> dict:
+    """What the store keeps of a prepared photo: the 28x28 pixels (784 bytes), never the photo."""
+    return {"pixels": encode(prepared.image), "inverted": bool(prepared.inverted),
+            "size": list(prepared.image_size), "warnings": list(prepared.warnings)}
 
 
 def upload_bytes(content: str) -> bytes | None:
@@ -133,15 +147,19 @@ def upload_bytes(content: str) -> bytes | None:
         return None
 
 
-@callback(Output("predict-store", "data"), Output("predict-item", "value"),
+@callback(Output("predict-store", "data"), Output("predict-item", "value"), Output("predict-photos", "data"),
           Input("predict-upload", "contents"), Input("predict-random", "n_clicks"),
-          State("predict-upload", "filename"), prevent_initial_call=True)
-def load_images(contents, _clicks, filenames):
+          State("predict-upload", "filename"), State("predict-store", "data"), prevent_initial_call=True)
+def load_images(contents, _clicks, filenames, store):
+    """New images replace the old ones; an upload with no usable image keeps the earlier results."""
     if ctx.triggered_id == "predict-random":
-        return load_test_item(), 0
+        return load_test_item(), 0, None
     if not contents:
-        return no_update, no_update
-    return load_uploads(contents, filenames or [f"upload {i + 1}" for i in range(len(contents))]), 0
+        return no_update, no_update, no_update
+    loaded = load_uploads(contents, filenames or [f"upload {i + 1}" for i in range(len(contents))])
+    if not loaded["items"]:
+        return {"items": (store or {}).get("items", []), "errors": loaded["errors"]}, no_update, no_update
+    return loaded, 0, contents[:MAX_FILES]
 
 
 @callback(Output("predict-message", "children"), Output("predict-item", "options"),
@@ -154,22 +172,80 @@ def list_items(store):
     return messages, options
 
 
-@callback(Output("predict-steps", "children"), Input("predict-item", "value"),
-          Input("predict-store", "data"), State("predict-upload", "contents"))
-def show_steps(item_index, store, contents):
-    """The preprocessing steps of the chosen upload (computed again: the store keeps no big images)."""
+@callback(Output("predict-steps", "children"), Output("predict-photo", "figure"),
+          Output("predict-photo-box", "className"), Input("predict-item", "value"),
+          Input("predict-store", "data"), State("predict-photos", "data"))
+def show_steps(item_index, store, photos):
+    """The chosen upload with the found outline, and its preprocessing steps (computed again: the
+    store keeps no big images)."""
     item = chosen(store, item_index)
-    if item is None or item.get("slot") is None or not contents or item["slot"] >= len(contents):
-        return []
-    data = upload_bytes(contents[item["slot"]])
+    data = photo_bytes(item, photos)
     try:
-        steps = prepare_image(data).steps if data is not None else []
+        prepared = prepare_image(data, box=box_of(item)) if data is not None else None
     except ImageError:
-        return []
+        prepared = None
+    if prepared is None:
+        return [], empty_figure(""), HIDDEN
+    original = prepared.steps[0][1]
+    photo = figures.photo_with_outline(original, prepared.outline, original.shape[1] / prepared.image_size[0],
+                                       box_of(item))
     tiles = [html.Figure([html.Img(src=png_data_url(step_image(image), scale=1), className="step-image"),
-                          html.Figcaption(name)], className="step") for name, image in steps]
+                          html.Figcaption(name)], className="step") for name, image in prepared.steps]
     note = " (light background: intensities inverted)" if item.get("inverted") else ""
-    return [html.Div("Preprocessing" + note, className="small text-muted"), html.Div(tiles, className="steps")]
+    return [html.Div("Preprocessing" + note, className="small text-muted"), html.Div(tiles, className="steps")], \
+        photo, ""
+
+
+@callback(Output("predict-store", "data", allow_duplicate=True),
+          Input("predict-photo", "relayoutData"), Input("predict-whole", "n_clicks"),
+          State("predict-store", "data"), State("predict-item", "value"), State("predict-photos", "data"),
+          prevent_initial_call=True)
+def crop(relayout, _whole, store, item_index, photos):
+    """Look for the garment again, inside the box the user drew (or in the whole photo)."""
+    item = chosen(store, item_index)
+    data = photo_bytes(item, photos)
+    if data is None:
+        return no_update
+    box = None if ctx.triggered_id == "predict-whole" else drawn_box(relayout, item)
+    if box is None and (ctx.triggered_id != "predict-whole" or item.get("box") is None):
+        return no_update
+    try:
+        prepared = prepare_image(data, box=box)
+    except ImageError as exc:
+        return {**store, "errors": [f"{item['name']}: inside the box you drew: {exc}"]}
+    items = [dict(it, box=list(box) if box else None, **prepared_fields(prepared)) if it is item else it
+             for it in store["items"]]
+    return {**store, "items": items, "errors": []}
+
+
+def photo_bytes(item: dict | None, photos: list | None) -> bytes | None:
+    """The uploaded file of an item (None for test images, or when the upload is gone)."""
+    if not item or item.get("slot") is None or not photos or item["slot"] >= len(photos):
+        return None
+    return upload_bytes(photos[item["slot"]])
+
+
+def box_of(item: dict | None) -> tuple[int, int, int, int] | None:
+    return tuple(item["box"]) if item and item.get("box") else None
+
+
+def drawn_box(relayout: dict | None, item: dict) -> tuple[int, int, int, int] | None:
+    """The last rectangle drawn (or moved) on the photo, in the original photo's pixels."""
+    shapes = (relayout or {}).get("shapes")
+    if shapes:
+        shape = shapes[-1]
+    else:  # an existing box dragged: {"shapes[0].x0": ..., ...}
+        keys = {k.split(".")[1]: v for k, v in (relayout or {}).items() if k.startswith("shapes[")}
+        shape = keys if len(keys) == 4 else None
+    if not shape or not item.get("size"):
+        return None
+    scale = max(1.0, max(item["size"]) / DISPLAY_SIZE)  # original pixels per displayed pixel
+    x0, x1 = sorted((shape["x0"], shape["x1"]))
+    y0, y1 = sorted((shape["y0"], shape["y1"]))
+    width, height = item["size"]
+    box = (max(0, round(x0 * scale)), max(0, round(y0 * scale)), min(width, round(x1 * scale)),
+           min(height, round(y1 * scale)))
+    return box if box[2] - box[0] >= 8 and box[3] - box[1] >= 8 else None
 
 
 def step_image(image: np.ndarray, height: int = 84) -> np.ndarray:
@@ -265,18 +341,33 @@ def target_options(names, predicted: str = "") -> list[dict]:
     return [{"label": first, "value": PREDICTED}] + [{"label": n, "value": i} for i, n in enumerate(names)]
 
 
+@callback(Output("predict-caption", "children"), Input("predict-store", "data"), Input("predict-item", "value"))
+def caption(store, item_index):
+    """Which image this is: a test image's index and true class, or the photo's name (and crop)."""
+    item = chosen(store, item_index)
+    if item is None:
+        return ""
+    if item.get("label") is not None:
+        return [html.Strong(item["name"]), f" · true class: {CLASS_NAMES[item['label']]}"]
+    return [html.Strong(item["name"]), " · inside your box" if item.get("box") else ""]
+
+
 def hint(probs: np.ndarray, names: list[str], item: dict):
     notes = []
     top = float(probs.max())
-    if item.get("label") is not None:
+    photo = item.get("label") is None
+    if not photo:
         right = int(probs.argmax()) == item["label"]
         notes.append(dbc.Badge(f"true class: {names[item['label']]}", color="success" if right else "danger",
                                className="me-2"))
-    if top < settings()["low_confidence"]:  # the app's one threshold, shared with the JSON API
-        notes.append(dbc.Alert(f"Low confidence: the top class has only {top:.0%}. The model is unsure; "
-                               "photos far from Fashion-MNIST (cluttered background, several garments, "
-                               "unusual angle) often look like this.", color="warning",
-                               className="low-confidence mt-2 mb-0"))
+    warnings = item.get("warnings") or []
+    if top < settings()["low_confidence"] or warnings:  # the app's one threshold, shared with the JSON API
+        why = ("photos far from Fashion-MNIST (cluttered background, several garments, unusual angle) often "
+               "look like this; drawing a box around the garment on the photo may help." if photo else
+               "this test image sits between classes for this model.")
+        notes.append(dbc.Alert([f"Low confidence: the top class has only {top:.0%}. " if top < settings()[
+            "low_confidence"] else "Treat this answer with care. ", *[w + ". " for w in warnings], why],
+            color="warning", className="low-confidence mt-2 mb-0"))
     return notes
 
 

@@ -140,7 +140,8 @@ def test_predict_one_photo(server, photos, api_schema):
     assert result["inverted"] and sum(result["probabilities"]) == pytest.approx(1, abs=1e-3)
     probabilities = [c["probability"] for c in result["top"]]
     assert len(result["top"]) == 3 and probabilities == sorted(probabilities, reverse=True)
-    assert result["low_confidence"] == (result["probability"] < body["low_confidence_threshold"])
+    assert result["low_confidence"] == (result["probability"] < body["low_confidence_threshold"]
+                                        or bool(result["warnings"]))
     assert Image.open(io.BytesIO(base64.b64decode(result["input_png"]))).size == (28, 28)
     assert body["timing_ms"]["total"] >= body["timing_ms"]["predict"] > 0
 
@@ -169,6 +170,29 @@ def test_predict_with_gradcam(server, photos, api_schema):
     overlay = Image.open(io.BytesIO(base64.b64decode(response.json()["results"][0]["gradcam_png"])))
     assert overlay.size == (112, 112) and overlay.mode == "RGB"
     assert "gradcam" in response.json()["timing_ms"]
+
+
+def test_box_looks_for_the_garment_inside_it(server, photos, api_schema):
+    """Two garments side by side: a box around either one gets that garment's class."""
+    (left, left_label), (right, right_label) = photos[0], photos[1]
+    images = [Image.open(io.BytesIO(data)).convert("RGB") for data in (left, right)]
+    side = max(max(image.size) for image in images)
+    pair = Image.new("RGB", (2 * side, side), "white")
+    for i, image in enumerate(images):
+        pair.paste(image, (i * side, 0))
+    buffer = io.BytesIO()
+    pair.save(buffer, format="PNG")
+    for box, label in ((f"0,0,{side},{side}", left_label), (f"{side},0,{2 * side},{side}", right_label)):
+        response = predict(server, files={"file": ("pair.png", buffer.getvalue())}, params={"box": box})
+        assert response.status_code == 200, response.text
+        api_schema["/api/v1/predict"]["POST"].validate_response(response)
+        assert response.json()["results"][0]["label"] == CLASS_NAMES[label], box
+
+
+@pytest.mark.parametrize("box", ["1,2,3", "10,10,5,20", "a,b,c,d", "-1,0,5,5"])
+def test_a_malformed_box_is_a_bad_parameter(server, photos, api_schema, box):
+    response = predict(server, files={"file": ("p.jpg", photos[0][0])}, params={"box": box})
+    assert "box must be x0,y0,x1,y1" in check_error(response, 400, "bad_parameter", api_schema)["detail"]
 
 
 # ---------------------------------------------------------------------------------------------

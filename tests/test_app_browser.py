@@ -20,6 +20,7 @@ from PIL import Image
 from selenium.common.exceptions import StaleElementReferenceException
 
 from model import runs
+from model.data import CLASS_NAMES
 from test_explain import build_tiny_run
 from workbench.classify import LOW_CONFIDENCE
 
@@ -204,7 +205,7 @@ def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_p
     screenshot(duo, "predict-bad-upload")
 
 
-def test_threshold_override_reaches_the_page_and_a_rejected_upload_clears_the_result(
+def test_threshold_override_reaches_the_page_and_a_rejected_upload_keeps_the_result(
         dash_duo, app_runs, data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_LOW_CONFIDENCE", "1.01")  # read once, when the app is created
     serve(dash_duo, app_runs, data_dir)
@@ -212,17 +213,51 @@ def test_threshold_override_reaches_the_page_and_a_rejected_upload_clears_the_re
     frame = runs.read_predictions(app_runs / run_id)
     confident = frame.assign(c=frame[runs.PROB_COLUMNS].max(axis=1)).sort_values("c", kind="stable").iloc[-1]
     assert confident["c"] >= LOW_CONFIDENCE  # so only the override can flag it
-    duo.wait_for_page(url=f"{duo.server_url}/predict?test={int(confident['index'])}", timeout=WAIT)
+    index, label = int(confident["index"]), CLASS_NAMES[int(confident["label"])]
+    duo.wait_for_page(url=f"{duo.server_url}/predict?test={index}", timeout=WAIT)
     duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)
     duo.wait_for_element("#predict-hint .low-confidence", timeout=WAIT)
+    assert text_of(duo, "#predict-caption") == f"test image #{index} · true class: {label}"
+    assert "photo" not in text_of(duo, "#predict-hint .low-confidence")  # a test image is no photo
+    shown = attribute(duo, "#predict-input", "src")
     (tmp_path / "notes.png").write_text("this is not an image")
     duo.find_element("#predict-upload input[type=file]").send_keys(str(tmp_path / "notes.png"))
     duo.wait_for_contains_text("#predict-message .problem", "notes.png", timeout=WAIT)
-    until(lambda: not attribute(duo, "#predict-input", "src"), timeout=WAIT)  # no stale result
-    assert not attribute(duo, "#predict-cam", "src")
-    assert duo.find_elements("#predict-hint .low-confidence") == []
-    assert displayed(duo, "#predict-empty")
-    assert not displayed(duo, "#predict-bars")
+    assert attribute(duo, "#predict-input", "src") == shown  # the earlier result stays
+    assert displayed(duo, "#predict-bars") and not displayed(duo, "#predict-empty")
+    assert text_of(duo, "#predict-caption") == f"test image #{index} · true class: {label}"
+
+
+def test_photo_shows_the_found_outline_and_a_drawn_box_reruns_the_finder(workbench, tmp_path, data_dir):
+    """The photo with the finder's outline; a box drawn on it looks again inside; the whole photo back."""
+    duo, _ = workbench
+    open_page(duo, "/predict")
+    left = Image.open(garment_photo(tmp_path, data_dir, index=0, name="left.png"))
+    right = Image.open(garment_photo(tmp_path, data_dir, index=1, name="right.png"))
+    pair = Image.new("RGB", (336, 168), "white")
+    pair.paste(left, (0, 0))
+    pair.paste(right, (168, 0))
+    pair.save(tmp_path / "pair.png")
+    duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT).send_keys(str(tmp_path / "pair.png"))
+    duo.wait_for_element("#predict-photo .scatterlayer .trace", timeout=WAIT)  # the found outline
+    duo.wait_for_element("#predict-input[src^='data:image/png']", timeout=WAIT)
+    whole = attribute(duo, "#predict-input", "src")
+    # Draw a box around the right garment, as plotly's drawrect does (in the displayed photo's pixels);
+    # drawn again if the photo was still being redrawn when the first one landed.
+    draw = ("Plotly.relayout(document.querySelector('#predict-photo .js-plotly-plot'), "
+            "{shapes: [{type: 'rect', x0: 135, y0: 5, x1: 252, y1: 123}]});")
+    for _ in range(3):
+        duo.driver.execute_script(draw)
+        try:
+            until(lambda: "inside your box" in text_of(duo, "#predict-caption"), timeout=10)
+            break
+        except TimeoutError:
+            continue
+    assert "inside your box" in text_of(duo, "#predict-caption")
+    until(lambda: attribute(duo, "#predict-input", "src") != whole, timeout=WAIT)
+    duo.find_element("#predict-whole").click()
+    until(lambda: "inside your box" not in text_of(duo, "#predict-caption"), timeout=WAIT)
+    until(lambda: attribute(duo, "#predict-input", "src") == whole, timeout=WAIT)
 
 
 def click_ok(element) -> bool:

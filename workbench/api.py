@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 
 from model import runs
 from model.errors import ImageError, WorkbenchError
-from workbench.classify import Batch, classify, decode_base64, low_confidence_threshold
+from workbench.classify import Batch, classify, decode_base64, low_confidence_threshold, parse_box
 from workbench.inference import get_predictor
 from workbench.limits import ERROR_STATUS, UNLISTED_STATUS, ApiLimits
 from workbench.openapi import openapi_document
@@ -77,7 +77,7 @@ def register_api(server: flask.Flask, runs_dir: Path | str, backend: str = "kera
         options = request_options(limits)
         run_id = check_run(runs_dir, options["run"] or default_run(runs.list_runs(runs_dir)), backend)
         batch = classify(read_uploads(limits), runs_dir, run_id, backend, top=options["top"],
-                         low_confidence=low_confidence, limits=limits.image)
+                         low_confidence=low_confidence, limits=limits.image, box=options["box"])
         answer = batch_answer(batch, runs_dir, options["gradcam"], low_confidence)
         answer["timing_ms"]["total"] = round((time.perf_counter() - started) * 1000, 2)
         return answer
@@ -123,9 +123,9 @@ def request_options(limits: ApiLimits) -> dict:
     """run, top and gradcam from the query string, the form, or the JSON body (in that order)."""
     body = json_body() if flask.request.is_json else {}
     sources = [flask.request.args, flask.request.form if not flask.request.is_json else {}, body]
-    raw = {key: next((s[key] for s in sources if key in s), None) for key in ("run", "top", "gradcam")}
+    raw = {key: next((s[key] for s in sources if key in s), None) for key in ("run", "top", "gradcam", "box")}
     return {"run": parse_run(raw["run"]), "top": parse_top(raw["top"], limits.max_top),
-            "gradcam": parse_flag(raw["gradcam"], "gradcam")}
+            "gradcam": parse_flag(raw["gradcam"], "gradcam"), "box": parse_box(raw["box"])}
 
 
 def json_body() -> dict:

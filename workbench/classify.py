@@ -75,6 +75,22 @@ def decode_base64(text: str) -> bytes:
         raise ImageError(f"the data is not valid base64 ({exc})", "bad_base64") from exc
 
 
+def parse_box(value) -> tuple[int, int, int, int] | None:
+    """A crop box "x0,y0,x1,y1" (or a 4-item list) in the photo's pixels; None when empty.
+    SettingError("bad_parameter") when it is not four whole numbers with x0 < x1 and y0 < y1."""
+    if value is None or value == "":
+        return None
+    parts = value.split(",") if isinstance(value, str) else value
+    try:
+        box = tuple(int(str(v).strip()) for v in parts)
+    except (TypeError, ValueError):
+        box = ()
+    if len(box) != 4 or min(box) < 0 or box[0] >= box[2] or box[1] >= box[3]:
+        raise SettingError(f"box must be x0,y0,x1,y1: four whole pixel numbers with x0 < x1 and y0 < y1, "
+                           f"received {value!r}", "bad_parameter")
+    return box
+
+
 @dataclass
 class Item:
     """One upload on its way through the path: prepared (or failed), then predicted and ranked."""
@@ -99,13 +115,26 @@ class Batch:
         return next((item for item in self.items if item.error is not None), None)
 
 
-def prepare_uploads(uploads: Sequence[tuple[str, bytes]], limits: Limits = Limits()) -> list[Item]:
-    """Every upload through the photo preprocessing; a bad one keeps its ImageError in its item."""
+def answer(item: Item, probs: np.ndarray, class_names: list[str], top: int, low_confidence: float) -> dict:
+    """A prepared item's answer: rank() plus its name and index, how the photo was read, and the
+    preprocessing's warnings (little of the garment found, a person wearing it ...): an answer with
+    a warning is flagged low-confidence whatever its probability."""
+    ranked = rank(probs, class_names, top, low_confidence)
+    warnings = list(item.prepared.warnings)
+    return {"name": item.name, "index": item.index, **ranked,
+            "low_confidence": ranked["low_confidence"] or bool(warnings), "inverted": item.prepared.inverted,
+            "warnings": warnings}
+
+
+def prepare_uploads(uploads: Sequence[tuple[str, bytes]], limits: Limits = Limits(),
+                    box: tuple[int, int, int, int] | None = None) -> list[Item]:
+    """Every upload through the photo preprocessing (inside `box` when given, the user's crop);
+    a bad one keeps its ImageError in its item."""
     items = []
     for index, (name, data) in enumerate(uploads):
         item, started = Item(name=name, index=index), time.perf_counter()
         try:
-            item.prepared = prepare_image(data, limits=limits)
+            item.prepared = prepare_image(data, limits=limits, box=box)
         except ImageError as exc:
             item.error = exc
             item.answer = {"name": name, "index": index, "error": exc.code, "detail": str(exc)}
@@ -120,10 +149,11 @@ def predict_images(runs_dir: Path | str, run_id: str, images: np.ndarray, backen
 
 
 def classify(uploads: Sequence[tuple[str, bytes]], runs_dir: Path | str, run_id: str, backend: str = "keras",
-             *, top: int = 3, low_confidence: float = LOW_CONFIDENCE, limits: Limits = Limits()) -> Batch:
+             *, top: int = 3, low_confidence: float = LOW_CONFIDENCE, limits: Limits = Limits(),
+             box: tuple[int, int, int, int] | None = None) -> Batch:
     """Prepare every upload, predict the good ones in one batch, rank each answer."""
     class_names = artifacts.class_names(runs_dir, run_id)
-    batch = Batch(run_id, backend, class_names, prepare_uploads(uploads, limits))
+    batch = Batch(run_id, backend, class_names, prepare_uploads(uploads, limits, box))
     ready = [item for item in batch.items if item.error is None]
     if not ready:
         return batch
@@ -132,6 +162,5 @@ def classify(uploads: Sequence[tuple[str, bytes]], runs_dir: Path | str, run_id:
     batch.predict_ms = (time.perf_counter() - started) * 1000 / len(ready)
     for item, row in zip(ready, probs):
         item.probs = row
-        item.answer = {"name": item.name, "index": item.index, **rank(row, batch.class_names, top, low_confidence),
-                       "inverted": item.prepared.inverted}
+        item.answer = answer(item, row, batch.class_names, top, low_confidence)
     return batch

@@ -137,3 +137,23 @@ def top_confused_pairs(matrix, class_names: list[str], k: int = 5) -> list[dict]
         rows.append({"true": class_names[r], "predicted": class_names[c], "count": int(counts[r, c]),
                      "share": round(float(shares[r, c]), 3), "row": r, "col": c})
     return rows
+
+
+def photo_with_outline(photo: np.ndarray, outline: list[tuple[int, int]], scale: float,
+                       box: tuple[int, int, int, int] | None = None) -> go.Figure:
+    """The uploaded photo (display size) with the found garment's outline in green and the user's
+    box, if any, dashed; drag on it to draw a new box (plotly's drawrect). `scale` is display pixels
+    per original pixel (outline and box are in the original photo's pixels)."""
+    height, width = photo.shape[:2]
+    fig = go.Figure(go.Image(z=photo, hoverinfo="skip"))
+    if outline:
+        xs, ys = zip(*[(x * scale, y * scale) for x, y in [*outline, outline[0]]])
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#00e676", width=2),
+                                 hoverinfo="skip", name="found garment"))
+    if box:
+        x0, y0, x1, y1 = (v * scale for v in box)
+        fig.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, line=dict(color=ACCENT, dash="dash"))
+    fig.update_layout(dragmode="drawrect", margin=dict(l=0, r=0, t=0, b=0), height=round(260 * height / width)
+                      if width >= height else 260, showlegend=False, newshape=dict(line=dict(color=HIGHLIGHT)),
+                      xaxis=dict(visible=False, range=[0, width]), yaxis=dict(visible=False, range=[height, 0]))
+    return fig

@@ -49,11 +49,14 @@ def _schemas(max_top: int) -> dict:
             "name": {"type": "string"}, "index": {"type": "integer", "minimum": 0},
             "label": {"type": "string"}, "class_id": {"type": "integer", "minimum": 0, "maximum": 9},
             "probability": probability,
-            "low_confidence": {"type": "boolean", "description": "top probability below the threshold"},
+            "low_confidence": {"type": "boolean",
+                               "description": "top probability below the threshold, or a preprocessing warning"},
             "top": {"type": "array", "items": ranked, "minItems": 1, "maxItems": max_top},
             "probabilities": {"type": "array", "items": probability, "minItems": 10, "maxItems": 10,
                               "description": "all classes, in class_names order"},
             "inverted": {"type": "boolean", "description": "the photo was dark-on-light and was negated"},
+            "warnings": {"type": "array", "items": {"type": "string"},
+                         "description": "why the answer deserves less trust (then low_confidence is true)"},
             "input_png": {"type": "string", "format": "byte", "description": "the 28x28 model input, PNG"},
             "gradcam_png": {"type": "string", "format": "byte",
                             "description": "Grad-CAM of the predicted class over the input, 112x112 PNG"}}},
@@ -72,7 +75,9 @@ def _schemas(max_top: int) -> dict:
 def _predict_operation(limits, max_files: int, max_bytes: int, max_top: int) -> dict:
     options = {"run": {"type": "string", "description": "run id (default: the default run)"},
                "top": {"type": "integer", "minimum": 1, "maximum": max_top, "default": 3},
-               "gradcam": {"type": "boolean", "default": False}}
+               "gradcam": {"type": "boolean", "default": False},
+               "box": {"type": "string", "pattern": "^[0-9]+,[0-9]+,[0-9]+,[0-9]+$",
+                       "description": "x0,y0,x1,y1 in the photo's pixels: look for the garment inside this box"}}
     binary = {"type": "string", "format": "binary"}
     return {
         "summary": "Classify garment photos",
