@@ -361,13 +361,14 @@ def hint(probs: np.ndarray, names: list[str], item: dict):
         notes.append(dbc.Badge(f"true class: {names[item['label']]}", color="success" if right else "danger",
                                className="me-2"))
     warnings = item.get("warnings") or []
-    if top < settings()["low_confidence"] or warnings:  # the app's one threshold, shared with the JSON API
-        why = ("photos far from Fashion-MNIST (cluttered background, several garments, unusual angle) often "
+    low = top < settings()["low_confidence"]  # the app's one threshold, shared with the JSON API
+    if low or warnings:
+        why = ("Photos far from Fashion-MNIST (cluttered background, several garments, unusual angle) often "
                "look like this; drawing a box around the garment on the photo may help." if photo else
-               "this test image sits between classes for this model.")
-        notes.append(dbc.Alert([f"Low confidence: the top class has only {top:.0%}. " if top < settings()[
-            "low_confidence"] else "Treat this answer with care. ", *[w + ". " for w in warnings], why],
-            color="warning", className="low-confidence mt-2 mb-0"))
+               "This test image sits between classes for this model.")
+        opening = f"Low confidence: the top class has only {top:.0%}. " if low else "Treat this answer with care. "
+        notes.append(dbc.Alert([opening, *[f"{w[:1].upper()}{w[1:]}. " for w in warnings], why],
+                               color="warning", className="low-confidence mt-2 mb-0"))
     return notes
 
 
