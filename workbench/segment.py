@@ -40,9 +40,9 @@ class FinderSettings:
     seed: str = "rect"              # "rect": all inside the frame probable garment; "colour": see seed_mask
     colour_far: float = 2.5         # Lab distance, in border-spread units, that seeds "garment"
     open_radius: float = 0.012      # share of the side: opening that cuts thin bridges (a hand)
-    min_fraction: float = 0.01      # found less than this share of the picture: nothing found
+    min_fraction: float = 0.01      # found less than this share: other seeds; at last the frame's inside
     poor_fraction: float = 0.06     # found less than this share: flag the answer
-    full_fraction: float = 0.85     # found more than this share: the background was not separable
+    full_fraction: float = 0.8      # found more than this share: the background was not separable
     pair_ratio: float = 0.45        # second part at least this share of the first: a pair
     pair_overlap: float = 0.35      # ... whose column ranges overlap at most this much: side by side
     valley_depth: float = 0.15      # touching pair: the middle column under this share of the peaks
@@ -71,19 +71,24 @@ def find_garment(rgb: np.ndarray, settings: FinderSettings = FinderSettings()) -
     small, scale = reduce(rgb, settings.side)
     if float(small.std(axis=(0, 1)).max()) < 2.0:
         raise NothingFound("nothing stands out from the background: the picture is one flat colour")
-    seeds = seed_mask(small, settings)
-    mask = run_grabcut(small, seeds, settings.iterations)
-    if mask.mean() < settings.min_fraction and settings.seed != "rect":  # colour seeds misled it
-        mask = run_grabcut(small, seed_mask(small, replace(settings, seed="rect")), settings.iterations)
-    mask = clean(mask, settings)
-    if mask.mean() < settings.min_fraction:
-        raise NothingFound(f"no garment found: the region that stands out covers {mask.mean():.1%} of the "
-                           f"picture, under the {settings.min_fraction:.0%} a garment needs")
+    mask = separate(small, settings)
     mask, pair = keep_one_of_pair(mask, settings)
     found = Found(mask=mask, scale=scale, fraction=float(mask.mean()), pair=pair)
     found.turn = 1 if pair and settings.turn_pairs and is_upright(mask) else 0
     found.warnings = quality_warnings(small, found, settings)
     return found
+
+
+def separate(small: np.ndarray, settings: FinderSettings) -> np.ndarray:
+    """GrabCut's cleaned mask. When the colour models settle on "all background" (a plaid shirt on
+    a patterned carpet), other seeds and another k-means start are tried; when all fail, the
+    inside of the frame is kept, which the quality check flags as not separated."""
+    other = replace(settings, seed="colour" if settings.seed == "rect" else "rect")
+    for attempt, rng_seed in ((settings, 0), (other, 0), (settings, 1)):
+        mask = clean(run_grabcut(small, seed_mask(small, attempt), settings.iterations, rng_seed), settings)
+        if mask.mean() >= settings.min_fraction:
+            return mask
+    return ~frame_mask(small.shape[:2], settings.border)
 
 
 def reduce(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
@@ -134,13 +139,14 @@ def colour_distance_from_border(small: np.ndarray, border: float) -> np.ndarray:
     return distances / (3.0 * spread)
 
 
-def run_grabcut(small: np.ndarray, seeds: np.ndarray, iterations: int) -> np.ndarray:
+def run_grabcut(small: np.ndarray, seeds: np.ndarray, iterations: int, rng_seed: int = 0) -> np.ndarray:
     """GrabCut from the seed labels -> bool garment mask (sure or probable foreground)."""
     labels = seeds.copy()
     if not (labels == cv2.GC_PR_FGD).any():
         return np.zeros(labels.shape, bool)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     bgr = np.ascontiguousarray(small[:, :, ::-1])
+    cv2.setRNGSeed(rng_seed)  # GrabCut's k-means start uses OpenCV's global generator: same photo, same mask
     cv2.grabCut(bgr, labels, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
 
