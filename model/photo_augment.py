@@ -7,14 +7,16 @@ workbench.framing) hands the model, imitated from the 28x28 images themselves.
 The finder cuts the garment out of a photo along an imperfect outline, negates its gray shading,
 stretches it between two percentiles onto [floor, 1] and frames it with the longest edge at 28.
 So each copy takes the image's silhouette and
-  - changes its shape a little: eroded or dilated (a loose or tight outline), stretched in one
-    direction (perspective, how it lies), rotated a few degrees, sometimes cut off on one side
+  - changes its shape a little: eroded or dilated (a loose or tight outline), gaps closed, made
+    wider (flat lays) or taller, tilted in perspective, rotated a few degrees, sometimes cut off on one side
     (the frame cut it) or with a bite out of its edge (a shadow or fold counted as background);
   - replaces its intensities: its own shading with a random gamma, sometimes inverted (a white
     garment's folds are dark, a black one's bright), overlaid with a print (stripes, checks,
     blotches) or flattened to near a silhouette, then stretched as framing does;
-  - for footwear, sometimes makes it a pair seen from above: two copies standing up side by side,
-    which is what the finder keeps when the two shoes touch.
+  - for footwear, shows it as shoes are photographed: a pair from above (toe up, side by side: what
+    the finder keeps when two shoes touch), a pair from the side (one behind the other), or one
+    shoe from above turned flat (what it keeps of a split pair); a view from above is made from the
+    side view (the width along the shoe follows the side view's height).
 Training data stays Fashion-MNIST: nothing here looks at any photo.
 """
 
@@ -35,7 +37,10 @@ class PhotoAugment:
     """How far the copies stray from the originals; every value is a probability or a range."""
     work: int = 112                       # px the silhouette is reshaped at (4x: smooth outlines)
     outline_px: tuple[int, int] = (-5, 5)  # erosion (-) / dilation (+) at work size: outline error
-    stretch: float = 0.25                 # max log-aspect change: perspective and how it lies
+    stretch: tuple[float, float] = (-0.1, 0.3)  # log-aspect change, + = wider: flat-lay dev photos are
+                                          # ~0.75x as tall (h/w) as Fashion-MNIST's product shots
+    perspective: float = 0.08             # corner jitter (share of the side): the camera's tilt
+    close_probability: float = 0.3        # gaps (between sleeve and body, legs) bridged as GrabCut does
     rotate: float = 10.0                  # max degrees of rotation (photos are roughly upright)
     cut_probability: float = 0.15         # one side cut off by the frame ...
     cut_share: tuple[float, float] = (0.05, 0.25)  # ... by this share of its length
@@ -44,7 +49,9 @@ class PhotoAugment:
     print_probability: float = 0.3        # a print (stripes, checks, blotches) over the shading
     flat_probability: float = 0.15        # nearly a silhouette: little shading survives
     floor: tuple[float, float] = (0.25, 0.5)  # framing lifts the faintest garment pixel to this share
-    pair_probability: float = 0.35        # footwear only: a pair seen from above
+    pair_probability: float = 0.3         # footwear only: a pair seen from above, toe up
+    side_pair_probability: float = 0.25   # footwear only: a pair from the side, one behind the other
+    above_probability: float = 0.15       # footwear only: one shoe from above, turned flat (a split pair)
 
 
 def expand(images: np.ndarray, labels: np.ndarray, copies: int, seed: int,
@@ -67,8 +74,8 @@ def photo_like(image: np.ndarray, rng: np.random.Generator, settings: PhotoAugme
     if mask.sum() < 20:
         return image.copy()
     shading = intensities(big, mask, rng, settings)
-    if label in FOOTWEAR and rng.random() < settings.pair_probability:
-        shading, mask = as_pair(shading, mask, rng)
+    if label in FOOTWEAR:
+        shading, mask = footwear_view(shading, mask, rng, settings)
     shading, mask = reshape(shading, mask, rng, settings)
     if mask.sum() < 20:
         return image.copy()
@@ -106,15 +113,60 @@ def fabric_print(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray
     return ((blotches - blotches.min()) / max(float(np.ptp(blotches)), 1e-6)).astype(np.float32)
 
 
-def as_pair(shading: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
-    """Two copies of the shoe turned toe-up (as pairs are photographed from above), side by side."""
-    turn = 1 if rng.random() < 0.5 else 3
-    one, one_mask = np.rot90(shading, turn), np.rot90(mask, turn)
-    other = one * rng.uniform(0.8, 1.0)
+def footwear_view(shading: np.ndarray, mask: np.ndarray, rng: np.random.Generator, settings: PhotoAugment):
+    """A side-view shoe as people photograph shoes: a pair from above (toe up), a pair from the side,
+    one shoe from above turned flat (what the finder keeps of a split pair), or as it is."""
+    draw = rng.random()
+    if draw < settings.pair_probability:
+        one, one_mask = top_view(shading, mask, rng)
+        return side_by_side(np.rot90(one, 3), np.rot90(one_mask, 3), rng)
+    draw -= settings.pair_probability
+    if draw < settings.side_pair_probability:
+        return one_behind_other(shading, mask, rng)
+    draw -= settings.side_pair_probability
+    if draw < settings.above_probability:
+        return top_view(shading, mask, rng)
+    return shading, mask
+
+
+def top_view(shading: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+    """A shoe seen from above, made from its side view: along the length (toe left) the width
+    follows the side view's height, each column's shading spread across that width."""
+    columns = np.flatnonzero(mask.any(axis=0))
+    heights = mask[:, columns].sum(axis=0).astype(np.float32)
+    length = len(columns)
+    widest = rng.uniform(0.33, 0.48) * length      # a shoe is ~0.38 as wide as long; perspective widens
+    half = 0.5 * widest * np.sqrt(heights / max(heights.max(), 1))
+    side = int(np.ceil(widest)) + 2
+    rows = np.arange(side, dtype=np.float32)[:, None] - (side - 1) / 2
+    view_mask = np.abs(rows) <= half[None, :]
+    profile = np.array([shading[mask[:, c], c].mean() if mask[:, c].any() else 0.0 for c in columns], np.float32)
+    across = 1.0 - 0.3 * (np.abs(rows) / np.maximum(half[None, :], 1)) ** 2     # rounder at the edges
+    view = np.where(view_mask, profile[None, :] * across, 0.0).astype(np.float32)
+    return np.ascontiguousarray(view), np.ascontiguousarray(view_mask)
+
+
+def side_by_side(one: np.ndarray, one_mask: np.ndarray, rng: np.random.Generator):
+    """Two copies next to each other (the second mirrored, a little dimmer), a small gap between."""
     gap = int(rng.integers(0, 6))
-    pair = np.concatenate([one, np.zeros((one.shape[0], gap), np.float32), other[:, ::-1]], axis=1)
-    pair_mask = np.concatenate([one_mask, np.zeros((one.shape[0], gap), bool), one_mask[:, ::-1]], axis=1)
+    spacer = np.zeros((one.shape[0], gap), np.float32)
+    pair = np.concatenate([one, spacer, one[:, ::-1] * rng.uniform(0.8, 1.0)], axis=1)
+    pair_mask = np.concatenate([one_mask, spacer.astype(bool), one_mask[:, ::-1]], axis=1)
     return np.ascontiguousarray(pair), np.ascontiguousarray(pair_mask)
+
+
+def one_behind_other(shading: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+    """Two side views, the second shifted up and along and hidden behind the first where they meet."""
+    height, width = shading.shape
+    dy, dx = int(rng.uniform(0.1, 0.35) * height), int(rng.uniform(0.1, 0.4) * width)
+    canvas = np.zeros((height + dy, width + dx), np.float32)
+    canvas_mask = np.zeros(canvas.shape, bool)
+    canvas[:height, dx:] = shading * rng.uniform(0.75, 0.95)
+    canvas_mask[:height, dx:] = mask
+    front = np.zeros(canvas.shape, bool)
+    front[dy:, :width] = mask
+    canvas[dy:, :width] = np.where(mask, shading, canvas[dy:, :width])
+    return canvas, canvas_mask | front
 
 
 def reshape(shading: np.ndarray, mask: np.ndarray, rng: np.random.Generator, settings: PhotoAugment):
@@ -126,6 +178,8 @@ def reshape(shading: np.ndarray, mask: np.ndarray, rng: np.random.Generator, set
         if radius > 0:  # pixels gained from the background take the edge's shading
             shading = np.where(grown & ~mask, cv2.blur(shading, (2 * radius + 1,) * 2) + 0.2, shading)
         shading, mask = np.where(grown, shading, 0.0).astype(np.float32), grown
+    if rng.random() < settings.close_probability:
+        shading, mask = close_gaps(shading, mask, rng)
     shading, mask = warp(shading, mask, rng, settings)
     if rng.random() < settings.cut_probability:
         mask = cut_side(mask, rng, settings)
@@ -134,19 +188,33 @@ def reshape(shading: np.ndarray, mask: np.ndarray, rng: np.random.Generator, set
     return np.where(mask, shading, 0.0).astype(np.float32), mask
 
 
+def close_gaps(shading: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+    """A morphological closing of the outline; new pixels take the blurred shading around them."""
+    size = int(rng.uniform(0.06, 0.16) * max(mask.shape)) | 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    closed = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool)
+    weight = cv2.blur(mask.astype(np.float32), (size, size))
+    filled = cv2.blur(shading, (size, size)) / np.maximum(weight, 1e-3)
+    return np.where(closed & ~mask, filled, shading).astype(np.float32), closed
+
+
 def warp(shading: np.ndarray, mask: np.ndarray, rng: np.random.Generator, settings: PhotoAugment):
-    """A random aspect change and a small rotation about the centre, on a canvas that fits them."""
+    """A random aspect change, a small rotation and a perspective tilt, on a canvas that fits them."""
     height, width = shading.shape
-    aspect = np.exp(rng.uniform(-settings.stretch, settings.stretch))
+    aspect = np.exp(rng.uniform(*settings.stretch))
     size = (max(4, round(width * aspect)), max(4, round(height / aspect)))
     shading = cv2.resize(shading, size, interpolation=cv2.INTER_LINEAR)
     mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
     side = int(np.hypot(*size)) + 2
     pad = ((side - size[1]) // 2, (side - size[1] + 1) // 2), ((side - size[0]) // 2, (side - size[0] + 1) // 2)
     shading, mask = np.pad(shading, pad), np.pad(mask, pad)
-    turn = cv2.getRotationMatrix2D((side / 2, side / 2), rng.uniform(-settings.rotate, settings.rotate), 1.0)
-    shading = cv2.warpAffine(shading, turn, (side, side), flags=cv2.INTER_LINEAR)
-    mask = cv2.warpAffine(mask, turn, (side, side), flags=cv2.INTER_NEAREST).astype(bool)
+    turn = np.vstack([cv2.getRotationMatrix2D((side / 2, side / 2),
+                                              rng.uniform(-settings.rotate, settings.rotate), 1.0), [0, 0, 1]])
+    corners = np.float32([[0, 0], [side, 0], [side, side], [0, side]])
+    tilted = corners + rng.uniform(-settings.perspective, settings.perspective, (4, 2)).astype(np.float32) * side
+    matrix = cv2.getPerspectiveTransform(corners, tilted) @ turn
+    shading = cv2.warpPerspective(shading, matrix, (side, side), flags=cv2.INTER_LINEAR)
+    mask = cv2.warpPerspective(mask, matrix, (side, side), flags=cv2.INTER_NEAREST).astype(bool)
     return shading, mask
 
 

@@ -45,14 +45,15 @@ def test_footwear_pairs_are_two_parts_side_by_side(samples):
     images, labels = samples
     shoe = images[np.flatnonzero(labels == 7)[0]]
     always = PhotoAugment(pair_probability=1.0, outline_px=(0, 0), cut_probability=0, bite_probability=0,
-                          rotate=0.0, stretch=0.0)
+                          rotate=0.0, stretch=(0.0, 0.0), perspective=0.0, close_probability=0.0)
     pair = photo_like(shoe, np.random.default_rng(2), always, label=7)
     columns = (pair > 0).sum(axis=0)
     middle = columns[10:18]
     assert middle.min() < 0.3 * columns.max()                  # a gap (or a deep valley) in the middle
     height, width = extent(pair)
     assert height >= 0.6 * width and height > extent(shoe)[0] + 6     # toe up: far taller than the side view
-    never = photo_like(shoe, np.random.default_rng(2), PhotoAugment(pair_probability=0.0), label=7)
+    never = photo_like(shoe, np.random.default_rng(2), PhotoAugment(pair_probability=0.0, side_pair_probability=0.0,
+                                                                    above_probability=0.0), label=7)
     assert extent(never)[1] >= extent(never)[0]                # a single shoe lies flat
 
 

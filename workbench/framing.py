@@ -33,7 +33,8 @@ class FrameSettings:
     floor: float = 0.35            # share of 255 the faintest garment pixel gets: a white shirt stays visible
     low: float = 2.0               # percentile of the garment's negated gray mapped to the floor ...
     high: float = 98.0             # ... and this one to full brightness (robust to highlights and seams)
-    flat: bool = False             # True: a filled silhouette instead of the garment's shading
+    flat: bool = False             # True: a filled silhouette instead of the garment's shading (odd dev
+                                   # half, default run: 39.1 % flat, 53.9 % shaded; floor 0.6: 43.5 %)
 
 
 FINDER = FinderSettings()          # module-level so a benchmark can swap them while comparing
