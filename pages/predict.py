@@ -14,8 +14,9 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
-from workbench import CLASS_NAMES, IMAGE_SIZE, DataError, ExplainError, ImageError, RunError, artifacts, figures
-from workbench.classify import decode_base64, predict_images, prepare_uploads
+from workbench import (CLASS_NAMES, IMAGE_SIZE, DataError, ExplainError, ImageError, RunError, artifacts, figures,
+                       list_runs)
+from workbench.classify import PHOTO_RUN_ID, decode_base64, predict_images, prepare_uploads, run_for_photos
 from workbench.components import no_run, problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, get_explainer
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
@@ -54,6 +55,7 @@ def layout(test: str | None = None, **_):
                     ["Drag and drop photos here, or ", html.A("choose files", className="link-primary")])),
                 dbc.Button("Random test image", id="predict-random", color="secondary", outline=True,
                            className="mt-2 w-100"),
+                photo_run_switch(),
                 html.Div(id="predict-message", className="mt-2"),
                 dbc.RadioItems(id="predict-item", options=[], value=0, className="mt-2 item-list"),
                 html.Div([
@@ -87,6 +89,20 @@ def layout(test: str | None = None, **_):
         dcc.Store(id="predict-photos"),  # data URLs of the accepted uploads: redrawn and re-cropped from here
         dcc.Store(id="predict-probs"),
     ])
+
+
+def photo_run_switch():
+    """"Photos: use the photo-tuned run", shown when that run is there (test images keep the selected run)."""
+    present = PHOTO_RUN_ID in list_runs(settings()["runs_dir"])
+    return dbc.Switch(id="predict-photo-run", value=present, className="mt-2" if present else HIDDEN,
+                      label=f"Classify photos with {PHOTO_RUN_ID}, the model tuned for real photos")
+
+
+def answering_run(item: dict, selected: str | None, use_photo_run: bool) -> str | None:
+    """The run that answers this item: the photo-tuned run for uploaded photos when switched on."""
+    if item.get("slot") is not None and use_photo_run:
+        return run_for_photos(settings()["runs_dir"]) or selected
+    return selected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,12 +316,13 @@ def choose_target(click, _whynot, _store, _item, probs):
           Output("predict-result-images", "className"),
           Input("predict-store", "data"), Input("predict-item", "value"), Input("run-store", "data"),
           Input("predict-method", "value"), Input("predict-target", "value"), Input("predict-layer", "value"),
-          Input("predict-opacity", "value"))
-def explain_item(store, item_index, run_id, method, target, layer, opacity):
+          Input("predict-opacity", "value"), Input("predict-photo-run", "value"))
+def explain_item(store, item_index, selected_run, method, target, layer, opacity, use_photo_run):
     """Everything right of the upload for the chosen image; before there is one, only a hint."""
     item = chosen(store, item_index)
     if item is None:  # nothing uploaded yet, or every upload rejected: no result (and no stale one)
         return (None, None, "", empty_figure(""), None, "", None, [], *visibility(False))
+    run_id = answering_run(item, selected_run, use_photo_run)
     image = decode(item["pixels"])
     if not run_id:
         return (png_data_url(image), None, "", empty_figure(""), no_run(), "", None, [], *visibility(True))
@@ -341,15 +358,19 @@ def target_options(names, predicted: str = "") -> list[dict]:
     return [{"label": first, "value": PREDICTED}] + [{"label": n, "value": i} for i, n in enumerate(names)]
 
 
-@callback(Output("predict-caption", "children"), Input("predict-store", "data"), Input("predict-item", "value"))
-def caption(store, item_index):
-    """Which image this is: a test image's index and true class, or the photo's name (and crop)."""
+@callback(Output("predict-caption", "children"), Input("predict-store", "data"), Input("predict-item", "value"),
+          Input("run-store", "data"), Input("predict-photo-run", "value"))
+def caption(store, item_index, selected_run, use_photo_run):
+    """Which image this is (a test image's index and true class, or the photo's name and crop) and
+    the run that answers it."""
     item = chosen(store, item_index)
     if item is None:
         return ""
     if item.get("label") is not None:
         return [html.Strong(item["name"]), f" · true class: {CLASS_NAMES[item['label']]}"]
-    return [html.Strong(item["name"]), " · inside your box" if item.get("box") else ""]
+    run_id = answering_run(item, selected_run, use_photo_run)
+    return [html.Strong(item["name"]), " · inside your box" if item.get("box") else "",
+            html.Span(f" · run {run_id}", className="text-muted")]
 
 
 def hint(probs: np.ndarray, names: list[str], item: dict):

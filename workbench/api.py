@@ -25,7 +25,8 @@ from werkzeug.exceptions import HTTPException
 
 from model import runs
 from model.errors import ImageError, WorkbenchError
-from workbench.classify import Batch, classify, decode_base64, low_confidence_threshold, parse_box
+from workbench.classify import (Batch, classify, decode_base64, low_confidence_threshold, parse_box,
+                                run_for_photos)
 from workbench.inference import get_predictor
 from workbench.limits import ERROR_STATUS, UNLISTED_STATUS, ApiLimits
 from workbench.openapi import openapi_document
@@ -60,12 +61,14 @@ def register_api(server: flask.Flask, runs_dir: Path | str, backend: str = "kera
     def health():
         available = runs.list_runs(runs_dir)
         return {"status": "ok", "runs": len(available), "default_run": default_run(available),
+                "photo_run": run_for_photos(runs_dir),
                 "backend": backend}
 
     @api.get("/models")
     def models():
         available = runs.list_runs(runs_dir)
-        return {"default": default_run(available), "models": [describe_run(runs_dir, r) for r in available]}
+        return {"default": default_run(available), "photo_default": run_for_photos(runs_dir),
+                "models": [describe_run(runs_dir, r) for r in available]}
 
     @api.get("/openapi.json")
     def openapi():
@@ -75,7 +78,7 @@ def register_api(server: flask.Flask, runs_dir: Path | str, backend: str = "kera
     def predict():
         started = time.perf_counter()
         options = request_options(limits)
-        run_id = check_run(runs_dir, options["run"] or default_run(runs.list_runs(runs_dir)), backend)
+        run_id = check_run(runs_dir, run_for_photos(runs_dir, options["run"]), backend)
         batch = classify(read_uploads(limits), runs_dir, run_id, backend, top=options["top"],
                          low_confidence=low_confidence, limits=limits.image, box=options["box"])
         answer = batch_answer(batch, runs_dir, options["gradcam"], low_confidence)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from model.errors import ImageError, SettingError
+from model.runs import list_runs
 from workbench import artifacts
 from workbench.inference import get_predictor
 from workbench.preprocess import Limits, Prepared, prepare_image
@@ -34,6 +35,10 @@ from workbench.preprocess import Limits, Prepared, prepare_image
 # were flagged; answers above 0.6 were right 96-97% of the time, flagged ones 51-60%.
 LOW_CONFIDENCE = 0.6
 LOW_CONFIDENCE_ENV = "WORKBENCH_LOW_CONFIDENCE"
+# The run that answers photos when none is asked for: the default model fine-tuned on Fashion-MNIST
+# passed through the photo path (model/photo_augment.py), far better on real photos; Fashion-MNIST
+# images themselves keep the selected run.
+PHOTO_RUN_ID = "photo-default"
 
 
 def low_confidence_threshold(environ=os.environ) -> float:
@@ -45,6 +50,17 @@ def low_confidence_threshold(environ=os.environ) -> float:
         return float(value)
     except ValueError:
         raise SettingError(f"{LOW_CONFIDENCE_ENV} must be a number such as 0.6, received {value!r}") from None
+
+
+def run_for_photos(runs_dir: Path | str, run_id: str | None = None) -> str | None:
+    """The run that classifies photos: the one asked for, else PHOTO_RUN_ID when it is there, else
+    the default run (list_runs puts it first); None when there are no runs at all."""
+    if run_id:
+        return run_id
+    available = list_runs(runs_dir)
+    if PHOTO_RUN_ID in available:
+        return PHOTO_RUN_ID
+    return available[0] if available else None
 
 
 def rank(probs: np.ndarray, class_names: list[str], top: int = 3,

@@ -35,9 +35,11 @@ def _schemas(max_top: int) -> dict:
             "index": {"type": "integer", "minimum": 0}, "run": {"type": "string"}}},
         "Health": {"type": "object", "required": ["status", "runs", "default_run", "backend"], "properties": {
             "status": {"type": "string", "enum": ["ok"]}, "runs": {"type": "integer", "minimum": 0},
-            "default_run": {"type": ["string", "null"]}, "backend": {"type": "string"}}},
+            "default_run": {"type": ["string", "null"]}, "backend": {"type": "string"},
+            "photo_run": {"type": ["string", "null"], "description": "the run that answers photos by default"}}},
         "Models": {"type": "object", "required": ["default", "models"], "properties": {
             "default": {"type": ["string", "null"]},
+            "photo_default": {"type": ["string", "null"], "description": "the run that answers photos by default"},
             "models": {"type": "array", "items": {"type": "object", "required": ["run_id", "has_model"],
                        "properties": {"run_id": {"type": "string"}, "recipe": {"type": ["string", "null"]},
                                       "architecture": {"type": ["string", "null"]},
@@ -73,7 +75,8 @@ def _schemas(max_top: int) -> dict:
 
 
 def _predict_operation(limits, max_files: int, max_bytes: int, max_top: int) -> dict:
-    options = {"run": {"type": "string", "description": "run id (default: the default run)"},
+    options = {"run": {"type": "string", "description": "run id (default: the photo-tuned run when present, "
+                                                        "else the default run)"},
                "top": {"type": "integer", "minimum": 1, "maximum": max_top, "default": 3},
                "gradcam": {"type": "boolean", "default": False},
                "box": {"type": "string", "pattern": "^[0-9]+,[0-9]+,[0-9]+,[0-9]+$",

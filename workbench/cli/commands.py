@@ -100,7 +100,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """`workbench predict FILE...`: 0 when every file was classified, 1 when some failed, 2 when none."""
-    from workbench.classify import classify, low_confidence_threshold
+    from workbench.classify import classify, low_confidence_threshold, run_for_photos
 
     low = args.low_confidence if args.low_confidence is not None else low_confidence_threshold()
     answers: list[dict] = [{} for _ in args.files]
@@ -110,12 +110,13 @@ def run_predict(args: argparse.Namespace) -> int:
             readable.append((index, path, read_file(path)))
         except ImageError as exc:
             answers[index] = {"name": path, "index": index, "error": exc.code, "detail": str(exc)}
-    batch = classify([(path, data) for _, path, data in readable], Path(args.runs_dir), args.run, args.backend,
+    run_id = run_for_photos(args.runs_dir, args.run) or runs.DEFAULT_RUN_ID
+    batch = classify([(path, data) for _, path, data in readable], Path(args.runs_dir), run_id, args.backend,
                      top=args.top, low_confidence=low)
     for (index, _, _), item in zip(readable, batch.items):
         answers[index] = {**cli_answer(item, batch), "index": index}
     if args.json:
-        print(json.dumps({"run_id": args.run, "results": answers}, indent=2))
+        print(json.dumps({"run_id": run_id, "results": answers}, indent=2))
     else:
         for answer in answers:
             print(format_text(answer), file=sys.stderr if "error" in answer else sys.stdout)

@@ -8,7 +8,7 @@ import argparse
 
 from model.runs import DEFAULT_RUN_ID, DEFAULT_RUNS_DIR
 from model.runtimes import BACKENDS
-from workbench.classify import LOW_CONFIDENCE  # no TensorFlow at import: --help stays fast
+from workbench.classify import LOW_CONFIDENCE, PHOTO_RUN_ID  # no TensorFlow at import: --help stays fast
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +83,8 @@ def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="classify image files (photos are brought into the Fashion-MNIST domain)")
     p.add_argument("files", nargs="+", help="image files")
     add_runs_dir(p)
-    p.add_argument("--run", default=DEFAULT_RUN_ID, help="run id (default: fast-default)")
+    p.add_argument("--run", default=None, help=f"run id (default: {PHOTO_RUN_ID}, the model tuned for photos, "
+                                               f"when present, else {DEFAULT_RUN_ID})")
     p.add_argument("--backend", choices=BACKENDS, default="keras",
                    help="prediction runtime (default keras)")
     p.add_argument("--top", type=int, default=3, help="classes to show per image (default 3)")
