@@ -21,6 +21,8 @@ from model.import_onnx import GRAY_MEAN, GRAY_STD, IMAGENET_MEAN, IMAGENET_STD, 
 
 MIN_GRADCAM_MAP = 4  # the Grad-CAM layer's map must be at least 4x4 to say where in the image
 CONV_TYPES = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose")
+CONV_MAP_TYPES = CONV_TYPES + ("Add", "Concatenate", "Activation", "ReLU", "LeakyReLU", "BatchNormalization")
+# ^ layers whose output is still a convolution's map (a ResNet block ends in Add); pooling is not
 
 
 def preprocess(x, conv: InputConvention):
@@ -104,11 +106,13 @@ def move_softmax_out(model) -> None:
 
 
 def gradcam_layer(model) -> str | None:
-    """The last layer at or after the first convolution with an (N, H, W, C) output of >= 4x4."""
+    """The last convolution output (a conv layer, or an Add / activation / batch norm after one)
+    with an (N, H, W, C) map of at least 4x4; None when there is none (an MLP)."""
     seen_conv, chosen = False, None
     for layer in model.layers:
-        seen_conv = seen_conv or type(layer).__name__ in CONV_TYPES
+        kind = type(layer).__name__
+        seen_conv = seen_conv or kind in CONV_TYPES
         shape = getattr(getattr(layer, "output", None), "shape", None)
-        if seen_conv and shape is not None and len(shape) == 4 and min(shape[1] or 0, shape[2] or 0) >= MIN_GRADCAM_MAP:
+        if seen_conv and kind in CONV_MAP_TYPES and shape is not None and len(shape) == 4 and min(shape[1] or 0, shape[2] or 0) >= MIN_GRADCAM_MAP:
             chosen = layer.name
     return chosen

@@ -78,9 +78,10 @@ class KerasCandidate:
     """A loaded Keras model: probe a scale, then save the wrapped flat model.keras."""
 
     def __init__(self, source: ModelSource, trust_code: bool):
-        from model.import_formats import load_keras
+        from model.import_formats import code_layers, keras_config, load_keras
 
         self.model = load_keras(source, trust_code)
+        self.has_code = bool(code_layers(keras_config(source)))  # trusted Lambda / custom layers
         if len(self.model.inputs) != 1 or len(self.model.outputs) != 1:
             raise ImportModelError(f"{source.name} has {len(self.model.inputs)} inputs and "
                                    f"{len(self.model.outputs)} outputs; expected one of each", "wrong_outputs")
@@ -100,6 +101,12 @@ class KerasCandidate:
             move_softmax_out(self.model)
             logits, softmax = True, "moved from the last layer into `predictions`"
         wrapped = wrap_keras(self.model, conv, "softmax" if logits else "linear", order)
+        if self.has_code:  # its code ran once, trusted; the run holds only a graph the workbench can load safely
+            from model.export import export_onnx
+
+            export_onnx(wrapped, folder / runs.ONNX_MODEL)
+            return {"gradcam_layer": None, "softmax": softmax, "model_file": runs.ONNX_MODEL,
+                    "architecture": f"imported {wrapped.name} (with code: run as ONNX)"}
         wrapped.save(folder / runs.MODEL)
         layer = gradcam_layer(wrapped)
         return {"gradcam_layer": layer, "softmax": softmax, "model_file": runs.MODEL,
@@ -195,8 +202,9 @@ def choose_scale(candidate, shape_conv: InputConvention, scale: str | None, imag
 
 def import_model(path: Path | str, runs_dir: Path | str, run_id: str, input_scale: str | None = None,
                  class_order: str | None = None, trust_code: bool = False, data_dir=None,
-                 progress=lambda message: None) -> ImportResult:
-    """Import the model at `path` as runs_dir/run_id; `progress(message)` hears each step."""
+                 progress=lambda message: None, splits=None) -> ImportResult:
+    """Import the model at `path` as runs_dir/run_id; `progress(message)` hears each step.
+    `splits` (model.data.Splits) saves reading the data again when importing several models."""
     started = time.perf_counter()
     run_dir = Path(runs_dir) / runs.check_run_id(run_id)
     if run_dir.exists():
@@ -210,7 +218,7 @@ def import_model(path: Path | str, runs_dir: Path | str, run_id: str, input_scal
     candidate = load_candidate(source, trust_code)
     shape_conv = input_convention(candidate.input_shape)
     progress("loading the validation and test images")
-    splits = load_splits(data_dir, progress=False)
+    splits = splits or load_splits(data_dir, progress=False)
     probe = slice(0, SETTINGS.probe_images)
     progress("choosing the input scale on validation images")
     conv, logits, notes = choose_scale(candidate, shape_conv, input_scale, splits.val.images[probe],
