@@ -15,7 +15,7 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 
 from workbench import WorkbenchError, list_runs
 from workbench.components import problem, settings
-from workbench.imports import UPLOAD_SUFFIXES, job_status, max_model_bytes, start_import
+from workbench.imports import job_status, max_model_bytes, start_import
 
 dash.register_page(__name__, path="/import", name="Import a model", order=5)
 
@@ -27,7 +27,7 @@ SCALES = [{"label": "work it out (try 0-1 and 0-255 on validation images)", "val
 
 def layout(**_):
     form = dbc.Card(dbc.CardBody([
-        dcc.Upload(id="import-upload", className="upload-zone", accept=",".join(UPLOAD_SUFFIXES),
+        dcc.Upload(id="import-upload", className="upload-zone",  # any file: a wrong one gets a message
                    children=html.Div(["Drop a model file here (.keras, legacy .h5, .onnx), or ",
                                       html.A("choose a file", className="link-primary")])),
         html.Div(id="import-file", className="small text-muted mt-1"),
