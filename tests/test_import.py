@@ -63,6 +63,8 @@ def build_models(folder: Path, data_dir: Path) -> dict[str, Path]:
     resnet = train(keras.Model(inp, layers.Dense(10)(layers.Flatten()(h))), rgb32(x), True)
     resnet.save(paths.setdefault("resnet", folder / "resnet32.keras"))
     resnet.export(str(paths.setdefault("onnx", folder / "resnet32.onnx")), format="onnx", verbose=False)
+    resnet.export(str(paths.setdefault("savedmodel", folder / "resnet32_savedmodel")), format="tf_saved_model",
+                  verbose=False)
 
     # A Keras 2 style .h5 full model (HDF5 with model_config): (28, 28) input in 0..255.
     inp = keras.Input((28, 28))
@@ -222,6 +224,15 @@ def test_onnx_export_with_logits_runs_in_onnx_runtime(imported, models, test_set
     assert probs.shape == (20, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     with pytest.raises(ExplainError, match="ONNX Runtime"):
         get_explainer(imported, "onnx")
+
+
+def test_tf_saved_model_folder_becomes_onnx(models, tmp_path, data_dir, test_set):
+    images, labels = test_set
+    result = import_model(models["savedmodel"], tmp_path, "tf", input_scale="0-1", data_dir=data_dir)
+    config = runs.read_config(result.run_dir)
+    assert config["imported"]["format"] == "savedmodel" and config["model_file"] == runs.ONNX_MODEL
+    assert config["imported"]["sha256"] == hashlib.sha256((models["savedmodel"] / "saved_model.pb").read_bytes()).hexdigest()
+    check_against_own(result.run_dir, own_predictions(models["resnet"], rgb32(images)), labels)
 
 
 def test_lambda_layer_refused_by_name_unless_trusted(models, tmp_path, data_dir):
