@@ -40,6 +40,8 @@ class ImportSettings:
                                # class tells 10 % (wrong scale) from 80 % (right one) beyond doubt
     batch_size: int = 250      # prediction batch: small enough for a 224 px ResNet50 in a few GB
     probability_tolerance: float = 1e-3  # rows summing to 1 within this (and >= 0) are probabilities
+    close_scales: float = 0.02           # scales within 2 points on the probe images: say the choice is weak
+                                         # (a ReLU net without much bias barely cares about the scale)
 
 
 SETTINGS = ImportSettings()
@@ -128,7 +130,12 @@ class OnnxCandidate:
         from model.import_onnx import onnx_session, wrap_onnx
 
         session = onnx_session(wrap_onnx(self.proto, conv, logits=False), self.name)
-        return _predict_batches(lambda x: session.run(None, {"image": x})[0], images)
+        try:
+            return _predict_batches(lambda x: session.run(None, {"image": x})[0], images)
+        except Exception as exc:  # onnxruntime's Fail / InvalidArgument: e.g. a graph fixed to a batch of 1
+            raise ImportModelError(f"{self.name} fails on a batch of 28x28 images adapted to its input "
+                                   f"({type(exc).__name__}: {str(exc)[:300]}); export it with a dynamic batch "
+                                   "axis", "unsupported_model") from exc
 
     def save(self, folder: Path, conv: InputConvention, logits: bool, order: list[int] | None) -> dict:
         import onnx
@@ -187,8 +194,10 @@ def choose_scale(candidate, shape_conv: InputConvention, scale: str | None, imag
     best = max(tried, key=lambda k: tried[k][2])
     if not scale:
         scores = ", ".join(f"{k}: {v[2]:.1%}" for k, v in tried.items())
-        notes.append(f"input scale {best}: the better accuracy on {len(labels)} validation images ({scores}); "
-                     "pass --input-scale to choose yourself")
+        close = abs(tried["0-1"][2] - tried["0-255"][2]) < SETTINGS.close_scales
+        notes.append(f"input scale {best}: the better accuracy on {len(labels)} validation images ({scores})"
+                     + ("; the two are close, so pass --input-scale if you know the model's scale" if close
+                        else "; pass --input-scale to choose yourself"))
     else:
         notes.append(f"input scale {best} (from --input-scale): {tried[best][2]:.1%} on {len(labels)} validation images")
     conv, logits, _ = tried[best]

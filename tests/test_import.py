@@ -303,3 +303,27 @@ def test_cli_import_prints_the_convention_and_refuses_a_taken_id(models, tmp_pat
     assert cli.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "already exists" in err
+
+
+def test_nested_base_model_is_flattened_with_imagenet_preprocessing():
+    """The study's shape: Sequential([ResNet-like base model, pooling, Dense softmax]) at 32 px RGB."""
+    import keras
+    from keras import layers
+
+    from model.import_formats import input_convention
+    from model.import_keras import gradcam_layer, wrap_keras
+
+    base_in = keras.Input((32, 32, 3))
+    base = keras.Model(base_in, layers.Conv2D(4, 3, padding="same", name="base_conv")(base_in), name="base")
+    model = keras.Sequential([keras.Input((32, 32, 3)), base, layers.GlobalAveragePooling2D(),
+                              layers.Dense(10, activation="softmax")])
+    wrapped = wrap_keras(model, input_convention(model.input_shape, "imagenet"), "linear")
+    names = [layer.name for layer in wrapped.layers]
+    assert "base" not in names and "base_conv" in names and names[-1] == "predictions"
+    assert not any(isinstance(layer, keras.Model) for layer in wrapped.layers)
+    assert gradcam_layer(wrapped) == "base_conv"
+    images = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1)).astype("float32")
+    rgb = np.repeat(images / 255, 3, axis=-1)
+    expected = model.predict((np.asarray(keras.ops.image.resize(rgb, (32, 32))) - [0.485, 0.456, 0.406])
+                             / [0.229, 0.224, 0.225], verbose=0)
+    assert np.allclose(wrapped.predict(images, verbose=0), expected, atol=1e-5)
