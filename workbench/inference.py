@@ -33,7 +33,7 @@ def get_predictor(runs_dir: Path | str, run_id: str, backend: str = "keras"):
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
     run_dir = runs.run_path(runs_dir, run_id)
-    model_file = runs.model_file(run_dir)
+    model_file = cached("model-file", run_dir / runs.CONFIG, lambda: runs.model_file(run_dir))  # no JSON per request
     if model_file.name == runs.ONNX_MODEL:  # an imported ONNX-only run: ONNX Runtime whatever the backend
         return cached("predictor", model_file, lambda: predictor_for_file(model_file), "imported-onnx")
     return cached("predictor", run_dir / runs.MODEL, lambda: _load(run_dir, backend), backend)
