@@ -65,7 +65,8 @@ def headline(runs_dir, run_id: str):
         if "imported" not in config else
         metric_card("training", "imported", str(config["imported"].get("source", "?"))),
         metric_card("model", str(config.get("architecture", "?")),
-                    f"recipe {config.get('recipe', '?')}, {config.get('epochs', '?')} epochs"),
+                    f"recipe {config.get('recipe', '?')}, {config.get('epochs', '?')} epochs" if "imported" not in config
+                    else f"imported {config['imported'].get('format', '?')} file, {config.get('softmax', '')}"),
     ]
     return dbc.Row([dbc.Col(c, xs=6, md=4, xl=True) for c in cards], className="g-3 mb-3")
 

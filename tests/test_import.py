@@ -19,6 +19,8 @@ from model.errors import ImportModelError, RunError
 from model.importer import import_model, parse_class_order
 from workbench import cli
 
+pytestmark = pytest.mark.slow  # trains five tiny models and imports them (about a minute on 2 cores)
+
 N_FIT = 1000   # training images for the tiny models: enough for well above chance in a second
 
 
@@ -208,7 +210,7 @@ def test_keras2_style_h5(imported, models, test_set):
     check_against_own(imported / "h5", own_predictions(models["h5"], images.astype("float32")), labels)
 
 
-def test_onnx_export_with_logits_runs_in_onnx_runtime(imported, models, test_set):
+def test_onnx_export_with_logits_runs_in_onnx_runtime(imported, models, test_set, data_dir):
     images, labels = test_set
     config = check_complete(imported / "onnx", models["onnx"], runs.ONNX_MODEL)
     assert config["imported"]["format"] == "onnx" and config["logits_detected"] is True
@@ -224,6 +226,18 @@ def test_onnx_export_with_logits_runs_in_onnx_runtime(imported, models, test_set
     assert probs.shape == (20, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     with pytest.raises(ExplainError, match="ONNX Runtime"):
         get_explainer(imported, "onnx")
+    from model.errors import ExportError
+    from model.export import export_and_check
+
+    with pytest.raises(ExportError, match="already its model"):
+        export_and_check(imported / "onnx", "tflite", data_dir=data_dir)
+
+
+def test_export_works_on_an_imported_keras_run(imported, data_dir):
+    from model.export import export_and_check
+
+    path, result = export_and_check(imported / "mlp", "onnx", data_dir=data_dir)
+    assert path.name == runs.ONNX_MODEL and result.within()
 
 
 def test_tf_saved_model_folder_becomes_onnx(models, tmp_path, data_dir, test_set):
