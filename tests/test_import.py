@@ -72,7 +72,7 @@ def build_models(folder: Path, data_dir: Path) -> dict[str, Path]:
     inp = keras.Input((28, 28))
     h = layers.Dense(32, activation="tanh")(layers.Flatten()(layers.Rescaling(1 / 255)(inp)))
     legacy = train(keras.Model(inp, layers.Dense(10, activation="softmax")(h)), x, False)
-    legacy.save(paths.setdefault("h5", folder / "legacy.h5"))
+    write_keras2_h5(legacy, paths.setdefault("h5", folder / "legacy.h5"))
 
     # A model with a Lambda layer: its code would run on load.
     inp = keras.Input((28, 28, 1))
@@ -80,6 +80,37 @@ def build_models(folder: Path, data_dir: Path) -> dict[str, Path]:
     lam = keras.Model(inp, layers.Dense(10, activation="softmax")(layers.Flatten()(h)))
     lam.save(paths.setdefault("lambda", folder / "lambda.keras"))
     return paths
+
+
+def write_keras2_h5(model, path: Path) -> None:
+    """The model as Keras 2.x wrote a full .h5 model: Keras 3's legacy HDF5 writer (the same weight
+    layout), then model_config rewritten in Keras 2's config format and keras_version 2.8.0."""
+    import json
+
+    import h5py
+
+    model.save(path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["model_config"] = json.dumps(keras2_config(json.loads(f.attrs["model_config"])))
+        f.attrs["keras_version"] = "2.8.0"
+
+
+def keras2_config(value):
+    """A Keras 3 model config in Keras 2's format: no module / registered_name, dtypes as strings,
+    inbound_nodes as [[[layer, node, tensor, {}]]], InputLayer's batch_input_shape."""
+    if isinstance(value, list):
+        return [keras2_config(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if value.get("class_name") == "DTypePolicy":
+        return value["config"]["name"]
+    dropped = ("module", "registered_name", "build_config", "compile_config", "optional")
+    out = {("batch_input_shape" if k == "batch_shape" else k): keras2_config(v)
+           for k, v in value.items() if k not in dropped}
+    if "inbound_nodes" in value:
+        out["inbound_nodes"] = [[[*arg["config"]["keras_history"], {}] for arg in node["args"]]
+                                for node in value["inbound_nodes"]]
+    return out
 
 
 def rgb32(images: np.ndarray) -> np.ndarray:
@@ -202,8 +233,8 @@ def test_keras2_style_h5(imported, models, test_set):
     images, labels = test_set
     import h5py
 
-    with h5py.File(models["h5"], "r") as f:
-        assert "model_config" in f.attrs  # the legacy full-model layout
+    with h5py.File(models["h5"], "r") as f:  # the Keras 2 full-model layout
+        assert f.attrs["keras_version"] == "2.8.0" and '"module"' not in f.attrs["model_config"]
     config = check_complete(imported / "h5", models["h5"])
     assert config["imported"]["format"] == "h5"
     assert config["input_convention"]["layout"] == "hw" and config["input_convention"]["scale"] == "0-255"
