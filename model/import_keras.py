@@ -113,6 +113,7 @@ def gradcam_layer(model) -> str | None:
         kind = type(layer).__name__
         seen_conv = seen_conv or kind in CONV_TYPES
         shape = getattr(getattr(layer, "output", None), "shape", None)
-        if seen_conv and kind in CONV_MAP_TYPES and shape is not None and len(shape) == 4 and min(shape[1] or 0, shape[2] or 0) >= MIN_GRADCAM_MAP:
+        spatial = shape is not None and len(shape) == 4 and min(shape[1] or 0, shape[2] or 0) >= MIN_GRADCAM_MAP
+        if seen_conv and kind in CONV_MAP_TYPES and spatial:
             chosen = layer.name
     return chosen

@@ -199,7 +199,8 @@ def choose_scale(candidate, shape_conv: InputConvention, scale: str | None, imag
                      + ("; the two are close, so pass --input-scale if you know the model's scale" if close
                         else "; pass --input-scale to choose yourself"))
     else:
-        notes.append(f"input scale {best} (from --input-scale): {tried[best][2]:.1%} on {len(labels)} validation images")
+        notes.append(f"input scale {best} (from --input-scale): {tried[best][2]:.1%} on {len(labels)} "
+                     "validation images")
     conv, logits, _ = tried[best]
     notes.append("outputs are logits (rows are not probabilities): a softmax is added" if logits
                  else "outputs are probabilities")

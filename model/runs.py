@@ -47,11 +47,12 @@ DEFAULT_RUN_ID = "fast-default"
 
 
 def list_runs(runs_dir: Path | str = DEFAULT_RUNS_DIR) -> list[str]:
-    """Run ids (folder names holding a config.json), newest first, the default run always first."""
+    """Run ids (folder names holding a config.json), newest first, the default run always first.
+    Hidden folders (an import being written, or one killed halfway) are not runs."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    runs = [p for p in runs_dir.iterdir() if (p / CONFIG).is_file()]
+    runs = [p for p in runs_dir.iterdir() if (p / CONFIG).is_file() and not p.name.startswith(".")]
     runs.sort(key=lambda p: (p.name != DEFAULT_RUN_ID, -(p / CONFIG).stat().st_mtime))
     return [p.name for p in runs]
 
