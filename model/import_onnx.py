@@ -34,12 +34,22 @@ def read_onnx(path: Path):
     import onnx
 
     try:
-        proto = onnx.load(str(path))
+        proto = onnx.load(str(path), load_external_data=False)  # never read other files named by the model
+    except Exception as exc:  # DecodeError ... for a damaged or foreign file
+        raise _corrupt(path, exc) from exc
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        raise ImportModelError(f"{Path(path).name} keeps its weights in separate files (ONNX external data); "
+                               "save the model as one .onnx file", "unsupported_model")
+    try:
         onnx.checker.check_model(proto)
-    except Exception as exc:  # DecodeError, ValidationError ... for a damaged or foreign file
-        raise ImportModelError(f"{Path(path).name} is not a readable ONNX model: the file is corrupt "
-                               f"({type(exc).__name__}: {str(exc)[:200]})", "corrupt_model") from exc
+    except Exception as exc:  # ValidationError for a graph that is not valid ONNX
+        raise _corrupt(path, exc) from exc
     return proto
+
+
+def _corrupt(path: Path, exc: Exception) -> ImportModelError:
+    return ImportModelError(f"{Path(path).name} is not a readable ONNX model: the file is corrupt "
+                            f"({type(exc).__name__}: {str(exc)[:200]})", "corrupt_model")
 
 
 def _graph_inputs(graph) -> list:

@@ -441,3 +441,15 @@ def test_an_unfinished_import_folder_is_not_a_run(tmp_path):
     hidden.mkdir()
     runs.write_json(hidden, runs.CONFIG, {"run_id": "half"})
     assert runs.list_runs(tmp_path) == []
+
+
+def test_onnx_with_external_data_files_is_refused(tmp_path, data_dir):
+    import onnx
+
+    torch_style_onnx(tmp_path / "torch.onnx")
+    model = onnx.load(str(tmp_path / "torch.onnx"))
+    onnx.save_model(model, str(tmp_path / "split.onnx"), save_as_external_data=True, location="weights.bin",
+                    size_threshold=0)
+    with pytest.raises(ImportModelError, match="separate files") as refused:
+        import_model(tmp_path / "split.onnx", tmp_path / "runs", "split", data_dir=data_dir)
+    assert refused.value.code == "unsupported_model" and not (tmp_path / "runs" / "split").exists()
