@@ -170,7 +170,8 @@ def _model(run_dir: Path, config: dict):
 
 
 def evaluate_run(run_dir: Path, test: Split | None = None, data_dir=None) -> dict:
-    """Evaluate run_dir's model (model.keras, or an imported run's model.onnx) on the test set; write metrics, predictions, confusion and plots."""
+    """Evaluate run_dir's model (model.keras, or an imported run's model.onnx) on the test set; write
+    metrics, predictions, confusion and plots (no learning curves for an imported run: no history)."""
     run_dir = Path(run_dir)
     config = runs.read_config(run_dir)
     history = None if runs.is_imported(config) else runs.read_history(run_dir)

@@ -246,9 +246,7 @@ def import_model(path: Path | str, runs_dir: Path | str, run_id: str, input_scal
         progress("evaluating on the 10,000 test images")
         from model.evaluate import evaluate_run
 
-        metrics = evaluate_run(tmp, test=splits.test)
-        metrics["run_id"] = run_id
-        runs.write_json(tmp, runs.METRICS, metrics)
+        metrics = evaluate_run(tmp, test=splits.test)  # metrics.json names config.json's run_id
         if run_dir.exists():
             raise RunError(f"run {run_id!r} appeared in {runs_dir} during the import; choose another --run-id",
                            "run_exists")
