@@ -72,3 +72,9 @@ class SettingError(WorkbenchError, ValueError):
     """An environment variable or option holds a value the workbench cannot use."""
 
     code = "bad_setting"
+
+
+class ImportModelError(WorkbenchError):
+    """A model file that cannot be imported as a run (not a model, wrong shape, unsafe code, ...)."""
+
+    code = "import_error"

@@ -152,12 +152,30 @@ def predict(model, images: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarr
     return np.asarray(probs, dtype=np.float64), len(x) / (time.perf_counter() - started)
 
 
+class _OnnxModel:
+    """An imported ONNX-only run's model.onnx behind Keras' `predict(x, batch_size, verbose)`."""
+
+    def __init__(self, path: Path):
+        from model.runtimes import OnnxPredictor
+
+        self.predictor = OnnxPredictor(path)
+
+    def predict(self, x: np.ndarray, batch_size: int, verbose: int = 0) -> np.ndarray:
+        return np.concatenate([self.predictor.predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def _model(run_dir: Path, config: dict):
+    path = runs.model_file(run_dir, config)
+    return _OnnxModel(path) if path.name == runs.ONNX_MODEL else runs.load_model(run_dir)
+
+
 def evaluate_run(run_dir: Path, test: Split | None = None, data_dir=None) -> dict:
-    """Evaluate run_dir's model.keras on the test set; write metrics, predictions, confusion and plots."""
+    """Evaluate run_dir's model (model.keras, or an imported run's model.onnx) on the test set; write
+    metrics, predictions, confusion and plots (no learning curves for an imported run: no history)."""
     run_dir = Path(run_dir)
     config = runs.read_config(run_dir)
-    history = runs.read_history(run_dir)
-    model = runs.load_model(run_dir)
+    history = None if runs.is_imported(config) else runs.read_history(run_dir)
+    model = _model(run_dir, config)
     if test is None:
         test = load_splits(data_dir, val_size=0, progress=False).test
     class_names = config.get("class_names", list(CLASS_NAMES))
@@ -165,7 +183,8 @@ def evaluate_run(run_dir: Path, test: Split | None = None, data_dir=None) -> dic
     probs, images_per_second = predict(model, test.images)
     metrics = classification_metrics(test.labels, probs, class_names)
     confusion = metrics.pop("confusion")
-    metrics.update(training_speed(history, int(config.get("n_train", 0))))
+    if history is not None:
+        metrics.update(training_speed(history, int(config.get("n_train", 0))))
     metrics["inference_images_per_second"] = round(images_per_second, 1)
     # For information only: averaging with the mirrored image (not part of the saved model).
     flipped, _ = predict(model, test.images[:, :, ::-1])
@@ -175,6 +194,7 @@ def evaluate_run(run_dir: Path, test: Split | None = None, data_dir=None) -> dic
     runs.write_predictions(run_dir, test.labels, probs, test.indices)
     runs.write_confusion(run_dir, confusion, class_names)
     runs.write_json(run_dir, runs.METRICS, metrics)
-    plot_learning_curves(history, run_dir / runs.CURVES_PNG)
+    if history is not None:
+        plot_learning_curves(history, run_dir / runs.CURVES_PNG)
     plot_confusion(confusion, class_names, run_dir / runs.CONFUSION_PNG)
     return metrics

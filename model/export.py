@@ -215,6 +215,9 @@ def export_and_check(run_dir: Path, fmt: str, quantize: str = "none", data_dir=N
     from model.data import load_splits
 
     export_filename(fmt, quantize)  # validate the combination before any slow work
+    if runs.model_file(run_dir).name == runs.ONNX_MODEL:
+        raise ExportError(f"run {Path(run_dir).name!r} was imported as an ONNX graph: {runs.ONNX_MODEL} is already "
+                          "its model (standard input and output); TFLite export needs a Keras model")
     model = runs.load_model(run_dir)
     splits = load_splits(data_dir, progress=False)
     representative = representative_images(splits.train.images) if quantize == "int8" else None

@@ -6,6 +6,8 @@ Training writes a run folder; the workbench, the API and the exporters only read
       config.json              the recipe and every setting (plus "gradcam_layer", "class_names")
       history.csv              epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds
       model.keras              the Keras model: input (28, 28, 1) float32 pixels 0..255, output softmax 10
+                               (an imported ONNX or SavedModel run has model.onnx instead, same input and
+                               output, and config.json says "model_file": "model.onnx"; it has no history.csv)
       metrics.json             test accuracy with its bootstrap 95% interval, per-class scores, ECE, timing
       test_predictions.parquet index, label, predicted, prob_0 .. prob_9
       confusion_matrix.csv     10 x 10 counts, rows = true class, columns = predicted class
@@ -29,6 +31,7 @@ from model.errors import RunError
 CONFIG = "config.json"
 HISTORY = "history.csv"
 MODEL = "model.keras"
+ONNX_MODEL = "model.onnx"
 METRICS = "metrics.json"
 PREDICTIONS = "test_predictions.parquet"
 CONFUSION = "confusion_matrix.csv"
@@ -44,11 +47,12 @@ DEFAULT_RUN_ID = "fast-default"
 
 
 def list_runs(runs_dir: Path | str = DEFAULT_RUNS_DIR) -> list[str]:
-    """Run ids (folder names holding a config.json), newest first, the default run always first."""
+    """Run ids (folder names holding a config.json), newest first, the default run always first.
+    Hidden folders (an import being written, or one killed halfway) are not runs."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    runs = [p for p in runs_dir.iterdir() if (p / CONFIG).is_file()]
+    runs = [p for p in runs_dir.iterdir() if (p / CONFIG).is_file() and not p.name.startswith(".")]
     runs.sort(key=lambda p: (p.name != DEFAULT_RUN_ID, -(p / CONFIG).stat().st_mtime))
     return [p.name for p in runs]
 
@@ -135,6 +139,21 @@ def read_confusion(run_dir: Path) -> np.ndarray:
         raise RunError(f"run {Path(run_dir).name!r}: {CONFUSION} is {matrix.shape}, "
                        f"expected ({NUM_CLASSES}, {NUM_CLASSES})")
     return matrix
+
+
+def model_file(run_dir: Path, config: dict | None = None) -> Path:
+    """The run's model file: model.keras, or model.onnx for an imported ONNX-only run."""
+    if config is None:
+        try:
+            config = read_config(run_dir)
+        except RunError:
+            config = {}
+    return Path(run_dir) / (ONNX_MODEL if config.get("model_file") == ONNX_MODEL else MODEL)
+
+
+def is_imported(config: dict) -> bool:
+    """Whether the run was imported (`workbench import`) rather than trained: it has no history."""
+    return bool(config.get("imported"))
 
 
 def load_model(run_dir: Path):

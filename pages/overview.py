@@ -61,9 +61,12 @@ def headline(runs_dir, run_id: str):
         metric_card("macro F1", f"{m.get('macro_f1', float('nan')):.3f}", f"{m.get('n_test', '?')} test images"),
         metric_card("calibration error", f"{m.get('ece', float('nan')):.3f}", "ECE, lower is better"),
         metric_card("training", f"{m.get('train_seconds', 0) / 60:.1f} min",
-                    f"{m.get('train_images_per_second', 0):,.0f} img/s"),
+                    f"{m.get('train_images_per_second', 0):,.0f} img/s")
+        if "imported" not in config else
+        metric_card("training", "imported", str(config["imported"].get("source", "?"))),
         metric_card("model", str(config.get("architecture", "?")),
-                    f"recipe {config.get('recipe', '?')}, {config.get('epochs', '?')} epochs"),
+                    f"recipe {config.get('recipe', '?')}, {config.get('epochs', '?')} epochs" if "imported" not in config
+                    else f"imported {config['imported'].get('format', '?')} file, {config.get('softmax', '')}"),
     ]
     return dbc.Row([dbc.Col(c, xs=6, md=4, xl=True) for c in cards], className="g-3 mb-3")
 

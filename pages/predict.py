@@ -332,20 +332,32 @@ def explain_item(store, item_index, selected_run, method, target, layer, opacity
         probs = predict_images(cfg["runs_dir"], run_id, image[None], cfg["backend"])[0]
         top = int(probs.argmax())
         cls = top if target in (None, PREDICTED) else int(target)
-        heatmap = get_explainer(cfg["runs_dir"], run_id).explain(image[None], cls, method, layer)[0]
+        heatmap = explain_or_why_not(cfg["runs_dir"], run_id, image, cls, method, layer)
     except Exception as exc:  # RunError, ExplainError, an export or runtime error: show it, keep going
         logging.getLogger(__name__).warning("predict failed for run %s: %s", run_id, exc)
         return (png_data_url(image), None, "", empty_figure(""), problem(str(exc)), "", None, [],
                 *visibility(True))
     runner_up = int(np.argsort(probs)[-2])
     caption = f"{METHODS[method]} for {names[cls]}" + (" (predicted)" if cls == top else "")
-    if heatmap.max() <= 0:
+    if isinstance(heatmap, str):  # explanations are off for this run (an imported MLP or ONNX model)
+        caption, heatmap = heatmap, np.zeros(image.shape, np.float32)
+    elif heatmap.max() <= 0:
         caption += ": no region speaks for this class"
     options = target_options(names, names[top])
     shown = overlay(image, heatmap, DEFAULT_OPACITY if opacity is None else opacity)
     bars = figures.confidence_bars(probs, names, None if cls == top else cls)
     return (png_data_url(image), png_data_url(shown), caption, bars, hint(probs, names, item),
             f"Why not {names[runner_up]}?", probs.round(5).tolist(), options, *visibility(True))
+
+
+def explain_or_why_not(runs_dir, run_id: str, image: np.ndarray, cls: int, method: str, layer):
+    """The heatmap, or the reason explanations are off for this run (ExplainError "explanations_off")."""
+    try:
+        return get_explainer(runs_dir, run_id).explain(image[None], cls, method, layer)[0]
+    except ExplainError as exc:
+        if exc.code != "explanations_off":
+            raise
+        return str(exc)
 
 
 def visibility(has_item: bool) -> tuple[str, str, str]:

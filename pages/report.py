@@ -8,7 +8,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 
-from workbench import RunError, artifacts, figures
+from workbench import ExportError, RunError, artifacts, figures
 from workbench.components import metric_card, no_run, problem, rows_table, settings
 from workbench.inference import get_predictor
 
@@ -49,9 +49,13 @@ def metrics_section(runs_dir, run_id: str):
 
 def architecture_section(runs_dir, run_id: str):
     try:
-        model = get_predictor(runs_dir, run_id, "keras").model
-    except RunError as exc:
+        model = getattr(get_predictor(runs_dir, run_id, "keras"), "model", None)
+    except (RunError, ExportError) as exc:
         return problem(str(exc), "No architecture")
+    if model is None:  # an imported ONNX-only run
+        return html.Div([html.H4("Architecture", className="section-title"),
+                         html.P("imported ONNX graph (model.onnx, run in ONNX Runtime): no Keras layer list",
+                                id="report-params")])
     counts = artifacts.parameter_counts(model)
     rows = artifacts.layer_rows(model)
     summary = (f"{model.name}: {len(rows)} layers, {counts['total']:,} parameters "

@@ -5,8 +5,8 @@ class names, image size, the prediction table's columns, the run list and the pr
 """
 
 from model.data import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES
-from model.errors import DataError, ExplainError, ImageError, RunError, WorkbenchError
+from model.errors import DataError, ExplainError, ExportError, ImageError, RunError, WorkbenchError
 from model.runs import PROB_COLUMNS, list_runs
 
-__all__ = ["CLASS_NAMES", "IMAGE_SIZE", "NUM_CLASSES", "DataError", "ExplainError", "ImageError", "RunError",
+__all__ = ["CLASS_NAMES", "IMAGE_SIZE", "NUM_CLASSES", "DataError", "ExplainError", "ExportError", "ImageError", "RunError",
            "WorkbenchError", "PROB_COLUMNS", "list_runs"]

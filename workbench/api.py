@@ -284,7 +284,7 @@ def describe_run(runs_dir: Path, run_id: str) -> dict:
     return {"run_id": run_id, "recipe": as_text(config.get("recipe")),
             "architecture": as_text(config.get("architecture")),
             "test_accuracy": float(accuracy) if isinstance(accuracy, (int, float)) else None,
-            "has_model": (run_dir / runs.MODEL).is_file()}
+            "has_model": runs.model_file(run_dir, config).is_file()}
 
 
 def as_text(value) -> str | None:

@@ -47,7 +47,17 @@ def metrics(runs_dir: Path | str, run_id: str) -> dict:
 
 
 def history(runs_dir: Path | str, run_id: str) -> pd.DataFrame:
+    """The training history; RunError "imported model: no training history" for an imported run."""
+    if _imported(runs_dir, run_id):
+        raise runs.RunError(f"run {run_id!r} is an imported model: no training history", "no_history")
     return _load(runs_dir, run_id, runs.HISTORY)
+
+
+def _imported(runs_dir: Path | str, run_id: str) -> bool:
+    try:
+        return runs.is_imported(config(runs_dir, run_id))
+    except runs.RunError:
+        return False
 
 
 def predictions(runs_dir: Path | str, run_id: str) -> pd.DataFrame:
@@ -71,14 +81,17 @@ def class_names(runs_dir: Path | str, run_id: str) -> list[str]:
 def check_run(runs_dir: Path | str, run_id: str) -> list[tuple[str, str | None]]:
     """Each run file with None when it reads fine, else the problem (missing, corrupt ...)."""
     status = []
+    imported = _imported(runs_dir, run_id)
     for name in READERS:
+        if imported and name == runs.HISTORY:
+            continue  # an imported model was never trained here
         try:
             _load(runs_dir, run_id, name)
             status.append((name, None))
         except runs.RunError as exc:
             status.append((name, str(exc)))
-    model_file = runs.run_path(runs_dir, run_id) / runs.MODEL
-    status.append((runs.MODEL, None if model_file.is_file() else f"run {run_id!r}: {runs.MODEL} is missing"))
+    model_file = runs.model_file(runs.run_path(runs_dir, run_id))
+    status.append((model_file.name, None if model_file.is_file() else f"run {run_id!r}: {model_file.name} is missing"))
     return status
 
 

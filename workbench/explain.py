@@ -182,13 +182,25 @@ def _digest(image: np.ndarray) -> str:
 def get_explainer(runs_dir: Path | str, run_id: str) -> Explainer:
     """The cached explainer of a run (always on its Keras model); rebuilt when model.keras changes."""
     run_dir = runs.run_path(runs_dir, run_id)
-    return cached("explainer", run_dir / runs.MODEL, lambda: _build_explainer(runs_dir, run_id))
+    return cached("explainer", runs.model_file(run_dir), lambda: _build_explainer(runs_dir, run_id))
 
 
 def _build_explainer(runs_dir: Path | str, run_id: str) -> Explainer:
-    predictor = get_predictor(runs_dir, run_id, "keras")
     try:
         config = runs.read_config(runs.run_path(runs_dir, run_id))
     except runs.RunError:
         config = {}
-    return Explainer(predictor.model, config)
+    explanations_off(run_id, config)
+    return Explainer(get_predictor(runs_dir, run_id, "keras").model, config)
+
+
+def explanations_off(run_id: str, config: dict) -> None:
+    """ExplainError saying why when an imported run cannot be explained (no Keras graph, no conv layer)."""
+    if not runs.is_imported(config):
+        return
+    if config.get("model_file") == runs.ONNX_MODEL:
+        raise ExplainError(f"run {run_id!r} is an imported {config['imported'].get('format', 'ONNX')} model run "
+                           "in ONNX Runtime: explanations need a Keras graph, so they are off", "explanations_off")
+    if not config.get("gradcam_layer"):
+        raise ExplainError(f"run {run_id!r} is an imported model without a convolution output of at least "
+                           "4x4 (an MLP, for example): explanations are off", "explanations_off")

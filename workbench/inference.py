@@ -8,7 +8,8 @@ The runtimes themselves live in model.runtimes. The "onnx" and "tflite" backends
 first use when their file is missing or older than model.keras (about a second for the default
 model; see `workbench export`). When the run folder is not writable, they fail with an ExportError
 that names the `workbench export` command to run. Grad-CAM always uses the Keras model
-(`get_predictor(..., "keras").model`).
+(`get_predictor(..., "keras").model`). An imported ONNX-only run (`workbench import model.onnx`) has
+no Keras model: every backend serves its model.onnx in ONNX Runtime (the predictor has no `.model`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def get_predictor(runs_dir: Path | str, run_id: str, backend: str = "keras"):
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
     run_dir = runs.run_path(runs_dir, run_id)
+    model_file = cached("model-file", run_dir / runs.CONFIG, lambda: runs.model_file(run_dir))  # no JSON per request
+    if model_file.name == runs.ONNX_MODEL:  # an imported ONNX-only run: ONNX Runtime whatever the backend
+        return cached("predictor", model_file, lambda: predictor_for_file(model_file), "imported-onnx")
     return cached("predictor", run_dir / runs.MODEL, lambda: _load(run_dir, backend), backend)
 
 

@@ -5,6 +5,7 @@ prints the outcome; the return value is the exit code.
     run_train     a recipe with the command line's overrides (or N local workers)
     run_evaluate  re-evaluate a run on the test set
     run_export    ONNX / TFLite export with its parity check
+    run_import    import a model trained elsewhere as a run
     run_predict   classify image files: 0 all classified, 1 some failed, 2 none
     run_serve     the Dash workbench and JSON API (gunicorn, or Dash's dev server with --debug)
 """
@@ -95,6 +96,23 @@ def run_export(args: argparse.Namespace) -> int:
                                     args.data_dir)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     print(result.summary())
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """`workbench import PATH --run-id ID`: the new run folder, the convention chosen and why."""
+    from model.importer import import_model
+
+    result = import_model(args.path, args.runs_dir, args.run_id, input_scale=args.input_scale,
+                          class_order=args.class_order, trust_code=args.trust_model_code,
+                          data_dir=args.data_dir, progress=lambda message: print(f"  {message}", file=sys.stderr))
+    conv = result.convention
+    print(f"imported {Path(args.path).name} as run {args.run_id} -> {result.run_dir}")
+    print(f"input: {conv['layout']} {conv['height']}x{conv['width']}x{conv['channels']}, pixels {conv['scale']}")
+    for note in result.notes:
+        print(f"  {note}")
+    print(f"Grad-CAM layer: {result.gradcam_layer or 'none (explanations off)'}")
+    print(f"test accuracy {result.test_accuracy:.4f} on the 10,000 test images")
     return 0
 
 

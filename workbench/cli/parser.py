@@ -108,7 +108,25 @@ def _add_export(sub) -> None:
     p.set_defaults(handler="run_export")
 
 
-SUBCOMMANDS = (_add_data, _add_train, _add_evaluate, _add_serve, _add_predict, _add_export)
+def _add_import(sub) -> None:
+    p = sub.add_parser("import", help="import a classifier trained elsewhere (.keras, .h5, SavedModel, .onnx) as a run")
+    p.add_argument("path", help="a .keras or legacy Keras 2 .h5 full model, a TF SavedModel folder, or a .onnx file")
+    p.add_argument("--run-id", required=True, help="name of the new run folder (an existing run is never replaced)")
+    add_runs_dir(p)
+    add_data_dir(p)
+    p.add_argument("--input-scale", choices=["0-1", "0-255", "imagenet"], default=None,
+                   help="pixel scale the model was trained on (default: the better of 0-1 and 0-255 on "
+                        "validation images; imagenet = 0-1 then torchvision's ImageNet mean/std)")
+    p.add_argument("--class-order", default=None,
+                   help="the Fashion-MNIST class of each model output, comma-separated indices or names "
+                        "(default: the official order 0-9)")
+    p.add_argument("--trust-model-code", action="store_true",
+                   help="load Keras files with safe_mode off: RUNS THE FILE'S CODE (Lambda layers, custom "
+                        "objects); only for files you trust")
+    p.set_defaults(handler="run_import")
+
+
+SUBCOMMANDS = (_add_data, _add_train, _add_evaluate, _add_serve, _add_predict, _add_export, _add_import)
 
 
 def build_parser() -> argparse.ArgumentParser:
