@@ -14,7 +14,7 @@ from PIL import Image, ImageFilter
 
 from model.data import load_raw
 from workbench import preprocess as pp
-from workbench.preprocess import ImageError, Limits, Settings, prepare_array, prepare_image
+from workbench.preprocess import ImageError, Limits, prepare_array, prepare_image
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
