@@ -110,7 +110,8 @@ def run_predict(args: argparse.Namespace) -> int:
             readable.append((index, path, read_file(path)))
         except ImageError as exc:
             answers[index] = {"name": path, "index": index, "error": exc.code, "detail": str(exc)}
-    batch = classify([(path, data) for _, path, data in readable], Path(args.runs_dir), args.run, args.backend,
+    runs_dir = runs.locate_runs_dir(args.runs_dir or runs.DEFAULT_RUNS_DIR, args.run, given=bool(args.runs_dir))
+    batch = classify([(path, data) for _, path, data in readable], runs_dir, args.run, args.backend,
                      top=args.top, low_confidence=low)
     for (index, _, _), item in zip(readable, batch.items):
         answers[index] = {**cli_answer(item, batch), "index": index}
