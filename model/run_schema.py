@@ -116,5 +116,5 @@ def check_predictions(frame: pd.DataFrame, prob_columns: list[str]) -> list[str]
 
 
 def _show(value) -> str:
-    text = repr(value)
+    text = repr(value.item() if hasattr(value, "item") else value)  # numpy scalars as plain numbers
     return (text[:40] + "...") if len(text) > 43 else text
