@@ -109,14 +109,20 @@ def check_header(image: Image.Image, limits: Limits) -> None:
         raise ImageError(f"the image is {width}x{height}; each side needs at least {limits.min_side} px",
                          "too_small")
     if image.format == "JPEG":
-        image.draft("RGB", (limits.decode_side, limits.decode_side))  # decode big JPEGs at a reduced scale
+        try:
+            image.draft("RGB", (limits.decode_side, limits.decode_side))  # decode big JPEGs at a reduced scale
+        except Exception as exc:
+            raise ImageError("the image data is corrupt: its JPEG header is damaged", "corrupt") from exc
     if decoded_bytes(image) > limits.max_decoded_bytes:
         raise ImageError(f"the image is too big to decode: {width}x{height} in {image.mode} takes "
                          f"{decoded_bytes(image) / 1e6:,.0f} MB; the limit is {limits.max_decoded_bytes / 1e6:,.0f} MB "
                          "(save it smaller, or as a JPEG)", "too_many_pixels")
-    if getattr(image, "n_frames", 1) > 1:
-        raise ImageError(f"animated or multi-page image ({image.n_frames} frames); upload a single still "
-                         "image", "animated")
+    try:
+        frames = getattr(image, "n_frames", 1)  # TIFF and GIF walk their frames here: damage shows
+    except Exception as exc:
+        raise ImageError("the image data is corrupt: its frames cannot be read", "corrupt") from exc
+    if frames > 1:
+        raise ImageError(f"animated or multi-page image ({frames} frames); upload a single still image", "animated")
 
 
 def load_upright(image: Image.Image, limits: Limits = Limits()) -> Image.Image:
@@ -130,12 +136,18 @@ def load_upright(image: Image.Image, limits: Limits = Limits()) -> Image.Image:
             raise ImageError("the image is truncated: the file ends before its last pixels (the upload or "
                              "download was cut short?)", "truncated") from exc
         raise ImageError("the image data is corrupt: its pixels cannot be decoded", "corrupt") from exc
-    image = reduce_to(image, limits.decode_side)  # before any conversion: conversions copy every pixel
+    try:
+        image = reduce_to(image, limits.decode_side)  # before any conversion: conversions copy every pixel
+    except Exception as exc:  # decoded, but in a state Pillow cannot resample (damaged mode or palette)
+        raise ImageError("the image data is corrupt: its pixels cannot be used", "corrupt") from exc
     try:
         image = ImageOps.exif_transpose(image)
     except Exception:  # a damaged EXIF block only loses the rotation, not the upload
         pass
-    return to_rgb(image)
+    try:
+        return to_rgb(image)
+    except Exception as exc:
+        raise ImageError("the image data is corrupt: its colours cannot be converted", "corrupt") from exc
 
 
 def reduce_to(image: Image.Image, side: int) -> Image.Image:
