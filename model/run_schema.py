@@ -46,8 +46,9 @@ def is_per_class(value) -> bool:
 RELIABILITY_KEYS = ("bin_accuracy", "bin_confidence", "bin_count", "bin_edges")
 
 
-def is_reliability(value) -> bool:
-    return isinstance(value, dict) and all(is_numbers(value.get(k)) for k in RELIABILITY_KEYS)
+def is_reliability(value) -> bool:  # an empty bin's accuracy and confidence are null
+    return isinstance(value, dict) and all(
+        isinstance(value.get(k), list) and all(v is None or is_number(v) for v in value[k]) for k in RELIABILITY_KEYS)
 
 
 # field -> (check, what it should be, required)
@@ -60,7 +61,7 @@ METRICS_FIELDS = {
     "train_seconds": (is_number, "a number", False),
     "train_images_per_second": (is_number, "a number", False),
     "per_class": (is_per_class, "an object of per-class objects of numbers", False),
-    "reliability": (is_reliability, f"an object with number lists {', '.join(RELIABILITY_KEYS)}", False),
+    "reliability": (is_reliability, f"an object with lists of numbers (or null) {', '.join(RELIABILITY_KEYS)}", False),
 }
 CONFIG_FIELDS = {
     "run_id": (lambda v: isinstance(v, str), "a string", False),
