@@ -159,3 +159,8 @@ def test_cli_predict_finds_the_default_run_from_another_folder(tmp_path, monkeyp
     assert json.loads(capsys.readouterr().out)["results"][0]["label"]
     assert cli.main(["predict", "shirt.png", "--runs-dir", str(tmp_path)]) != 0
     assert "--runs-dir" in capsys.readouterr().err
+
+
+def test_the_committed_run_matches_the_schema(default_run_dir):
+    for reader in (runs.read_config, runs.read_metrics, runs.read_history, runs.read_predictions):
+        reader(default_run_dir)  # no RunError: the schema describes what training writes
