@@ -14,7 +14,8 @@ Training writes a run folder; the workbench, the API and the exporters only read
       learning_curves.png, confusion_matrix.png
       backup/                  training state while a run is unfinished (resume)
 
-Every reader raises `RunError` naming the run and the file when something is missing or corrupt.
+Every reader raises `RunError` naming the run and the file when something is missing or corrupt, or
+when its content does not match model/run_schema.py (checked here, once, as the file is read).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from model.data import NUM_CLASSES
+from model import run_schema
 from model.errors import RunError
 
 CONFIG = "config.json"
@@ -44,6 +46,7 @@ PROB_COLUMNS = [f"prob_{i}" for i in range(NUM_CLASSES)]
 PREDICTION_COLUMNS = ["index", "label", "predicted", *PROB_COLUMNS]
 DEFAULT_RUNS_DIR = Path("runs")
 DEFAULT_RUN_ID = "fast-default"
+PROJECT_RUNS_DIR = Path(__file__).resolve().parents[1] / "runs"  # the checkout's, holding fast-default
 
 
 def list_runs(runs_dir: Path | str = DEFAULT_RUNS_DIR) -> list[str]:
@@ -59,6 +62,8 @@ def list_runs(runs_dir: Path | str = DEFAULT_RUNS_DIR) -> list[str]:
 
 def check_run_id(run_id: str) -> str:
     """A run id is one folder name: refuse empty ids and ids that would escape the runs folder."""
+    if not isinstance(run_id, str):
+        raise RunError(f"invalid run id {run_id!r}: a run id is a folder name")
     if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
         raise RunError(f"invalid run id {run_id!r}")
     return run_id
@@ -72,11 +77,32 @@ def run_path(runs_dir: Path | str, run_id: str) -> Path:
     return path
 
 
+def locate_runs_dir(runs_dir: Path | str, run_id: str, given: bool) -> Path:
+    """The runs folder to read run_id from: runs_dir, except that when none was given and ./runs lacks
+    the run, the project's own runs/ (so the committed default works from any folder). An unknown run
+    raises RunError naming --runs-dir."""
+    runs_dir = Path(runs_dir)
+    if (runs_dir / check_run_id(run_id)).is_dir():
+        return runs_dir
+    if not given and (PROJECT_RUNS_DIR / run_id).is_dir():
+        return PROJECT_RUNS_DIR
+    raise RunError(f"run {run_id!r} not found in {runs_dir.resolve()}; name the folder that holds it with "
+                   f"--runs-dir", "unknown_run")
+
+
 def _require(run_dir: Path, name: str) -> Path:
     path = Path(run_dir) / name
     if not path.is_file():
         raise RunError(f"run {Path(run_dir).name!r}: {name} is missing")
     return path
+
+
+def _check(run_dir: Path, name: str, problems: list[str]) -> None:
+    """The schema's verdict (model/run_schema.py): the first problem as a RunError naming the file."""
+    if problems:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise RunError(f"run {Path(run_dir).name!r}: {name} has wrong content: {problems[0]}{more}",
+                       file=name)
 
 
 def _corrupt(run_dir: Path, name: str, exc: Exception) -> RunError:
@@ -98,11 +124,15 @@ def read_json(run_dir: Path, name: str) -> dict:
 
 
 def read_config(run_dir: Path) -> dict:
-    return read_json(run_dir, CONFIG)
+    config = read_json(run_dir, CONFIG)
+    _check(run_dir, CONFIG, run_schema.check_json(run_schema.CONFIG_FIELDS, config))
+    return config
 
 
 def read_metrics(run_dir: Path) -> dict:
-    return read_json(run_dir, METRICS)
+    metrics = read_json(run_dir, METRICS)
+    _check(run_dir, METRICS, run_schema.check_json(run_schema.METRICS_FIELDS, metrics))
+    return metrics
 
 
 def read_history(run_dir: Path) -> pd.DataFrame:
@@ -114,6 +144,7 @@ def read_history(run_dir: Path) -> pd.DataFrame:
     missing = [c for c in ("epoch", "loss", "val_loss") if c not in history.columns]
     if missing:
         raise RunError(f"run {Path(run_dir).name!r}: {HISTORY} lacks columns {missing}")
+    _check(run_dir, HISTORY, run_schema.check_history(history, HISTORY_COLUMNS))
     return history
 
 
@@ -126,6 +157,7 @@ def read_predictions(run_dir: Path) -> pd.DataFrame:
     missing = [c for c in PREDICTION_COLUMNS if c not in predictions.columns]
     if missing:
         raise RunError(f"run {Path(run_dir).name!r}: {PREDICTIONS} lacks columns {missing}")
+    _check(run_dir, PREDICTIONS, run_schema.check_predictions(predictions, PROB_COLUMNS))
     return predictions
 
 

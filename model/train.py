@@ -7,9 +7,11 @@ Pipeline: data (train / validation split of the 60k, test held out) -> tf.data w
 augmentation (model/pipeline.py) -> model.fit with a one-cycle (or exponential) schedule -> the
 epoch with the best validation accuracy is kept -> model.keras -> evaluated once on the test set.
 
-Kill it at any point and run the same command again: `backup/` holds the weights, optimizer state
-and epoch of the last finished epoch (keras.callbacks.BackupAndRestore), and history.csv continues
-where it stopped. A finished run deletes its `backup/`.
+Kill it at any point (kill -9 included) and run the same command again: `backup/` holds the weights
+and optimizer state of the last two finished epochs, each written to a temp file and renamed, verified
+on load (model/checkpoints.py); the data order resumes too (each epoch's shuffle and augmentation are
+seeded by (seed, epoch)), so a resumed run ends with the uninterrupted run's weights, and history.csv
+continues where it stopped. A finished run deletes its `backup/`.
 
 Data-parallel on several workers: when $TF_CONFIG names more than one worker, every worker runs the
 same command under tf.distribute.MultiWorkerMirroredStrategy (model/distributed.py); worker 0 (the
@@ -33,6 +35,7 @@ import pandas as pd
 import tensorflow as tf
 
 from model import distributed, runs
+from model.checkpoints import BEST_WEIGHTS, Checkpointer, resume_epoch
 from model.architectures import build_model, gradcam_layer
 from model.data import CLASS_NAMES, load_splits
 from model.precision import dtype_policy, resolve_precision
@@ -40,8 +43,6 @@ from model.pipeline import make_dataset
 from model.recipes import Recipe
 
 LOG = logging.getLogger(__name__)
-
-BEST_WEIGHTS = "best.weights.h5"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,31 +124,23 @@ class HistoryWriter(keras.callbacks.Callback):
         runs.write_history(self.run_dir, pd.DataFrame(self.rows, columns=runs.HISTORY_COLUMNS))
 
 
-def backed_up_epoch(run_dir: Path) -> int:
-    """How many epochs BackupAndRestore has saved in run_dir/backup (0: none yet)."""
-    meta = Path(run_dir) / runs.BACKUP_DIR / "training_metadata.json"
-    return json.loads(meta.read_text())["epoch"] if meta.is_file() else 0
-
-
-def best_val_accuracy(run_dir: Path) -> float | None:
-    """The best validation accuracy among the epochs already backed up (for resuming the checkpoint)."""
-    if not (Path(run_dir) / runs.HISTORY).is_file():
+def best_val_accuracy(run_dir: Path, upto: int) -> float | None:
+    """The best validation accuracy of epochs 1..upto in history.csv (the threshold a resumed run's
+    best-weights file was saved under)."""
+    if not upto or not (Path(run_dir) / runs.HISTORY).is_file():
         return None
     history = runs.read_history(run_dir)
-    history = history[history["epoch"] <= backed_up_epoch(run_dir)]
+    history = history[history["epoch"] <= upto]
     return float(history["val_accuracy"].max()) if len(history) else None
 
 
-def make_callbacks(run_dir: Path, extra: list | None = None) -> list:
-    backup = Path(run_dir) / runs.BACKUP_DIR
+def make_callbacks(run_dir: Path, start_epoch: int, extra: list | None = None) -> list:
     return [
         HistoryWriter(run_dir),
-        keras.callbacks.ModelCheckpoint(  # model selection on the validation split only
-            str(backup / BEST_WEIGHTS), monitor="val_accuracy", mode="max", save_best_only=True,
-            save_weights_only=True, initial_value_threshold=best_val_accuracy(run_dir)),
         *(extra or []),
-        # Last, so an epoch counts as done only once its history row and checkpoint are written.
-        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
+        # Last, so an epoch counts as done only once its history row is written; it also keeps the
+        # best-validation weights (model selection on the validation split only).
+        Checkpointer(run_dir, start_epoch, best_val_accuracy(run_dir, start_epoch)),
     ]
 
 
@@ -256,12 +249,13 @@ def train(recipe: Recipe, runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, run_id: 
     run_dir = prepare_run_dir(Path(runs_dir), run_id, config, write=chief)
     work_dir = run_dir if chief else worker_copy(run_dir, cluster.index)
     try:
-        if multi and not distributed.same_on_all_workers(strategy, backed_up_epoch(work_dir)):
+        start = resume_epoch(work_dir)
+        if multi and not distributed.same_on_all_workers(strategy, start):
             raise runs.RunError(f"run {run_id!r}: the workers would resume from different epochs; every "
                                 f"worker must see the chief's {runs.BACKUP_DIR}/ (share the runs folder)")
         init = runs.load_model(runs.run_path(runs_dir, recipe.init_from)).get_weights() if recipe.init_from else None
         model = fit_model(recipe, strategy if multi else None, (x_train, y_train), val_data, work_dir,
-                          progress, extra_callbacks, init)
+                          progress, extra_callbacks, init, start)
 
         # Every worker saves, as the multi-worker guides ask (reading distributed variables may
         # involve the other workers); a non-chief's copy lands in its temporary folder.
@@ -290,9 +284,10 @@ def training_data(recipe: Recipe, splits, limit: int | None):
 
 def fit_model(recipe: Recipe, strategy, train_data: tuple[np.ndarray, np.ndarray],
               val_data: tuple[np.ndarray, np.ndarray], work_dir: Path, progress: bool,
-              extra_callbacks: list | None, init: list | None = None):
+              extra_callbacks: list | None, init: list | None = None, start_epoch: int = 0):
     """Build, compile and fit the recipe's model (on several workers when `strategy` is given),
-    starting from the weights `init` when given (fine-tuning another run)."""
+    starting from the weights `init` when given (fine-tuning another run), then from the checkpoint
+    of `start_epoch` on, with the batches an uninterrupted run sees from there."""
     multi = strategy is not None
     x_train, y_train = train_data
     # recipe.batch_size is the GLOBAL batch: on several workers each trains on its 1/n share of
@@ -300,7 +295,7 @@ def fit_model(recipe: Recipe, strategy, train_data: tuple[np.ndarray, np.ndarray
     # machine. There the last, partial batch of each epoch is left out (other images each epoch):
     # split n ways it can leave a worker an empty batch, which BatchNormalization cannot train on.
     train_ds = make_dataset(x_train, y_train, recipe.batch_size, recipe.augment, recipe.seed,
-                            drop_remainder=multi, repeat=True).map(one_hot)
+                            drop_remainder=multi, repeat=True, start_epoch=start_epoch).map(one_hot)
     val_ds = make_dataset(*val_data, 1024).map(one_hot)
     steps = len(y_train) // recipe.batch_size if multi else math.ceil(len(y_train) / recipe.batch_size)
     if multi:
@@ -312,7 +307,8 @@ def fit_model(recipe: Recipe, strategy, train_data: tuple[np.ndarray, np.ndarray
     if multi:
         distributed.prepare_fit(model, strategy, train_ds)
     model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, steps_per_epoch=steps, shuffle=False,
-              verbose=1 if progress else 2, callbacks=make_callbacks(work_dir, extra_callbacks))
+              initial_epoch=start_epoch, verbose=1 if progress else 2,
+              callbacks=make_callbacks(work_dir, start_epoch, extra_callbacks))
     return model
 
 

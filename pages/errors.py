@@ -11,7 +11,7 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from workbench import PROB_COLUMNS, DataError, ExplainError, RunError, artifacts, figures
+from workbench import CLASS_NAMES, PROB_COLUMNS, DataError, ExplainError, RunError, artifacts, figures
 from workbench.components import no_run, problem, rows_table, settings
 from workbench.explain import get_explainer
 from workbench.images import overlay, png_data_url
@@ -55,6 +55,7 @@ layout = html.Div([
           Output("errors-pairs", "children"), Output("errors-problem", "children"),
           Input("run-store", "data"), Input("errors-norm", "value"), Input("errors-cell", "data"))
 def show_matrix(run_id, norm, cell):
+    cell = valid_cell(cell)
     if not run_id:
         return figures.go.Figure(), None, None, no_run()
     runs_dir = settings()["runs_dir"]
@@ -70,6 +71,15 @@ def show_matrix(run_id, norm, cell):
     except (RunError, KeyError) as exc:
         table = problem(str(exc), "No per-class scores")
     return fig, table, pair_list(figures.top_confused_pairs(matrix, names)), None
+
+
+def valid_cell(cell) -> dict | None:
+    """The chosen cell when it names two classes 0..9 (a hand-made request may send anything), else None."""
+    if not isinstance(cell, dict):
+        return None
+    ok = all(isinstance(cell.get(k), int) and not isinstance(cell.get(k), bool) and 0 <= cell[k] < len(CLASS_NAMES)
+             for k in ("true", "pred"))
+    return cell if ok else None
 
 
 def pair_list(pairs: list[dict]):
@@ -104,6 +114,7 @@ def pick_cell(click, pair_clicks, run_id):
           Input("errors-cell", "data"), Input("errors-page", "active_page"), Input("errors-overlay", "value"),
           State("run-store", "data"))
 def show_gallery(cell, page, with_overlay, run_id):
+    cell, page = valid_cell(cell), page if isinstance(page, int) and page >= 1 else 1
     if not cell or not run_id:
         return html.Div(PROMPT, className="text-muted", id="errors-prompt"), "Gallery", 1, HIDDEN
     cfg = settings()

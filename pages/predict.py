@@ -34,8 +34,8 @@ EMPTY_HINT = ("Upload a photo or pick a random test image: its prediction, the 2
 
 def layout(test: str | None = None, **_):
     initial = {"items": [], "errors": []}
-    if test is not None and test.isdigit():
-        initial = load_test_item(int(test))
+    if test is not None:
+        initial = test_from_url(test)
     empty, results, _ = visibility(bool(initial["items"]))
     controls = dbc.Card(dbc.CardBody([
         dbc.Label("Explanation"), dbc.RadioItems(id="predict-method", value="gradcam", inline=True,
@@ -126,9 +126,26 @@ def load_test_item(index: int | None = None) -> dict:
     if index is None:
         index = int(np.random.default_rng().integers(len(images)))
     if not 0 <= index < len(images):
-        return {"items": [], "errors": [f"test image {index} does not exist (0..{len(images) - 1})"]}
+        return {"items": [], "errors": [f"test image {index} does not exist: the test set has images 0 to "
+                                        f"{len(images) - 1:,}"]}
     return {"items": [{"name": f"test image #{index}", "pixels": encode(images[index]),
                        "label": int(labels[index]), "slot": None}], "errors": []}
+
+
+def test_from_url(test: str) -> dict:
+    """The store for `/predict?test=N`: test image N, or a message saying which numbers exist."""
+    text = test.strip() if isinstance(test, str) else ""
+    if not (text.isascii() and text.isdigit()) or len(text) > 6:  # int() refuses > 4,300 digits anyway
+        return {"items": [], "errors": [f"?test= needs a test image number from 0 to 9,999; received "
+                                        f"{text[:20]!r}{'...' if len(text) > 20 else ''}"], "source": "test"}
+    return {**load_test_item(int(text)), "source": "test"}
+
+
+def valid_opacity(opacity) -> float:
+    """The slider's value when it is a number in 0..1 (a hand-made request may send anything), else the default."""
+    if isinstance(opacity, (int, float)) and not isinstance(opacity, bool) and 0 <= opacity <= 1:
+        return float(opacity)
+    return DEFAULT_OPACITY
 
 
 def load_uploads(contents: list[str], filenames: list[str]) -> dict:
@@ -153,6 +170,13 @@ def prepared_fields(prepared) -> dict:
     """What the store keeps of a prepared photo: the 28x28 pixels (784 bytes), never the photo."""
     return {"pixels": encode(prepared.image), "inverted": bool(prepared.inverted),
             "size": list(prepared.image_size), "warnings": list(prepared.warnings)}
+
+
+def message_title(store: dict) -> str:
+    """The title over the store's messages: a test image link, some files refused, or all of them."""
+    if store.get("source") == "test":
+        return "No such test image"
+    return "Some files were not used" if store.get("items") else "Upload rejected"
 
 
 def upload_bytes(content: str) -> bytes | None:
@@ -182,7 +206,7 @@ def load_images(contents, _clicks, filenames, store):
           Input("predict-store", "data"))
 def list_items(store):
     store = store or {}
-    messages = [problem(e, "Upload rejected") for e in store.get("errors", [])]
+    messages = [problem(e, message_title(store)) for e in store.get("errors", [])]
     items = store.get("items", [])
     options = [{"label": item["name"], "value": i} for i, item in enumerate(items)] if len(items) > 1 else []
     return messages, options
@@ -344,7 +368,7 @@ def explain_item(store, item_index, selected_run, method, target, layer, opacity
     elif heatmap.max() <= 0:
         caption += ": no region speaks for this class"
     options = target_options(names, names[top])
-    shown = overlay(image, heatmap, DEFAULT_OPACITY if opacity is None else opacity)
+    shown = overlay(image, heatmap, valid_opacity(opacity))
     bars = figures.confidence_bars(probs, names, None if cls == top else cls)
     return (png_data_url(image), png_data_url(shown), caption, bars, hint(probs, names, item),
             f"Why not {names[runner_up]}?", probs.round(5).tolist(), options, *visibility(True))

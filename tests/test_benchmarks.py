@@ -26,3 +26,13 @@ def test_train_benchmark_prints_its_numbers_and_applies_width_and_epochs(tmp_pat
     assert re.search(r"^training images/s\s+\d+", result.stdout, re.M)
     assert runs.read_config(run_dir)["settings"]["width"] == 4
     assert runs.load_model(run_dir).get_layer("conv1_conv").filters == 4
+
+
+def test_load_benchmark_prints_its_table_without_server_errors():
+    result = subprocess.run([sys.executable, "benchmarks/load.py", "--workers", "1", "--clients", "2",
+                             "--requests", "5"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = re.search(r"^\s+1\s+(\d+)\s+([0-9.]+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$", result.stdout, re.M)
+    assert row, result.stdout
+    requests, per_s, _, _, fivexx, errors, _ = row.groups()
+    assert int(requests) == 10 and float(per_s) > 0 and int(fivexx) == 0 and int(errors) == 0

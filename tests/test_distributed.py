@@ -251,7 +251,7 @@ CRASHING_WORKER = textwrap.dedent("""
                 os._exit(3)
 
     make_callbacks = train.make_callbacks
-    train.make_callbacks = lambda run_dir, extra=None: make_callbacks(run_dir, [*(extra or []), Crash()])
+    train.make_callbacks = lambda run_dir, start, extra=None: make_callbacks(run_dir, start, [*(extra or []), Crash()])
     sys.exit(cli.main(sys.argv[2:]))
 """)
 

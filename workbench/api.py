@@ -59,10 +59,12 @@ def register_api(server: flask.Flask, runs_dir: Path | str, backend: str = "kera
 
     @api.get("/health")
     def health():
+        # "loading" (503) while a served worker loads the default model (workbench.app.warm_up), so
+        # a balancer sends no one to wait for it; "ok" (200) once it answers, or without a warm-up
         available = runs.list_runs(runs_dir)
-        return {"status": "ok", "runs": len(available), "default_run": default_run(available),
-                "photo_run": run_for_photos(runs_dir),
-                "backend": backend}
+        status = flask.current_app.config.get("WORKBENCH_READINESS", "ok")
+        return ({"status": status, "runs": len(available), "default_run": default_run(available),
+                 "photo_run": run_for_photos(runs_dir), "backend": backend}, 503 if status == "loading" else 200)
 
     @api.get("/models")
     def models():
@@ -90,6 +92,11 @@ def register_api(server: flask.Flask, runs_dir: Path | str, backend: str = "kera
 
 def register_error_handlers(api: flask.Blueprint, server: flask.Flask) -> None:
     """JSON errors for the API: unknown paths, project errors (status from ERROR_STATUS), the rest."""
+    @api.route("", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    @api.route("/", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def root():  # /api/v1 alone: the API's JSON 404, not the app's HTML page
+        return error_response("not_found", f"{PREFIX} has no index; see {PREFIX}/openapi.json")
+
     @api.route("/<path:anything>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def not_here(anything: str):
         # without this, the app's catch-all page route would answer unknown API paths with HTML
@@ -132,7 +139,10 @@ def request_options(limits: ApiLimits) -> dict:
 
 
 def json_body() -> dict:
-    body = flask.request.get_json(silent=True)
+    try:
+        body = flask.request.get_json(silent=True)
+    except RecursionError:  # nesting deeper than Python's JSON parser goes: not an upload body
+        raise RequestError("the JSON body is nested too deeply", "bad_json") from None
     if not isinstance(body, dict):
         raise RequestError('the body is not a JSON object; expected {"images": [{"name": ..., '
                            '"data": "<base64>"}, ...]}', "bad_json")

@@ -12,24 +12,33 @@ selector in the navbar writes the chosen run id into the `run-store`; every page
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import threading
 from pathlib import Path
 
 import dash
 import dash_bootstrap_components as dbc
 import flask
+import numpy as np
 from dash import Input, Output, dcc, html
 
 from model import runs
+from model.data import IMAGE_SIZE
 from workbench.api import register_api
 from workbench.classify import low_confidence_threshold
 from workbench.components import settings
+from workbench.guard import guard_server
+from workbench.limits import ApiLimits
 
 THEME = "cerulean"  # Bootswatch theme shipped in Bootstrap-Flask: served locally (no CDN, works
                     # offline) and one of those without a web-font import
 THEME_URL = "/_workbench/theme/bootstrap.min.css"
-GUNICORN_THREADS = 4       # per worker: callbacks of one page load arrive together
+GUNICORN_THREADS = 16      # per worker: callbacks of one page load arrive together, and a few slow
+                           # clients (each held up to gworker.READ_IDLE_S) must not take every thread
 GUNICORN_TIMEOUT = 120     # s: the first request of a worker loads TensorFlow and the model
+GUNICORN_KEEPALIVE = 15    # s an idle keep-alive connection stays open: above clients' reuse gaps (the
+                           # load benchmark saw idle connections closed under clients at gunicorn's 2 s)
 
 
 def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "keras",
@@ -44,6 +53,7 @@ def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "ker
         __name__, use_pages=True, title="Fashion workbench",
         pages_folder=package_folder("pages"), assets_folder=package_folder("assets"),
         external_stylesheets=[THEME_URL], suppress_callback_exceptions=True)
+    guard_server(app.server, ApiLimits.from_env())  # one request-size limit for every route
     _serve_theme(app.server)
     app.server.config.update(WORKBENCH_RUNS_DIR=str(runs_dir), WORKBENCH_BACKEND=backend,
                              WORKBENCH_DATA_DIR=str(data_dir) if data_dir else None,
@@ -112,8 +122,33 @@ def serve_layout():
 def wsgi(runs_dir: str | None = None, backend: str | None = None, data_dir: str | None = None) -> flask.Flask:
     """WSGI factory for gunicorn & co; defaults from WORKBENCH_RUNS_DIR, WORKBENCH_BACKEND and
     FASHION_MNIST_DIR (read by model.data when data_dir is None)."""
-    return create_app(runs_dir or os.environ.get("WORKBENCH_RUNS_DIR") or runs.DEFAULT_RUNS_DIR,
-                      backend or os.environ.get("WORKBENCH_BACKEND") or "keras", data_dir).server
+    app = create_app(runs_dir or os.environ.get("WORKBENCH_RUNS_DIR") or runs.DEFAULT_RUNS_DIR,
+                     backend or os.environ.get("WORKBENCH_BACKEND") or "keras", data_dir)
+    warm_up(app.server)
+    return app.server
+
+
+def warm_up(server: flask.Flask) -> threading.Thread:
+    """Load the default run's predictor and answer one prediction in the background, so the first user
+    does not wait for TensorFlow (17-19 s measured); /api/v1/health says "loading" (503) until then."""
+    from workbench.inference import get_predictor
+
+    runs_dir, backend = server.config["WORKBENCH_RUNS_DIR"], server.config["WORKBENCH_BACKEND"]
+    server.config["WORKBENCH_READINESS"] = "loading"
+
+    def load():
+        try:
+            available = runs.list_runs(runs_dir)
+            if available:
+                get_predictor(runs_dir, available[0], backend).predict(
+                    np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32))
+        except Exception:  # a broken default run: the pages and the API say why when asked
+            logging.getLogger(__name__).exception("warm-up of the default run failed")
+        server.config["WORKBENCH_READINESS"] = "ok"
+
+    thread = threading.Thread(target=load, name="workbench-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def serve_gunicorn(runs_dir: Path, backend: str, data_dir: str | None, host: str, port: int,
@@ -123,7 +158,9 @@ def serve_gunicorn(runs_dir: Path, backend: str, data_dir: str | None, host: str
     class Server(BaseApplication):
         def load_config(self):
             for key, value in {"bind": f"{host}:{port}", "workers": workers, "threads": GUNICORN_THREADS,
-                               "worker_class": "gthread", "timeout": GUNICORN_TIMEOUT,
+                               "worker_class": "workbench.gworker.DeadlineWorker", "timeout": GUNICORN_TIMEOUT,
+                               "keepalive": GUNICORN_KEEPALIVE, "limit_request_line": 8190,
+                               "limit_request_fields": 100, "limit_request_field_size": 8190,
                                "accesslog": None, "preload_app": False,
                                "control_socket_disable": True}.items():
                 self.cfg.set(key, value)

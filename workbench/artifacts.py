@@ -23,6 +23,7 @@ import pandas as pd
 from model import runs
 from model.data import CLASS_NAMES, NUM_CLASSES
 from workbench.cache import cached
+from workbench.inference import get_predictor
 
 READERS = {  # file -> reader, in the order a health list shows them
     runs.CONFIG: runs.read_config,
@@ -91,7 +92,11 @@ def check_run(runs_dir: Path | str, run_id: str) -> list[tuple[str, str | None]]
         except runs.RunError as exc:
             status.append((name, str(exc)))
     model_file = runs.model_file(runs.run_path(runs_dir, run_id))
-    status.append((model_file.name, None if model_file.is_file() else f"run {run_id!r}: {model_file.name} is missing"))
+    try:  # a real load (the serving cache's, so the Predict page reuses it): a truncated file fails here
+        get_predictor(runs_dir, run_id, "keras")
+        status.append((model_file.name, None))
+    except runs.RunError as exc:
+        status.append((model_file.name, str(exc)))
     return status
 
 

@@ -34,7 +34,7 @@ def _schemas(max_top: int) -> dict:
             "file": {"type": "string", "description": "the image at fault, in a batch"},
             "index": {"type": "integer", "minimum": 0}, "run": {"type": "string"}}},
         "Health": {"type": "object", "required": ["status", "runs", "default_run", "backend"], "properties": {
-            "status": {"type": "string", "enum": ["ok"]}, "runs": {"type": "integer", "minimum": 0},
+            "status": {"type": "string", "enum": ["ok", "loading"]}, "runs": {"type": "integer", "minimum": 0},
             "default_run": {"type": ["string", "null"]}, "backend": {"type": "string"},
             "photo_run": {"type": ["string", "null"], "description": "the run that answers photos by default"}}},
         "Models": {"type": "object", "required": ["default", "models"], "properties": {
@@ -122,8 +122,9 @@ def openapi_document(limits: ApiLimits = ApiLimits(), low_confidence: float = LO
                  "description": "Classify garment photos with Fashion-MNIST models. Answers with a top "
                                 f"probability below {low_confidence} are flagged low_confidence."},
         "paths": {
-            "/api/v1/health": {"get": {"summary": "Liveness and the default run",
-                                       "responses": {"200": _json_response("the server is up", "Health")}}},
+            "/api/v1/health": {"get": {"summary": "Readiness and the default run", "responses": {
+                "200": _json_response("ready: the default model answers", "Health"),
+                "503": _json_response("loading: the worker is still loading the default model", "Health")}}},
             "/api/v1/models": {"get": {"summary": "Runs that can answer predictions",
                                        "responses": {"200": _json_response("runs, default first", "Models")}}},
             "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {

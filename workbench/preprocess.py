@@ -9,7 +9,9 @@ The published Fashion-MNIST conversion (zalandoresearch/fashion-mnist README) tr
 the corner colour, resizes the longest edge to 28, sharpens, pads the short edge to 28 centred,
 negates the intensities and keeps 8-bit grayscale. Photos need more, so the steps here are:
 
-  1. decode      size/format limits, EXIF orientation, alpha composited onto white
+  1. decode      (workbench/decode.py) size/format/decoded-bytes limits, JPEGs drafted and other images
+                 reduced before any conversion, few large decodes at once, EXIF orientation, alpha
+                 composited onto white
   2. route       a studio-like photo (plain light or dark, smooth border) takes the clean path
                  below; every other photo (beds, floors, carpets, hands) goes to the real-photo
                  finder: workbench.segment (GrabCut) and workbench.framing, which end in the same
@@ -33,31 +35,19 @@ Every input problem raises `ImageError` with a human message and a short machine
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from scipy import ndimage
 
 from model.errors import ImageError
 from workbench.canvas import (SHARPEN_MIN_SCALE, SHARPEN_PERCENT, SIZE, Prepared, pad_center, resize_longest,
                               sharpen, stretch)
+from workbench.decode import FULL_SIZE, Limits, decode, to_rgb  # noqa: F401  (Limits: re-exported for callers)
 from workbench.framing import crop_to_box, mask_outline, plain_backdrop, prepare_found
+
 DISPLAY_SIZE = 256       # longest side of the "original" step kept for display
-DRAFT_SIDE = 512         # px: JPEGs decode at a power-of-2 reduction no smaller than this (the
-                         # finder works at 384 px at most; a 12 MP photo decodes 4x faster)
-FULL_SIZE = "full_size"  # PIL info key: the upright size before a reduced JPEG decode
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What an upload may be. Everything beyond raises ImageError before any large allocation."""
-    max_bytes: int = 20 * 2**20        # 20 MiB: phone photos are 2-12 MB; more is not a photo upload
-    max_pixels: int = 50_000_000       # 50 MP: above phone cameras; caps decoded memory near 150 MB RGB
-    min_side: int = 8                  # px: smaller images hold no recognisable shape
-    formats: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")  # what browsers and phones make
 
 
 @dataclass(frozen=True)
@@ -83,96 +73,6 @@ class Settings:
     clean_noise: float = 10.5          # border noise above this: a texture, the finder's job (renders 4.4)
     clean_light: float = 200.0         # border brighter than this (or darker than 255 - this) and ...
     clean_tint: float = 20.0           # ... channels this close: a studio backdrop (dev photos: 1 of 228)
-
-
-# ---------------------------------------------------------------------------------------------
-# 1. decode
-
-def decode(data: bytes, limits: Limits = Limits()) -> Image.Image:
-    """Bytes -> an upright RGB PIL image, or ImageError naming what is wrong with the file."""
-    if not data:
-        raise ImageError("the file is empty (0 bytes)", "empty")
-    if len(data) > limits.max_bytes:
-        raise ImageError(f"the file is {len(data):,} bytes; the limit is {limits.max_bytes:,}", "too_large")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageError(f"too many pixels: {exc}", "too_many_pixels") from exc
-        except UnidentifiedImageError as exc:
-            raise ImageError("not an image: the data is not in any image format Pillow knows",
-                             "not_an_image") from exc
-        except Exception as exc:  # corrupt headers raise SyntaxError, ValueError, struct.error ...
-            if "truncated" in str(exc).lower():
-                raise ImageError(f"the image data is truncated: the file ends inside its header "
-                                 f"({type(exc).__name__}: {exc})", "truncated") from exc
-            raise ImageError(f"not a readable image ({type(exc).__name__}: {exc})", "not_an_image") from exc
-        check_header(image, limits)
-        return load_upright(image)
-
-
-def check_header(image: Image.Image, limits: Limits) -> None:
-    """Format, size and frame count, checked from the header before any pixel is decoded."""
-    if image.format not in limits.formats:
-        raise ImageError(f"unsupported format {image.format}; accepted: {', '.join(limits.formats)}",
-                         "unsupported_format")
-    width, height = image.size
-    if width * height > limits.max_pixels:
-        raise ImageError(f"too many pixels: {width}x{height} = {width * height:,}; the limit is "
-                         f"{limits.max_pixels:,}", "too_many_pixels")
-    if min(width, height) < limits.min_side:
-        raise ImageError(f"the image is {width}x{height}; each side needs at least {limits.min_side} px",
-                         "too_small")
-    if getattr(image, "n_frames", 1) > 1:
-        raise ImageError(f"animated or multi-page image ({image.n_frames} frames); upload a single still "
-                         "image", "animated")
-
-
-def load_upright(image: Image.Image) -> Image.Image:
-    """Decode the pixels, apply the EXIF orientation and flatten onto white RGB."""
-    full_size = upright_size(image)
-    if image.format == "JPEG":
-        image.draft("RGB", (DRAFT_SIDE, DRAFT_SIDE))  # decode big JPEGs at a reduced scale: far faster
-    try:
-        image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"too many pixels: {exc}", "too_many_pixels") from exc
-    except Exception as exc:  # Pillow raises OSError for truncated data, others for corrupt streams
-        truncated = "truncated" in str(exc).lower() or isinstance(exc, EOFError)
-        raise ImageError(f"the image data is {'truncated' if truncated else 'corrupt'} and cannot be decoded "
-                         f"({type(exc).__name__}: {exc})", "truncated" if truncated else "corrupt") from exc
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception:  # a damaged EXIF block only loses the rotation, not the upload
-        pass
-    rgb = to_rgb(image)
-    if rgb.size != full_size:  # decoded at a reduced scale: remember the photo's own size
-        rgb.info[FULL_SIZE] = full_size
-    return rgb
-
-
-def upright_size(image: Image.Image) -> tuple[int, int]:
-    """(width, height) of the undecoded image once its EXIF orientation is applied."""
-    try:
-        turned = image.getexif().get(0x0112) in (5, 6, 7, 8)
-    except Exception:
-        turned = False
-    return image.size[::-1] if turned else image.size
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode -> RGB; transparency composited onto white, 16-bit and float scaled to 8-bit."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        high = values.max() if values.max() > 255 else 255.0
-        image = Image.fromarray((np.clip(values, 0, None) * (255.0 / max(high, 1e-9))).astype(np.uint8))
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -128,8 +128,10 @@ def run_predict(args: argparse.Namespace) -> int:
             readable.append((index, path, read_file(path)))
         except ImageError as exc:
             answers[index] = {"name": path, "index": index, "error": exc.code, "detail": str(exc)}
-    run_id = run_for_photos(args.runs_dir, args.run) or runs.DEFAULT_RUN_ID
-    batch = classify([(path, data) for _, path, data in readable], Path(args.runs_dir), run_id, args.backend,
+    run_id = args.run or runs.DEFAULT_RUN_ID
+    runs_dir = runs.locate_runs_dir(args.runs_dir or runs.DEFAULT_RUNS_DIR, run_id, given=bool(args.runs_dir))
+    run_id = run_for_photos(runs_dir, args.run) or run_id
+    batch = classify([(path, data) for _, path, data in readable], runs_dir, run_id, args.backend,
                      top=args.top, low_confidence=low)
     for (index, _, _), item in zip(readable, batch.items):
         answers[index] = {**cli_answer(item, batch), "index": index}

@@ -82,7 +82,8 @@ def _add_serve(sub) -> None:
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="classify image files (photos are brought into the Fashion-MNIST domain)")
     p.add_argument("files", nargs="+", help="image files")
-    add_runs_dir(p)
+    p.add_argument("--runs-dir", default=None, help="folder of run folders (default: ./runs, else the "
+                                                    "project's runs/ that holds fast-default)")
     p.add_argument("--run", default=None, help=f"run id (default: {PHOTO_RUN_ID}, the model tuned for photos, "
                                                f"when present, else {DEFAULT_RUN_ID})")
     p.add_argument("--backend", choices=BACKENDS, default="keras",

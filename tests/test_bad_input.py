@@ -1,0 +1,166 @@
+"""4xx and messages instead of 500s: wrong-content run files, crafted Dash callback payloads, nested JSON,
+the Predict page's ?test= link, and `workbench predict` run from another folder."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from PIL import Image, ImageDraw
+
+from model import runs
+from model.runs import RunError
+from workbench import cli
+from workbench.app import create_app
+
+
+@pytest.fixture(scope="module")
+def app_runs(tmp_path_factory, default_run_dir):
+    folder = tmp_path_factory.mktemp("runs")
+    shutil.copytree(default_run_dir, folder / "fast-default")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def client(app_runs, data_dir):
+    return create_app(app_runs, data_dir=data_dir).server.test_client()
+
+
+def broken_copy(app_runs, name: str):
+    target = app_runs / f"broken-{name}"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(app_runs / "fast-default", target)
+    return target
+
+
+WRONG_CONTENT = [
+    (runs.METRICS, lambda d: (d / runs.METRICS).write_text("{}"), runs.read_metrics, "lacks 'test_accuracy'"),
+    (runs.METRICS, lambda d: (d / runs.METRICS).write_text('{"test_accuracy": "high", "per_class": 3}'),
+     runs.read_metrics, "test_accuracy should be a number, found 'high'"),
+    (runs.CONFIG, lambda d: runs.write_json(d, runs.CONFIG, {"class_names": ["a", "b"]}), runs.read_config,
+     "class_names should be a list of 10 strings"),
+    (runs.HISTORY, lambda d: (d / runs.HISTORY).write_text(
+        "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds\n1,0.5,0.8,oops,0.8,0.1,3\n"),
+     runs.read_history, "column val_loss should hold numbers, found 'oops' in row 1"),
+    (runs.PREDICTIONS, lambda d: shift_index(d, 10_000), runs.read_predictions,
+     "index should be a whole number from 0 to 9999, found 10000"),
+]
+
+
+def shift_index(run_dir, value: int) -> None:
+    frame = pd.read_parquet(run_dir / runs.PREDICTIONS)
+    frame.loc[0, "index"] = value
+    frame.to_parquet(run_dir / runs.PREDICTIONS, index=False)
+
+
+@pytest.mark.parametrize("name, damage, reader, expected", WRONG_CONTENT,
+                         ids=["metrics-empty", "metrics-types", "config", "history", "predictions"])
+def test_each_wrong_content_file_is_named(app_runs, name, damage, reader, expected):
+    run_dir = broken_copy(app_runs, name.split(".")[0])
+    damage(run_dir)
+    with pytest.raises(RunError) as caught:
+        reader(run_dir)
+    assert f"{name} has wrong content: {expected}" in str(caught.value)
+
+
+def test_the_health_list_loads_the_model(app_runs, client):
+    from workbench import artifacts
+
+    run_dir = broken_copy(app_runs, "model")
+    data = (run_dir / runs.MODEL).read_bytes()
+    (run_dir / runs.MODEL).write_bytes(data[: len(data) // 2])  # truncated: present, but does not load
+    status = dict(artifacts.check_run(app_runs, run_dir.name))
+    assert status[runs.MODEL] and "model.keras is corrupt" in status[runs.MODEL]
+    assert dict(artifacts.check_run(app_runs, "fast-default"))[runs.MODEL] is None
+
+
+def callback(client, outputs: list[str], inputs: list[tuple[str, str, object]], changed: str, state=()):
+    ids = [o.rsplit(".", 1) for o in outputs]
+    body = {"output": "..%s.." % "...".join(outputs) if len(outputs) > 1 else outputs[0],
+            "outputs": [{"id": i, "property": p} for i, p in ids] if len(outputs) > 1
+            else {"id": ids[0][0], "property": ids[0][1]},
+            "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+            "state": [{"id": i, "property": p, "value": v} for i, p, v in state], "changedPropIds": [changed]}
+    return client.post("/_dash-update-component", json=body)
+
+
+MATRIX = ["errors-matrix.figure", "errors-table.children", "errors-pairs.children", "errors-problem.children"]
+GALLERY = ["errors-gallery.children", "errors-gallery-title.children", "errors-page.max_value",
+           "errors-page-col.className"]
+
+
+def test_crafted_callback_payloads_get_a_message_or_a_4xx(client):
+    # a number where the run id belongs: the page says the id is invalid
+    answer = callback(client, MATRIX, [("run-store", "data", 5), ("errors-norm", "value", "counts"),
+                                       ("errors-cell", "data", None)], "run-store.data")
+    assert answer.status_code == 200 and "invalid run id 5" in answer.get_data(as_text=True)
+    # a matrix cell outside the 10 classes: the gallery prompt, not a crash
+    answer = callback(client, GALLERY, [("errors-cell", "data", {"true": 99, "pred": 1}),
+                                        ("errors-page", "active_page", "x"), ("errors-overlay", "value", False)],
+                      "errors-cell.data", state=[("run-store", "data", "fast-default")])
+    assert answer.status_code == 200 and "errors-prompt" in answer.get_data(as_text=True)
+    # an unknown output, a body that is not a callback at all: 400, not 500
+    assert client.post("/_dash-update-component", json={"output": "x.y"}).status_code == 400
+    assert client.post("/_dash-update-component", json=[1, 2]).status_code == 400
+
+
+def test_nested_json_is_a_400_everywhere(client):
+    nested = "[" * 100_000 + "]" * 100_000
+    for path in ("/api/v1/predict", "/_dash-update-component"):
+        answer = client.post(path, data=nested, content_type="application/json")
+        assert answer.status_code == 400, path
+        assert "nested too deeply" in answer.get_json()["detail"]
+
+
+def test_api_root_is_the_apis_json_404(client):
+    answer = client.get("/api/v1")
+    assert answer.status_code == 404 and answer.get_json()["error"] == "not_found"
+
+
+def garment_png() -> bytes:
+    image = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(image).rectangle((16, 8, 48, 56), fill=220)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_base64_with_line_breaks_is_accepted(client):
+    text = base64.encodebytes(garment_png()).decode("ascii")  # MIME: a line break every 76 characters
+    assert "\n" in text.strip()
+    answer = client.post("/api/v1/predict", json={"images": [{"name": "wrapped.png", "data": text}]})
+    assert answer.status_code == 200, answer.get_json()
+
+
+@pytest.mark.parametrize("test, title, words", [
+    ("99999", "No such test image", "test image 99999 does not exist: the test set has images 0 to 9,999"),
+    ("abc", "No such test image", "?test= needs a test image number from 0 to 9,999; received 'abc'"),
+    ("9" * 4300, "No such test image", "?test= needs a test image number"),
+])
+def test_predict_test_links_say_what_is_wrong(client, test, title, words):
+    import pages.predict as predict_page  # imported by the app's page registry
+
+    with client.application.test_request_context("/predict"):
+        store = predict_page.test_from_url(test)
+        assert store["errors"] and words in store["errors"][0] and not store["items"]
+        assert predict_page.message_title(store) == title
+        assert predict_page.message_title({"items": [{}], "errors": ["x"]}) == "Some files were not used"
+        assert predict_page.valid_opacity("x") == predict_page.DEFAULT_OPACITY
+
+
+def test_cli_predict_finds_the_default_run_from_another_folder(tmp_path, monkeypatch, capsys):
+    (tmp_path / "shirt.png").write_bytes(garment_png())
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["predict", "shirt.png", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["label"]
+    assert cli.main(["predict", "shirt.png", "--runs-dir", str(tmp_path)]) != 0
+    assert "--runs-dir" in capsys.readouterr().err
+
+
+def test_the_committed_run_matches_the_schema(default_run_dir):
+    for reader in (runs.read_config, runs.read_metrics, runs.read_history, runs.read_predictions):
+        reader(default_run_dir)  # no RunError: the schema describes what training writes
