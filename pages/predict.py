@@ -6,7 +6,6 @@ The store holds the prepared 28x28 images (784 bytes each, base64), never the up
 
 from __future__ import annotations
 
-import base64
 import logging
 
 import dash
@@ -14,13 +13,15 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
-from workbench import (CLASS_NAMES, IMAGE_SIZE, DataError, ExplainError, ImageError, RunError, artifacts, figures,
+from workbench import (CLASS_NAMES, DataError, ExplainError, ImageError, RunError, artifacts, figures,
                        list_runs)
-from workbench.classify import PHOTO_RUN_ID, decode_base64, predict_images, prepare_uploads, run_for_photos
+from workbench.classify import PHOTO_RUN_ID, predict_images, prepare_uploads, run_for_photos
 from workbench.components import no_run, problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, get_explainer
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
-from workbench.preprocess import DISPLAY_SIZE, prepare_image
+from workbench.preprocess import prepare_image
+from workbench.uploads import (box_of, chosen, decode, drawn_box, encode, photo_bytes, prepared_fields, step_image,
+                               upload_bytes)
 
 dash.register_page(__name__, path="/predict", name="Predict", order=1)
 
@@ -108,14 +109,6 @@ def answering_run(item: dict, selected: str | None, use_photo_run: bool) -> str 
 # ---------------------------------------------------------------------------------------------
 # Loading images
 
-def encode(image: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(image, dtype=np.uint8).tobytes()).decode("ascii")
-
-
-def decode(pixels: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(pixels), dtype=np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
-
-
 def load_test_item(index: int | None = None) -> dict:
     """A test image as the store's single item (random when index is None)."""
     try:
@@ -166,25 +159,11 @@ def load_uploads(contents: list[str], filenames: list[str]) -> dict:
     return {"items": items, "errors": errors}
 
 
-def prepared_fields(prepared) -> dict:
-    """What the store keeps of a prepared photo: the 28x28 pixels (784 bytes), never the photo."""
-    return {"pixels": encode(prepared.image), "inverted": bool(prepared.inverted),
-            "size": list(prepared.image_size), "warnings": list(prepared.warnings)}
-
-
 def message_title(store: dict) -> str:
     """The title over the store's messages: a test image link, some files refused, or all of them."""
     if store.get("source") == "test":
         return "No such test image"
     return "Some files were not used" if store.get("items") else "Upload rejected"
-
-
-def upload_bytes(content: str) -> bytes | None:
-    """The file bytes of a dcc.Upload data URL ("data:<type>;base64,<data>"); None when damaged."""
-    try:
-        return decode_base64(content or "")
-    except ImageError:
-        return None
 
 
 @callback(Output("predict-store", "data"), Output("predict-item", "value"), Output("predict-photos", "data"),
@@ -256,52 +235,6 @@ def crop(relayout, _whole, store, item_index, photos):
     items = [dict(it, box=list(box) if box else None, **prepared_fields(prepared)) if it is item else it
              for it in store["items"]]
     return {**store, "items": items, "errors": []}
-
-
-def photo_bytes(item: dict | None, photos: list | None) -> bytes | None:
-    """The uploaded file of an item (None for test images, or when the upload is gone)."""
-    if not item or item.get("slot") is None or not photos or item["slot"] >= len(photos):
-        return None
-    return upload_bytes(photos[item["slot"]])
-
-
-def box_of(item: dict | None) -> tuple[int, int, int, int] | None:
-    return tuple(item["box"]) if item and item.get("box") else None
-
-
-def drawn_box(relayout: dict | None, item: dict) -> tuple[int, int, int, int] | None:
-    """The last rectangle drawn (or moved) on the photo, in the original photo's pixels."""
-    shapes = (relayout or {}).get("shapes")
-    if shapes:
-        shape = shapes[-1]
-    else:  # an existing box dragged: {"shapes[0].x0": ..., ...}
-        keys = {k.split(".")[1]: v for k, v in (relayout or {}).items() if k.startswith("shapes[")}
-        shape = keys if len(keys) == 4 else None
-    if not shape or not item.get("size"):
-        return None
-    scale = max(1.0, max(item["size"]) / DISPLAY_SIZE)  # original pixels per displayed pixel
-    x0, x1 = sorted((shape["x0"], shape["x1"]))
-    y0, y1 = sorted((shape["y0"], shape["y1"]))
-    width, height = item["size"]
-    box = (max(0, round(x0 * scale)), max(0, round(y0 * scale)), min(width, round(x1 * scale)),
-           min(height, round(y1 * scale)))
-    return box if box[2] - box[0] >= 8 and box[3] - box[1] >= 8 else None
-
-
-def step_image(image: np.ndarray, height: int = 84) -> np.ndarray:
-    """A step image scaled (nearest) to about `height` px high for the strip."""
-    from PIL import Image
-
-    pil = Image.fromarray(np.asarray(image, dtype=np.uint8))
-    width = max(1, round(pil.width * height / max(pil.height, 1)))
-    return np.asarray(pil.resize((width, height), Image.Resampling.NEAREST))
-
-
-def chosen(store, item_index) -> dict | None:
-    items = (store or {}).get("items", [])
-    if not items:
-        return None
-    return items[item_index if isinstance(item_index, int) and 0 <= item_index < len(items) else 0]
 
 
 # ---------------------------------------------------------------------------------------------

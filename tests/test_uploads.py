@@ -1,0 +1,35 @@
+"""The Predict page's store records: pixels round-trip, and a box drawn on the displayed photo maps
+back to the photo's own pixels (plotly's drawrect and a dragged box), with junk refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workbench.preprocess import DISPLAY_SIZE
+from workbench.uploads import chosen, decode, drawn_box, encode
+
+
+def test_pixels_round_trip_through_the_store():
+    image = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    assert np.array_equal(decode(encode(image)), image)
+
+
+def test_a_drawn_box_is_scaled_to_the_photos_pixels():
+    item = {"size": [4 * DISPLAY_SIZE, 2 * DISPLAY_SIZE]}  # shown at DISPLAY_SIZE: 4 photo px per shown px
+    drawn = {"shapes": [{"type": "rect", "x0": 50, "y0": 100, "x1": 10, "y1": 20}]}  # dragged right to left
+    assert drawn_box(drawn, item) == (40, 80, 200, 400)
+    moved = {"shapes[0].x0": 0, "shapes[0].x1": 300, "shapes[0].y0": 5, "shapes[0].y1": 600}
+    assert drawn_box(moved, item) == (0, 20, 1024, 512)  # clipped to the photo
+
+
+@pytest.mark.parametrize("relayout", [None, {"autosize": True}, {"shapes": [{"x0": "a", "x1": 1, "y0": 0, "y1": 9}]},
+                                      {"shapes": [{"x0": 1}]}, {"shapes": [{"x0": 0, "x1": 1, "y0": 0, "y1": 1}]}])
+def test_no_box_from_junk_or_a_box_under_8_pixels(relayout):
+    assert drawn_box(relayout, {"size": [200, 100]}) is None
+
+
+def test_chosen_falls_back_to_the_first_item():
+    store = {"items": [{"name": "a"}, {"name": "b"}]}
+    assert chosen(store, 1)["name"] == "b" and chosen(store, 7)["name"] == "a" and chosen(store, "x")["name"] == "a"
+    assert chosen({}, 0) is None
