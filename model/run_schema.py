@@ -6,7 +6,8 @@
 
 A reader turns the first problem into a RunError naming the run and the file, so a page shows that
 message instead of failing somewhere later with a KeyError. Fields a page can do without are optional;
-the schema only says what a present field must look like.
+the schema only says what a present field must look like (an optional field may be null: an imported
+model has no training time).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ CONFIG_FIELDS = {
     "recipe": (lambda v: isinstance(v, str), "a string", False),
     "architecture": (lambda v: isinstance(v, str), "a string", False),
     "class_names": (is_class_names, f"a list of {NUM_CLASSES} strings", False),
-    "gradcam_layer": (lambda v: isinstance(v, str), "a string", False),
+    "gradcam_layer": (lambda v: v is None or isinstance(v, str), "a string or null (no conv layer)", False),
     "input_size": (is_whole, "a whole number", False),
     "epochs": (is_whole, "a whole number", False),
     "batch_size": (is_whole, "a whole number", False),
@@ -81,7 +82,7 @@ def check_json(fields: dict, data: dict) -> list[str]:
     """Problems of a JSON object against a field table: missing required fields, wrong types."""
     problems = []
     for name, (check, expected, required) in fields.items():
-        if name not in data:
+        if name not in data or (data[name] is None and not required):
             if required:
                 problems.append(f"lacks {name!r}")
         elif not check(data[name]):
