@@ -171,12 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hard", action="store_true", help="also run the harder product-photo renderings")
     parser.add_argument("--low-confidence", type=float, default=LOW_CONFIDENCE)
     parser.add_argument("--save-dir", default=None, help="write the rendered JPEGs here")
-    parser.add_argument("--real", default=None, help="a folder of real photos (labels.csv + images/)")
-    parser.add_argument("--half", choices=["odd", "even", "all"], default="all",
-                        help="with --real: only the odd- or even-numbered photos (tune on odd)")
-    parser.add_argument("--sheet", default=None, help="with --real: write a contact-sheet PNG here")
-    parser.add_argument("--no-gradcam", action="store_true", help="with --real: time predict alone")
-    parser.add_argument("--phone-size", action="store_true", help="with --real: also time 12 MP JPEGs")
+    add_real_arguments(parser)
     args = parser.parse_args(argv)
     if args.real:
         return run_real_photos(args)
@@ -198,6 +193,16 @@ def main(argv: list[str] | None = None) -> int:
         report("hard renderings (colour, shadow, uneven light, clutter)" if hard else
                "clean renderings (dark-on-light, off-centre, blur, noise, JPEG, EXIF)", result, args.low_confidence)
     return 0
+
+
+def add_real_arguments(parser: argparse.ArgumentParser) -> None:
+    """--real and the options that go with it."""
+    parser.add_argument("--real", default=None, help="a folder of real photos (labels.csv + images/)")
+    parser.add_argument("--half", choices=["odd", "even", "all"], default="all",
+                        help="with --real: only the odd- or even-numbered photos (tune on odd)")
+    parser.add_argument("--sheet", default=None, help="with --real: write a contact-sheet PNG here")
+    parser.add_argument("--no-gradcam", action="store_true", help="with --real: time predict alone")
+    parser.add_argument("--phone-size", action="store_true", help="with --real: also time 12 MP JPEGs")
 
 
 def run_real_photos(args: argparse.Namespace) -> int:

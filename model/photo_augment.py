@@ -130,20 +130,25 @@ def footwear_view(shading: np.ndarray, mask: np.ndarray, rng: np.random.Generato
 
 
 def top_view(shading: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
-    """A shoe seen from above, made from its side view: along the length (toe left) the width
-    follows the side view's height, each column's shading spread across that width."""
+    """A shoe seen from above, made from its side view (toe left). Along the length the width
+    follows the side view's height; across it, the middle shows the top of the shoe and the edges
+    its sole, so each side-view column is laid out from its top (middle) down to the sole (edges):
+    a sandal's open straps stay open, a sneaker stays solid."""
+    rows = np.flatnonzero(mask.any(axis=1))
     columns = np.flatnonzero(mask.any(axis=0))
-    heights = mask[:, columns].sum(axis=0).astype(np.float32)
-    length = len(columns)
-    widest = rng.uniform(0.33, 0.48) * length      # a shoe is ~0.38 as wide as long; perspective widens
-    half = 0.5 * widest * np.sqrt(heights / max(heights.max(), 1))
-    side = int(np.ceil(widest)) + 2
-    rows = np.arange(side, dtype=np.float32)[:, None] - (side - 1) / 2
-    view_mask = np.abs(rows) <= half[None, :]
-    profile = np.array([shading[mask[:, c], c].mean() if mask[:, c].any() else 0.0 for c in columns], np.float32)
-    across = 1.0 - 0.3 * (np.abs(rows) / np.maximum(half[None, :], 1)) ** 2     # rounder at the edges
-    view = np.where(view_mask, profile[None, :] * across, 0.0).astype(np.float32)
-    return np.ascontiguousarray(view), np.ascontiguousarray(view_mask)
+    side_mask = mask[rows[0]:rows[-1] + 1, columns]
+    side_shading = shading[rows[0]:rows[-1] + 1, columns]
+    heights = side_mask.sum(axis=0).astype(np.float32)
+    widest = rng.uniform(0.33, 0.48) * len(columns)      # a shoe is ~0.38 as wide as long; perspective widens
+    half = np.maximum(0.5 * widest * np.sqrt(heights / max(heights.max(), 1)), 0.5)
+    across = np.abs(np.arange(int(np.ceil(widest)) + 2, dtype=np.float32) - (np.ceil(widest) + 1) / 2)[:, None]
+    first = side_mask.argmax(axis=0).astype(np.float32)   # the column's top in the side view
+    depth = np.clip(across / half[None, :], 0, 1) * (len(side_mask) - 1 - first)[None, :] + first[None, :]
+    depth = depth.round().astype(int)
+    index = np.arange(len(columns))[None, :]
+    view_mask = (across <= half[None, :]) & side_mask[depth, index]
+    view = np.where(view_mask, side_shading[depth, index] * (1.0 - 0.3 * (across / half[None, :]) ** 2), 0.0)
+    return np.ascontiguousarray(view.astype(np.float32)), np.ascontiguousarray(view_mask)
 
 
 def side_by_side(one: np.ndarray, one_mask: np.ndarray, rng: np.random.Generator):

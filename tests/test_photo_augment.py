@@ -3,6 +3,8 @@ frames a find, seeded, and kept apart from the originals they are made from."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -65,3 +67,16 @@ def test_expand_is_seeded_and_keeps_labels(samples):
     assert first.shape == (60, 28, 28) and np.array_equal(first[:20], images[:20])
     assert np.array_equal(first_labels, np.concatenate([labels[:20]] * 3))
     assert np.array_equal(first, again) and not np.array_equal(first, other)
+
+
+def test_the_photo_recipe_fine_tunes_another_run_on_photo_like_copies(tmp_path, data_dir, default_run_dir):
+    from model import runs
+    from model.recipes import get_recipe
+    from model.train import train
+
+    shutil.copytree(default_run_dir, tmp_path / "fast-default")
+    recipe = get_recipe("photo", epochs=1, batch_size=64, learning_rate=1e-4, val_size=200)
+    run_dir = train(recipe, tmp_path, "photo-tiny", data_dir=data_dir, limit=300, progress=False)
+    config, metrics = runs.read_config(run_dir), runs.read_metrics(run_dir)
+    assert config["n_train"] == 300 * (1 + recipe.photo_copies) and config["settings"]["init_from"] == "fast-default"
+    assert metrics["test_accuracy"] > 0.85   # 300 images and one epoch from scratch reach nowhere near this

@@ -71,8 +71,8 @@ class Settings:
     sharpen_percent: int = SHARPEN_PERCENT      # UnsharpMask strength after a real downscale
     sharpen_min_scale: float = SHARPEN_MIN_SCALE  # only sharpen when the crop shrank at least this much
     clean_noise: float = 10.5          # border noise above this: a texture, the finder's job (renders 4.4)
-    clean_light: float = 200.0         # border brighter than this (or darker than 255 - this) and ...
-    clean_tint: float = 20.0           # ... channels this close: a studio backdrop (dev photos: 1 of 228)
+    clean_light: float = 175.0         # border brighter than this (or darker than 255 - this) and ...
+    clean_tint: float = 20.0           # ... channels this close: a studio backdrop (dev photos 3 %, renders all)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,60 @@
+"""The real-photo benchmark (benchmarks/photos.py --real, benchmarks/photos_real.py) on a folder of
+drawn photos with a stand-in model: halves, refusals, flagged answers and the contact sheet."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import cv2
+import numpy as np
+from PIL import Image
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def load_module():
+    """benchmarks/photos_real.py, imported the way benchmarks/photos.py imports it."""
+    if str(REPO / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+    return importlib.import_module("photos_real")
+
+
+class Constant:
+    """A stand-in predictor: always class 1 (Trouser) with probability 0.9."""
+
+    def predict(self, images):
+        probs = np.full((len(images), 10), 0.1 / 9, np.float32)
+        probs[:, 1] = 0.9
+        return probs
+
+
+def drawn_folder(tmp_path):
+    """Three drawn photos (two garments and a flat grey picture) and their labels.csv."""
+    (tmp_path / "images").mkdir()
+    rng = np.random.default_rng(0)
+    rows = ["file,label,label_name"]
+    for name, label, garment in [("01_trouser_001.jpg", 1, True), ("01_trouser_002.jpg", 1, True),
+                                 ("00_tshirt_003.jpg", 0, False)]:
+        photo = np.full((300, 200, 3), (150, 110, 70), np.uint8)
+        if garment:
+            photo = (photo + rng.normal(0, 12, photo.shape)).clip(0, 255).astype(np.uint8)
+            cv2.rectangle(photo, (60, 40), (140, 260), (30, 40, 120), -1)
+        Image.fromarray(photo).save(tmp_path / "images" / name, quality=92)
+        rows.append(f"{name},{label},x")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path
+
+
+def test_the_benchmark_reports_halves_refusals_and_draws_a_sheet(tmp_path, capsys):
+    module = load_module()
+    folder = drawn_folder(tmp_path)
+    sheet = tmp_path / "sheet.png"
+    outcomes = module.run_real(folder, "all", Constant(), None, 0.6, sheet)
+    printed = capsys.readouterr().out
+    assert [o.predicted for o in outcomes] == [1, 1, -1]                  # the flat picture is refused
+    assert "odd half: 1/2 = 50.0% right; 1 refused" in printed
+    assert "even half: 1/1 = 100.0% right; 0 refused" in printed
+    assert "refused x1: nothing stands out" in printed
+    assert Image.open(sheet).size[0] > 0 and outcomes[0].thumb is not None
+    assert [name for name, _ in module.load_labels(folder, "odd")] == ["01_trouser_001.jpg", "00_tshirt_003.jpg"]
