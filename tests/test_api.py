@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +31,9 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
 
 from model.data import CLASS_NAMES, load_raw
 from test_preprocess import encode, load_benchmark, png_header_only
+from workbench.classify import PHOTO_RUN_ID, run_for_photos
+
+REPO = Path(__file__).resolve().parents[1]
 
 MAX_FILES = 4
 MAX_REQUEST_BYTES = 3_000_000
@@ -134,7 +138,8 @@ def test_predict_one_photo(server, photos, api_schema):
     assert response.status_code == 200, response.text
     api_schema["/api/v1/predict"]["POST"].validate_response(response)
     body = response.json()
-    assert body["run_id"] == "fast-default" and body["class_names"] == list(CLASS_NAMES)
+    assert body["run_id"] == run_for_photos(REPO / "runs") == PHOTO_RUN_ID  # photos: the photo-tuned run
+    assert body["class_names"] == list(CLASS_NAMES)
     result = body["results"][0]
     assert result["name"] == "trousers.jpg" and result["label"] == CLASS_NAMES[label]
     assert result["inverted"] and sum(result["probabilities"]) == pytest.approx(1, abs=1e-3)
@@ -148,7 +153,7 @@ def test_predict_one_photo(server, photos, api_schema):
 
 def test_predict_batch_multipart_and_json_agree(server, photos, api_schema):
     files = [("files", (f"photo{i}.jpg", data, "image/jpeg")) for i, (data, _) in enumerate(photos)]
-    multipart = predict(server, files=files, params={"top": 10})
+    multipart = predict(server, files=files, params={"top": 10, "run": "fast-default"})
     assert multipart.status_code == 200, multipart.text
     api_schema["/api/v1/predict"]["POST"].validate_response(multipart)
     results = multipart.json()["results"]

@@ -13,7 +13,7 @@ import pytest
 from model.data import CLASS_NAMES, load_raw
 from test_preprocess import load_benchmark
 from workbench import cli
-from workbench.classify import LOW_CONFIDENCE, low_confidence_threshold, rank
+from workbench.classify import LOW_CONFIDENCE, PHOTO_RUN_ID, low_confidence_threshold, rank, run_for_photos
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_text_output_names_each_file_and_its_class(capsys, runs_dir, photo_files
 def test_json_output_has_every_probability(capsys, runs_dir, photo_files):
     code, out, _ = run_cli(capsys, runs_dir, "--json", "--top", "10", photo_files["trousers.jpg"])
     answer = json.loads(out)
-    assert code == 0 and answer["run_id"] == "fast-default"
+    assert code == 0 and answer["run_id"] == run_for_photos(runs_dir) == PHOTO_RUN_ID  # photos' default run
     result = answer["results"][0]
     assert result["name"] == str(photo_files["trousers.jpg"]) and result["index"] == 0  # as in the API
     assert "file" not in result
