@@ -8,7 +8,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 
-from workbench import ExportError, RunError, artifacts, figures
+from workbench import ExportError, RunError, artifacts, explain_figures, figures, trust
 from workbench.components import metric_card, no_run, problem, rows_table, settings
 from workbench.inference import get_predictor
 
@@ -23,8 +23,8 @@ def show_report(run_id):
     if not run_id:
         return no_run()
     runs_dir = settings()["runs_dir"]
-    return [metrics_section(runs_dir, run_id), architecture_section(runs_dir, run_id),
-            config_section(runs_dir, run_id)]
+    return [metrics_section(runs_dir, run_id), trust_section(runs_dir, run_id),
+            architecture_section(runs_dir, run_id), config_section(runs_dir, run_id)]
 
 
 def metrics_section(runs_dir, run_id: str):
@@ -45,6 +45,27 @@ def metrics_section(runs_dir, run_id: str):
                    if "reliability" in m else problem("metrics.json has no reliability bins", "No diagram"))
     per_class = rows_table(figures.per_class_rows(m.get("per_class", {}), names))
     return html.Div([cards, dbc.Row([dbc.Col(reliability, lg=6), dbc.Col(per_class, lg=6)])])
+
+
+def trust_section(runs_dir, run_id: str):
+    """Faithfulness per explanation method and the sanity check, from the run's cached table."""
+    title = html.H4("Can its explanations be trusted?", className="section-title")
+    table = trust.read_table(runs_dir, run_id)
+    if table is None:
+        return html.Div([title, html.P(["Not measured yet for this run: ",
+                                        html.Code(f"python benchmarks/faithfulness.py --run {run_id}"),
+                                        " scores every method once (a few minutes) and the table appears here."],
+                                       id="report-trust")])
+    note = (f"{table['n_images']} fixed test images, map of the predicted class; pixels deleted to "
+            f"{table['baseline']} or inserted into a black image in the map's order, most important first. "
+            "Mean ± 95% interval; the random map is the floor.")
+    names = artifacts.class_names(runs_dir, run_id)
+    return html.Div([title, html.P(note, className="small text-muted"),
+                     dbc.Row([dbc.Col(rows_table(explain_figures.auc_rows(table), table_id="report-trust"), lg=6),
+                              dbc.Col(dcc.Graph(id="report-sanity", config={"displayModeBar": False},
+                                                figure=explain_figures.sanity_figure(table["sanity"])), lg=6)]),
+                     html.Details([html.Summary("deletion AUC per predicted class"),
+                                   rows_table(explain_figures.per_class_rows(table, names))])])
 
 
 def architecture_section(runs_dir, run_id: str):
