@@ -75,11 +75,15 @@ def test_no_page_scrolls_sideways_on_a_phone_or_a_projector(duo, width, height):
     duo.driver.set_window_size(width, height)
     for path in PAGES:
         visit(duo, path)
-        duo.wait_for_element("._dash-loading", timeout=1) if False else None
         until(lambda: duo.driver.execute_script("return document.readyState") == "complete", timeout=WAIT)
         until(lambda: not duo.find_elements("._dash-loading-callback"), timeout=WAIT)
         scroll = duo.driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
         assert scroll[0] <= scroll[1], f"{path} at {width}px: page {scroll[0]} px wide in a {scroll[1]} px window"
+        if path.startswith("/predict") and width == 1280:  # the explanation controls above the fold
+            duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)
+            bottom = duo.driver.execute_script(
+                "return document.getElementById('predict-method').getBoundingClientRect().bottom")
+            assert bottom <= height, f"method choice at {bottom:.0f} px, below a {height} px window"
     if width == 400:  # the navbar folds to one line behind its toggler
         navbar = duo.find_element(".navbar")
         assert navbar.size["height"] < 80
