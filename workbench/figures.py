@@ -72,7 +72,7 @@ def confusion_figure(matrix, class_names: list[str], normalise: bool = False,
         fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
                       line=dict(color=HIGHLIGHT, width=3))
     fig.update_layout(margin=dict(l=10, r=10, t=30, b=10), height=520, plot_bgcolor="white",
-                      xaxis=dict(title="predicted", side="top", tickangle=-30),
+                      xaxis=dict(title="predicted", side="top", tickangle=-45),  # no overlap down to 400 px
                       yaxis=dict(title="true", autorange="reversed"))
     return fig
 
