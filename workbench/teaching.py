@@ -6,7 +6,7 @@
 Feature maps: the conv-block outputs of one image, the channels that respond most, each scaled to
 0..255 on its own. Class images: tf-keras-vis ActivationMaximization of each class's logit from a
 black start, with total-variation and norm regularisers so the picture is smooth; computed once
-per run and stored in the run folder (class_images.npz), recomputed when model.keras changes.
+per run and stored in the run folder (class_images.npz) with the model's hash, recomputed when it changes.
 """
 
 from __future__ import annotations
@@ -77,13 +77,16 @@ def compute_class_images(model, config: TeachingConfig = DEFAULT) -> np.ndarray:
 
 def class_images(runs_dir, run_id: str) -> np.ndarray:
     """The stored class pictures, computed and written on first use (about a minute on CPU)."""
-    run_dir = runs.run_path(runs_dir, run_id)
-    path = run_dir / runs.CLASS_IMAGES
-    if path.is_file() and path.stat().st_mtime >= runs.model_file(run_dir).stat().st_mtime:
+    from workbench.trust import model_digest
+
+    path = runs.run_path(runs_dir, run_id) / runs.CLASS_IMAGES
+    digest = model_digest(runs_dir, run_id)
+    if path.is_file():
         with np.load(path) as stored:
-            return stored["images"]
+            if str(stored["model_digest"]) == digest:
+                return stored["images"]
     images = compute_class_images(get_explainer(runs_dir, run_id).model)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, images=images)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, images=images, model_digest=np.array(digest))
     tmp.replace(path)
     return images

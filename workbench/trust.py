@@ -12,6 +12,7 @@ Run `python benchmarks/faithfulness.py --run RUN` to build it outside the app.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -99,15 +100,20 @@ def compute_table(runs_dir, run_id: str, sample: Sample = SAMPLE, data_dir=None)
             "sanity": sanity_scores(explainer, images[few], targets[few], steps=sample.sanity_steps)}
 
 
-def read_table(runs_dir, run_id: str) -> dict | None:
-    """The stored table when it is newer than the model, else None."""
+def model_digest(runs_dir, run_id: str) -> str:
+    """A hash of the run's model file: the stored tables belong to exactly this model (mtimes are not
+    kept by git, so a fresh checkout could make a table look older than its model)."""
     run_dir = runs.run_path(runs_dir, run_id)
-    path = run_dir / runs.FAITHFULNESS
-    if not path.is_file() or path.stat().st_mtime < runs.model_file(run_dir).stat().st_mtime:
-        return None
+    return hashlib.blake2b(runs.model_file(run_dir).read_bytes(), digest_size=16).hexdigest()
+
+
+def read_table(runs_dir, run_id: str) -> dict | None:
+    """The stored table when it was computed for the run's current model, else None."""
+    path = runs.run_path(runs_dir, run_id) / runs.FAITHFULNESS
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        table = json.loads(path.read_text())
+        return table if table.get("model_digest") == model_digest(runs_dir, run_id) else None
+    except (OSError, ValueError, AttributeError):
         return None
 
 
@@ -115,6 +121,6 @@ def run_table(runs_dir, run_id: str, sample: Sample = SAMPLE, data_dir=None) -> 
     """The stored table, computed and written on first use."""
     table = read_table(runs_dir, run_id)
     if table is None or table.get("n_images") != sample.images:
-        table = compute_table(runs_dir, run_id, sample, data_dir)
+        table = {**compute_table(runs_dir, run_id, sample, data_dir), "model_digest": model_digest(runs_dir, run_id)}
         runs.write_json(runs.run_path(runs_dir, run_id), runs.FAITHFULNESS, table)
     return table
