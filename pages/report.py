@@ -6,9 +6,10 @@ import json
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, callback, dcc, html
+from dash import Input, Output, State, callback, dcc, html
 
-from workbench import ExportError, RunError, artifacts, explain_figures, figures, trust
+from workbench import DataError, ExplainError, ExportError, RunError, artifacts, explain_figures, figures, trust
+from workbench.images import colorize, png_data_url
 from workbench.components import metric_card, no_run, problem, rows_table, settings
 from workbench.inference import get_predictor
 
@@ -65,7 +66,26 @@ def trust_section(runs_dir, run_id: str):
                               dbc.Col(dcc.Graph(id="report-sanity", config={"displayModeBar": False},
                                                 figure=explain_figures.sanity_figure(table["sanity"])), lg=6)]),
                      html.Details([html.Summary("deletion AUC per predicted class"),
-                                   rows_table(explain_figures.per_class_rows(table, names))])])
+                                   rows_table(explain_figures.per_class_rows(table, names))]),
+                     dbc.Button("Class-average Grad-CAM (correct vs wrong)", id="report-average-button",
+                                color="link", className="p-0"),
+                     dcc.Loading(html.Div(id="report-average", className="method-grid"), type="dot")])
+
+
+@callback(Output("report-average", "children"), Input("report-average-button", "n_clicks"),
+          State("run-store", "data"), prevent_initial_call=True)
+def class_averages(_clicks, run_id):
+    """Mean Grad-CAM of each class over its test images, correctly classified above, wrong below."""
+    runs_dir = settings()["runs_dir"]
+    try:
+        maps = trust.class_averages(runs_dir, run_id, settings()["data_dir"])
+    except (RunError, ExplainError, DataError) as exc:
+        return problem(str(exc), "No class averages")
+    names = artifacts.class_names(runs_dir, run_id)
+    return [html.Figure([html.Img(src=png_data_url(colorize(m[0] / max(m[0].max(), 1e-6))), className="method-image"),
+                         html.Img(src=png_data_url(colorize(m[1] / max(m[1].max(), 1e-6))), className="method-image"),
+                         html.Figcaption([html.Strong(names[c]), html.Br(), "correct · wrong"])],
+                        className="method-tile") for c, m in enumerate(maps)]
 
 
 def architecture_section(runs_dir, run_id: str):

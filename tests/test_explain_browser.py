@@ -6,6 +6,10 @@ methods side by side, the teaching view's guess / reveal, and every page at 400 
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 
@@ -30,6 +34,15 @@ def visit(duo, path: str) -> None:
     duo.wait_for_element("#run-select", timeout=WAIT)
 
 
+def save_view(duo, name: str) -> None:
+    """A screenshot of exactly what the window shows, when WORKBENCH_SCREENSHOTS names a folder."""
+    folder = os.environ.get("WORKBENCH_SCREENSHOTS")
+    if folder:
+        time.sleep(1.0)  # let the figures draw
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        duo.driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+
 def click_row(duo, row: int) -> None:
     """Click the bar chart far right of the bars, at the height of class `row`."""
     area = duo.find_element("#predict-bars .nsewdrag")
@@ -49,7 +62,10 @@ def test_row_click_colour_bar_faithfulness_curve_and_methods_side_by_side(duo):
     row = next(i for i in (9, 0) if CLASS_NAMES[i] != predicted)  # a (likely tiny) bar, not the top one
     click_row(duo, row)
     duo.wait_for_text_to_equal("#predict-cam-caption", f"Grad-CAM for {CLASS_NAMES[row]}", timeout=WAIT)
-    duo.find_element("#predict-compare-button").click()
+    button = duo.find_element("#predict-compare-button")
+    duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
+    until(lambda: "AUC" in text_of(duo, "#predict-faith"), timeout=WAIT)  # the curve's spinner has gone
+    button.click()
     until(lambda: len(duo.find_elements("#predict-compare .method-tile")) == len(METHODS), timeout=2 * WAIT)
     tiles = text_of(duo, "#predict-compare")
     assert all(label in tiles for label in METHODS.values()) and tiles.count("deletion") == len(METHODS)
@@ -81,9 +97,10 @@ def test_no_page_scrolls_sideways_on_a_phone_or_a_projector(duo, width, height):
         assert scroll[0] <= scroll[1], f"{path} at {width}px: page {scroll[0]} px wide in a {scroll[1]} px window"
         if path.startswith("/predict") and width == 1280:  # the explanation controls above the fold
             duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)
-            bottom = duo.driver.execute_script(
-                "return document.getElementById('predict-method').getBoundingClientRect().bottom")
-            assert bottom <= height, f"method choice at {bottom:.0f} px, below a {height} px window"
+            bottom, inner = duo.driver.execute_script(
+                "return [document.getElementById('predict-method').getBoundingClientRect().bottom, innerHeight]")
+            assert bottom <= inner, f"method choice at {bottom:.0f} px, below a {inner} px viewport"
+        save_view(duo, f"{path.strip('/').split('?')[0] or 'overview'}-{width}x{height}")
     if width == 400:  # the navbar folds to one line behind its toggler
         navbar = duo.find_element(".navbar")
         assert navbar.size["height"] < 80

@@ -21,6 +21,7 @@ import numpy as np
 from model import runs
 from workbench import faithfulness as fx
 from workbench.artifacts import test_images
+from workbench.cache import cached
 from workbench.explain import METHODS, Explainer, get_explainer
 from workbench.sanity import SanityConfig, randomisation_check
 
@@ -124,3 +125,30 @@ def run_table(runs_dir, run_id: str, sample: Sample = SAMPLE, data_dir=None) -> 
         table = {**compute_table(runs_dir, run_id, sample, data_dir), "model_digest": model_digest(runs_dir, run_id)}
         runs.write_json(runs.run_path(runs_dir, run_id), runs.FAITHFULNESS, table)
     return table
+
+
+def class_averages(runs_dir, run_id: str, data_dir=None) -> np.ndarray:
+    """class_average_maps, computed once per model file (~5 s) and kept in the one cache."""
+    model_path = runs.model_file(runs.run_path(runs_dir, run_id))
+    return cached("class-averages", model_path, lambda: class_average_maps(runs_dir, run_id, data_dir),
+                  str(data_dir))
+
+
+def class_average_maps(runs_dir, run_id: str, data_dir=None, per_group: int = 40) -> np.ndarray:
+    """Mean Grad-CAM of the true class over test images of each class: (classes, 2, 28, 28),
+    [:, 0] the correctly classified ones, [:, 1] the wrong ones (zeros when there are none).
+    Up to `per_group` images per group (the first ones of the run's saved predictions)."""
+    from workbench.artifacts import predictions
+
+    explainer = get_explainer(runs_dir, run_id)
+    frame = predictions(runs_dir, run_id)
+    images = test_images(data_dir)
+    classes = explainer.model.output_shape[-1]
+    out = np.zeros((classes, 2, 28, 28), np.float32)
+    for c in range(classes):
+        rows = frame[frame["label"] == c]
+        for g, group in enumerate((rows[rows["predicted"] == c], rows[rows["predicted"] != c])):
+            index = group["index"].to_numpy()[:per_group]
+            if len(index):
+                out[c, g] = explainer.explain(images[index], c, "gradcam").mean(axis=0)
+    return out
