@@ -144,15 +144,17 @@ def warm_up(server: flask.Flask) -> threading.Thread:
     server.config["WORKBENCH_READINESS"] = "loading"
 
     def load():
+        available = []
         try:
             available = runs.list_runs(runs_dir)
             if available:
                 get_predictor(runs_dir, available[0], backend).predict(
                     np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32))
-                explain_first(runs_dir, available[0])
         except Exception:  # a broken default run: the pages and the API say why when asked
             logging.getLogger(__name__).exception("warm-up of the default run failed")
-        server.config["WORKBENCH_READINESS"] = "ok"
+        server.config["WORKBENCH_READINESS"] = "ok"  # the API is ready; the explainer is for the pages
+        if available:
+            explain_first(runs_dir, available[0])
 
     thread = threading.Thread(target=load, name="workbench-warm-up", daemon=True)
     thread.start()
