@@ -404,7 +404,7 @@ def test_served_by_gunicorn_with_two_workers(dash_duo, app_runs, data_dir, tmp_p
         dash_duo.wait_for_page(url=url + "predict", timeout=WAIT)
         dash_duo.wait_for_element("#predict-random", timeout=2 * WAIT).click()
         dash_duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=2 * WAIT)
-        assert len(dash_duo.find_elements("#predict-bars .bars .point")) == 10
+        assert len(dash_duo.find_elements("#predict-bars .bars .point")) == 20  # bars + invisible row hit areas
         text = log.read_text()
         assert dash_duo.get_logs() == [], text[text.find("Traceback"):][:4000]
     finally:
