@@ -39,6 +39,8 @@ PREDICTIONS = "test_predictions.parquet"
 CONFUSION = "confusion_matrix.csv"
 CURVES_PNG = "learning_curves.png"
 CONFUSION_PNG = "confusion_matrix.png"
+FAITHFULNESS = "faithfulness.json"  # per-method deletion / insertion AUC and sanity check (workbench/trust.py)
+CLASS_IMAGES = "class_images.npz"  # what the model thinks each class looks like (workbench/teaching.py)
 BACKUP_DIR = "backup"
 
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]

@@ -17,11 +17,13 @@ from workbench import (CLASS_NAMES, DataError, ExplainError, ImageError, RunErro
                        list_runs)
 from workbench.classify import PHOTO_RUN_ID, predict_images, prepare_uploads, run_for_photos
 from workbench.components import no_run, problem, settings
-from workbench.explain import LAYER_METHODS, METHODS, get_explainer
+from workbench.explain import LAYER_METHODS, METHODS, get_explainer, layer_label
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
 from workbench.preprocess import prepare_image
 from workbench.uploads import (box_of, chosen, decode, drawn_box, encode, photo_bytes, prepared_fields, step_image,
                                upload_bytes)
+
+from pages.predict_trust import colour_bar, trust_section
 
 dash.register_page(__name__, path="/predict", name="Predict", order=1)
 
@@ -73,7 +75,7 @@ def layout(test: str | None = None, **_):
                 dcc.Loading(dcc.Graph(id="predict-bars", config={"displayModeBar": False}), type="dot"),
                 html.Div(id="predict-hint"),
                 dbc.Button("Why not …?", id="predict-whynot", color="link", className="p-0"),
-                html.Div("Click any bar to explain that class instead.", className="small text-muted"),
+                html.Div("Click anywhere on a class's row to explain that class instead.", className="small text-muted"),
             ], id="predict-result-bars", md=6, lg=4, className=results),
             dbc.Col([
                 dcc.Loading(html.Div([
@@ -83,7 +85,9 @@ def layout(test: str | None = None, **_):
                                  html.Figcaption(id="predict-cam-caption")]),
                 ], className="image-pair"), type="circle", delay_show=150,
                     overlay_style={"visibility": "visible", "opacity": 0.35}),
+                colour_bar(),
                 controls,
+                trust_section(),
             ], id="predict-result-images", md=6, lg=5, className=results),
         ]),
         dcc.Store(id="predict-store", data=initial),
@@ -250,8 +254,15 @@ def list_layers(run_id, method):
         layers = get_explainer(settings()["runs_dir"], run_id).layer_choices() if run_id else []
     except (RunError, ExplainError):
         layers = []
-    options = [{"label": name + (" (default)" if i == 0 else ""), "value": name} for i, name in enumerate(layers)]
+    options = layer_options(settings()["runs_dir"], run_id, layers)
     return options, layers[0] if layers else None, disabled
+
+
+def layer_options(runs_dir, run_id: str, layers: list[str]) -> list[dict]:
+    """Dropdown options "conv3_block1_out · 7×7 (default)", ..."""
+    model = get_explainer(runs_dir, run_id).model if layers else None
+    return [{"label": layer_label(model, name) + (" (default)" if i == 0 else ""), "value": name}
+            for i, name in enumerate(layers)]
 
 
 @callback(Output("predict-target", "value"),

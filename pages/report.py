@@ -6,9 +6,10 @@ import json
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, callback, dcc, html
+from dash import Input, Output, State, callback, dcc, html
 
-from workbench import ExportError, RunError, artifacts, figures
+from workbench import DataError, ExplainError, ExportError, RunError, artifacts, explain_figures, figures, trust
+from workbench.images import colorize, png_data_url
 from workbench.components import metric_card, no_run, problem, rows_table, settings
 from workbench.inference import get_predictor
 
@@ -23,8 +24,8 @@ def show_report(run_id):
     if not run_id:
         return no_run()
     runs_dir = settings()["runs_dir"]
-    return [metrics_section(runs_dir, run_id), architecture_section(runs_dir, run_id),
-            config_section(runs_dir, run_id)]
+    return [metrics_section(runs_dir, run_id), trust_section(runs_dir, run_id),
+            architecture_section(runs_dir, run_id), config_section(runs_dir, run_id)]
 
 
 def metrics_section(runs_dir, run_id: str):
@@ -45,6 +46,46 @@ def metrics_section(runs_dir, run_id: str):
                    if "reliability" in m else problem("metrics.json has no reliability bins", "No diagram"))
     per_class = rows_table(figures.per_class_rows(m.get("per_class", {}), names))
     return html.Div([cards, dbc.Row([dbc.Col(reliability, lg=6), dbc.Col(per_class, lg=6)])])
+
+
+def trust_section(runs_dir, run_id: str):
+    """Faithfulness per explanation method and the sanity check, from the run's cached table."""
+    title = html.H4("Can its explanations be trusted?", className="section-title")
+    table = trust.read_table(runs_dir, run_id)
+    if table is None:
+        return html.Div([title, html.P(["Not measured yet for this run: ",
+                                        html.Code(f"python benchmarks/faithfulness.py --run {run_id}"),
+                                        " scores every method once (a few minutes) and the table appears here."],
+                                       id="report-trust")])
+    note = (f"{table['n_images']} fixed test images, map of the predicted class; pixels deleted to "
+            f"{table['baseline']} or inserted into a black image in the map's order, most important first. "
+            "Mean ± 95% interval; the random map is the floor.")
+    names = artifacts.class_names(runs_dir, run_id)
+    return html.Div([title, html.P(note, className="small text-muted"),
+                     dbc.Row([dbc.Col(rows_table(explain_figures.auc_rows(table), table_id="report-trust"), lg=6),
+                              dbc.Col(dcc.Graph(id="report-sanity", config={"displayModeBar": False},
+                                                figure=explain_figures.sanity_figure(table["sanity"])), lg=6)]),
+                     html.Details([html.Summary("deletion AUC per predicted class"),
+                                   rows_table(explain_figures.per_class_rows(table, names))]),
+                     dbc.Button("Class-average Grad-CAM (correct vs wrong)", id="report-average-button",
+                                color="link", className="p-0"),
+                     dcc.Loading(html.Div(id="report-average", className="method-grid"), type="dot")])
+
+
+@callback(Output("report-average", "children"), Input("report-average-button", "n_clicks"),
+          State("run-store", "data"), prevent_initial_call=True)
+def class_averages(_clicks, run_id):
+    """Mean Grad-CAM of each class over its test images, correctly classified above, wrong below."""
+    runs_dir = settings()["runs_dir"]
+    try:
+        maps = trust.class_averages(runs_dir, run_id, settings()["data_dir"])
+    except (RunError, ExplainError, DataError) as exc:
+        return problem(str(exc), "No class averages")
+    names = artifacts.class_names(runs_dir, run_id)
+    return [html.Figure([html.Img(src=png_data_url(colorize(m[0] / max(m[0].max(), 1e-6))), className="method-image"),
+                         html.Img(src=png_data_url(colorize(m[1] / max(m[1].max(), 1e-6))), className="method-image"),
+                         html.Figcaption([html.Strong(names[c]), html.Br(), "correct · wrong"])],
+                        className="method-tile") for c, m in enumerate(maps)]
 
 
 def architecture_section(runs_dir, run_id: str):

@@ -147,7 +147,7 @@ def test_overview_shows_metrics_gallery_and_links(workbench, app_runs):
     duo.wait_for_element("#overview-gallery img.thumb", timeout=WAIT)
     assert len(duo.find_elements("#overview-gallery .gallery-row")) == 10
     assert {a.get_attribute("pathname") for a in duo.find_elements("a.nav-link")} == \
-        {"/", "/predict", "/errors", "/training", "/report", "/import"}
+        {"/", "/predict", "/errors", "/training", "/report", "/teach", "/import"}
     screenshot(duo, "overview")
 
 
@@ -163,7 +163,7 @@ def test_predict_upload_shows_bars_overlay_and_why_not(workbench, tmp_path, data
     duo.wait_for_element("#predict-input[src^='data:image/png']", timeout=WAIT)
     assert displayed(duo, "#predict-input") and displayed(duo, "#predict-bars")
     assert not displayed(duo, "#predict-empty")
-    assert len(duo.find_elements("#predict-bars .bars .point")) == 10
+    assert len(duo.find_elements("#predict-bars .bars .point")) == 20  # 10 bars + 10 invisible row hit areas
     assert len(duo.find_elements("#predict-steps img.step-image")) >= 3
     duo.wait_for_contains_text("#predict-cam-caption", "(predicted)", timeout=WAIT)
     why_not = text_of(duo, "#predict-whynot")  # "Why not Shirt?"
@@ -197,7 +197,7 @@ def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_p
         assert sum(name in alert for alert in alerts) == 1, (name, alerts)
     assert len({a.split(": ", 2)[-1] for a in alerts}) == 4, "each problem has its own message"
     duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)  # the good ones still work
-    assert len(duo.find_elements("#predict-bars .bars .point")) == 10
+    assert len(duo.find_elements("#predict-bars .bars .point")) == 20  # 10 bars + 10 invisible row hit areas
     assert len(duo.find_elements("#predict-item input")) == 2  # one entry per good upload
     first = attribute(duo, "#predict-input", "src")
     duo.find_elements("#predict-item label")[1].click()
@@ -404,7 +404,7 @@ def test_served_by_gunicorn_with_two_workers(dash_duo, app_runs, data_dir, tmp_p
         dash_duo.wait_for_page(url=url + "predict", timeout=WAIT)
         dash_duo.wait_for_element("#predict-random", timeout=2 * WAIT).click()
         dash_duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=2 * WAIT)
-        assert len(dash_duo.find_elements("#predict-bars .bars .point")) == 10
+        assert len(dash_duo.find_elements("#predict-bars .bars .point")) == 20  # bars + invisible row hit areas
         text = log.read_text()
         assert dash_duo.get_logs() == [], text[text.find("Traceback"):][:4000]
     finally:

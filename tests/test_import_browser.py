@@ -96,7 +96,7 @@ def test_import_form_then_every_page_and_the_api(dash_duo, tmp_path, data_dir):
     open_page(dash_duo, "/predict")
     dash_duo.wait_for_element("#predict-random", timeout=WAIT).click()
     dash_duo.wait_for_contains_text("#predict-cam-caption", "explanations are off", timeout=WAIT)
-    until(lambda: len(dash_duo.find_elements("#predict-bars .bars .point")) == 10, timeout=WAIT)
+    until(lambda: len(dash_duo.find_elements("#predict-bars .bars .point")) == 20, timeout=WAIT)  # 10 bars + 10 invisible row hit areas
 
     open_page(dash_duo, "/report")
     dash_duo.wait_for_contains_text("#report-body", "input_convention", timeout=WAIT)

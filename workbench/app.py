@@ -21,7 +21,7 @@ import dash
 import dash_bootstrap_components as dbc
 import flask
 import numpy as np
-from dash import Input, Output, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from model import runs
 from model.data import IMAGE_SIZE
@@ -63,6 +63,11 @@ def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "ker
     @app.callback(Output("run-store", "data"), Input("run-select", "value"))
     def remember_run(run_id):
         return run_id
+
+    @app.callback(Output("navbar-collapse", "is_open"), Input("navbar-toggler", "n_clicks"),
+                  State("navbar-collapse", "is_open"), prevent_initial_call=True)
+    def toggle_navbar(_clicks, is_open):
+        return not is_open
 
     # The JSON API, /api/v1/..., beside the pages, with the pages' threshold.
     register_api(app.server, Path(runs_dir), backend, low_confidence=low_confidence)
@@ -107,11 +112,13 @@ def serve_layout():
         persistence_type="session", placeholder="no runs found", className="run-select")
     links = [dbc.NavLink(page["name"], href=page["relative_path"], active="exact")
              for page in dash.page_registry.values()]
-    navbar = dbc.Navbar(dbc.Container([
+    navbar = dbc.Navbar(dbc.Container([  # below 992 px the links and run picker fold behind a toggler
         dbc.NavbarBrand("Fashion workbench", href="/"),
-        dbc.Nav(links, navbar=True, className="me-auto"),
-        html.Div([html.Span("run", className="run-label"), selector], className="run-picker"),
-    ], fluid=True), color="primary", dark=True, className="mb-3")
+        dbc.NavbarToggler(id="navbar-toggler", n_clicks=0),
+        dbc.Collapse([dbc.Nav(links, navbar=True, className="me-auto"),
+                      html.Div([html.Span("run", className="run-label"), selector], className="run-picker")],
+                     id="navbar-collapse", is_open=False, navbar=True),
+    ], fluid=True), color="primary", dark=True, expand="lg", className="mb-3")
     return html.Div([dcc.Store(id="run-store"), navbar,
                      dbc.Container(dash.page_container, fluid=True, className="page")])
 
@@ -137,6 +144,7 @@ def warm_up(server: flask.Flask) -> threading.Thread:
     server.config["WORKBENCH_READINESS"] = "loading"
 
     def load():
+        available = []
         try:
             available = runs.list_runs(runs_dir)
             if available:
@@ -144,11 +152,23 @@ def warm_up(server: flask.Flask) -> threading.Thread:
                     np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32))
         except Exception:  # a broken default run: the pages and the API say why when asked
             logging.getLogger(__name__).exception("warm-up of the default run failed")
-        server.config["WORKBENCH_READINESS"] = "ok"
+        server.config["WORKBENCH_READINESS"] = "ok"  # the API is ready; the explainer is for the pages
+        if available:
+            explain_first(runs_dir, available[0])
 
     thread = threading.Thread(target=load, name="workbench-warm-up", daemon=True)
     thread.start()
     return thread
+
+
+def explain_first(runs_dir, run_id: str) -> None:
+    """Build the run's explainer and one Grad-CAM, so the first Predict page does not stall on it."""
+    from workbench.explain import get_explainer
+
+    try:
+        get_explainer(runs_dir, run_id).explain(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8), 0)
+    except Exception as exc:  # an imported run without explanations: the page says so
+        logging.getLogger(__name__).info("no explainer warm-up for run %s: %s", run_id, exc)
 
 
 def serve_gunicorn(runs_dir: Path, backend: str, data_dir: str | None, host: str, port: int,

@@ -46,7 +46,8 @@ def rows_table(rows: list[dict], columns: list[str] | None = None, table_id: str
     head = html.Thead(html.Tr([html.Th(c) for c in columns]))
     body = html.Tbody([html.Tr([html.Td(_cell(row.get(c))) for c in columns]) for row in rows])
     extra = {"id": table_id} if table_id else {}
-    return dbc.Table([head, body], striped=True, hover=True, size="sm", className="rows-table", **extra)
+    return dbc.Table([head, body], striped=True, hover=True, size="sm", className="rows-table",
+                     responsive=True, **extra)  # a wide table scrolls in its own box, not the page
 
 
 def _cell(value) -> str:

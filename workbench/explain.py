@@ -1,8 +1,9 @@
-"""Explanations of a run's Keras model: Grad-CAM, Grad-CAM++ and gradient saliency (tf-keras-vis).
+"""Explanations of a run's Keras model: Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM, saliency (tf-keras-vis).
 
     explainer = get_explainer(runs_dir, "fast-default")
     maps = explainer.explain(images, targets, method="gradcam")   # (N, 28, 28) float32 in [0, 1]
-    explainer.layer_choices()                                       # conv layers, default first
+    explainer.layer_choices()                                       # conv-block outputs, default first
+    layer_label(model, "conv3_block1_out")                          # "conv3_block1_out · 7×7"
 
 The score is the target class's pre-softmax logit (the output activation is swapped for a linear
 one on a private clone, so the shared predictor model is untouched). Heatmaps are computed in one
@@ -29,10 +30,14 @@ from workbench.inference import get_predictor
 METHODS = {  # key -> label shown in the app
     "gradcam": "Grad-CAM",
     "gradcam++": "Grad-CAM++",
+    "scorecam": "Score-CAM",
+    "layercam": "Layer-CAM",
     "saliency": "Saliency (gradients)",
     "smoothgrad": "SmoothGrad",
 }
-LAYER_METHODS = ("gradcam", "gradcam++")  # methods that look at a convolutional layer
+LAYER_METHODS = ("gradcam", "gradcam++", "scorecam", "layercam")  # methods that look at a conv layer
+SCORECAM_BATCH = 256      # Score-CAM: masked copies per forward pass (one per channel per image)
+ACTIVATIONS = ("ReLU", "Activation", "ELU", "LeakyReLU", "PReLU")  # layer types whose output ends a block
 SMOOTH_SAMPLES = 16       # SmoothGrad: noisy copies per image (paper: 10-50 are enough)
 SMOOTH_NOISE = 0.15       # SmoothGrad noise, as a share of the image's pixel range (paper: 10-20%)
 CACHE_SIZE = 4096         # cached heatmaps per run: 4096 * 28 * 28 * 4 B ~ 13 MB
@@ -47,6 +52,28 @@ def spatial_layers(model) -> list[str]:
         if shape is not None and len(shape) == 4 and shape[1] and shape[1] >= 2:
             names.append(layer.name)
     return names
+
+
+def useful_layers(model) -> list[str]:
+    """The conv-block outputs among the spatial layers: activations (or convs with a built-in
+    activation), without the inner activations of residual blocks (``*_block*_1_relu``) and without
+    batch-norm, add, pooling and input-scaling outputs, which only repeat a neighbour's map."""
+    spatial = set(spatial_layers(model))
+    names = []
+    for layer in model.layers:
+        activation = getattr(getattr(layer, "activation", None), "__name__", "linear")
+        ends_block = type(layer).__name__ in ACTIVATIONS or (type(layer).__name__.startswith("Conv")
+                                                             and activation != "linear")
+        inner = "_block" in layer.name and not layer.name.endswith("_out")
+        if layer.name in spatial and (ends_block or layer.name.endswith("_out")) and not inner:
+            names.append(layer.name)
+    return names or spatial_layers(model)
+
+
+def layer_label(model, name: str) -> str:
+    """A layer's name with its feature map's size, e.g. "conv3_block1_out · 7×7"."""
+    shape = model.get_layer(name).output.shape
+    return f"{name} · {shape[1]}×{shape[2]}"
 
 
 def default_layer(model, config: dict | None = None) -> str:
@@ -73,8 +100,8 @@ class Explainer:
         self._lock = threading.Lock()  # the dev server and dash_duo answer callbacks in threads
 
     def layer_choices(self) -> list[str]:
-        """Spatial layers, the default first, then the rest from output back to input."""
-        layers = spatial_layers(self.model)
+        """Conv-block outputs, the default first, then the rest from output back to input."""
+        layers = useful_layers(self.model)
         return [self.default_layer] + [n for n in reversed(layers) if n != self.default_layer]
 
     def explain(self, images: np.ndarray, targets, method: str = "gradcam",
@@ -123,6 +150,9 @@ class Explainer:
 
     @staticmethod
     def _run(visualizer, score, batch: np.ndarray, method: str, layer: str | None):
+        if method == "scorecam":
+            return visualizer(score, batch, penultimate_layer=layer, seek_penultimate_conv_layer=False,
+                              batch_size=SCORECAM_BATCH)
         if method in LAYER_METHODS:
             return visualizer(score, batch, penultimate_layer=layer, seek_penultimate_conv_layer=False)
         if method == "smoothgrad":
@@ -133,9 +163,12 @@ class Explainer:
         if method not in self._visualizers:
             from tf_keras_vis.gradcam import Gradcam
             from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+            from tf_keras_vis.layercam import Layercam
             from tf_keras_vis.saliency import Saliency
+            from tf_keras_vis.scorecam import Scorecam
 
-            kind = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus}.get(method, Saliency)
+            kind = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "scorecam": Scorecam,
+                    "layercam": Layercam}.get(method, Saliency)
             self._visualizers[method] = kind(self._linear(), clone=False)
         return self._visualizers[method]
 

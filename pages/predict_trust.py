@@ -1,0 +1,108 @@
+"""Predict page, part two: can the shown explanation be trusted? (no page of its own; predict.py uses it)
+
+Under the overlay: its colour scale, the deletion / insertion curve of the shown map next to a
+random map's, and "Compare all methods": every method's map of the same image with its AUC.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+import dash_bootstrap_components as dbc
+import numpy as np
+from dash import Input, Output, State, callback, ctx, dcc, html
+
+from workbench import IMAGE_SIZE, ExplainError, RunError, explain_figures, trust
+from workbench.classify import run_for_photos
+from workbench.components import problem, settings
+from workbench.explain import LAYER_METHODS, METHODS, get_explainer
+from workbench.images import overlay, png_data_url
+
+PREDICTED = "predicted"  # the target dropdown's "explain the predicted class" value (as in predict.py)
+SHOWN = [Input("predict-store", "data"), Input("predict-item", "value"), Input("run-store", "data"),
+         Input("predict-method", "value"), Input("predict-target", "value"), Input("predict-layer", "value"),
+         Input("predict-photo-run", "value")]
+
+
+def colour_bar():
+    """The overlay's colour scale, with what its ends mean."""
+    return html.Div([html.Img(src=explain_figures.colorbar_url(), className="colour-bar", alt="colour scale"),
+                     html.Div([html.Span("0 · ignored"), html.Span("1 · decisive")], className="colour-bar-ends")],
+                    id="predict-colour-bar", className="colour-bar-box")
+
+
+def trust_section():
+    """The faithfulness curve and the side-by-side button, placed under the images."""
+    return html.Div([
+        dcc.Loading(dcc.Graph(id="predict-faith", config={"displayModeBar": False},
+                              style={"height": "260px"}), type="dot"),
+        dbc.Button("Compare all methods", id="predict-compare-button", color="secondary", outline=True,
+                   size="sm", className="mt-1"),
+        dcc.Loading(html.Div(id="predict-compare", className="method-grid"), type="dot"),
+    ], className="predict-trust")
+
+
+def current(store, item_index, selected_run, use_photo_run):
+    """(image uint8 28x28, run id) of the chosen item, or (None, None)."""
+    items = (store or {}).get("items", [])
+    if not items:
+        return None, None
+    item = items[item_index if isinstance(item_index, int) and 0 <= item_index < len(items) else 0]
+    image = np.frombuffer(base64.b64decode(item["pixels"]), dtype=np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
+    run_id = selected_run
+    if item.get("slot") is not None and use_photo_run:
+        run_id = run_for_photos(settings()["runs_dir"]) or selected_run
+    return image, run_id
+
+
+def target_class(explainer, image: np.ndarray, target) -> int:
+    if target not in (None, PREDICTED):
+        return int(target)
+    return int(trust.predict_fn(explainer.model)(image[None, ..., None].astype(np.float32))[0].argmax())
+
+
+@callback(Output("predict-faith", "figure"), Output("predict-faith", "style"), *SHOWN)
+def faithfulness_curve(store, item_index, selected_run, method, target, layer, use_photo_run):
+    """Deletion / insertion curves of the map shown above (hidden when there is none)."""
+    image, run_id = current(store, item_index, selected_run, use_photo_run)
+    hidden = {"display": "none"}
+    if image is None or not run_id or method not in METHODS:
+        return {}, hidden
+    try:
+        explainer = get_explainer(settings()["runs_dir"], run_id)
+        cls = target_class(explainer, image, target)
+        heatmap = explainer.explain(image[None], cls, method, layer if method in LAYER_METHODS else None)[0]
+        curve = trust.one_image(explainer, image[..., None], cls, heatmap)
+    except (RunError, ExplainError) as exc:
+        logging.getLogger(__name__).info("no faithfulness curve for run %s: %s", run_id, exc)
+        return {}, hidden
+    return explain_figures.faithfulness_figure(curve, METHODS[method]), {"height": "260px"}
+
+
+@callback(Output("predict-compare", "children"), Input("predict-compare-button", "n_clicks"), *SHOWN[:3],
+          State("predict-target", "value"), State("predict-layer", "value"), State("predict-photo-run", "value"),
+          prevent_initial_call=True)
+def compare_methods(_clicks, store, item_index, selected_run, target, layer, use_photo_run):
+    """Every method's map of the current image, each with its deletion / insertion AUC."""
+    if ctx.triggered_id != "predict-compare-button":
+        return []  # a new image or run: the old comparison no longer applies
+    image, run_id = current(store, item_index, selected_run, use_photo_run)
+    if image is None or not run_id:
+        return []
+    try:
+        explainer = get_explainer(settings()["runs_dir"], run_id)
+        cls = target_class(explainer, image, target)
+        return [method_tile(explainer, image, cls, method, layer) for method in METHODS]
+    except (RunError, ExplainError) as exc:
+        return problem(str(exc), "Cannot compare methods")
+
+
+def method_tile(explainer, image: np.ndarray, cls: int, method: str, layer):
+    heatmap = explainer.explain(image[None], cls, method, layer if method in LAYER_METHODS else None)[0]
+    curve = trust.one_image(explainer, image[..., None], cls, heatmap)
+    return html.Figure([
+        html.Img(src=png_data_url(overlay(image, heatmap)), className="method-image"),
+        html.Figcaption([html.Strong(METHODS[method]), html.Br(),
+                         f"deletion {curve['deletion_auc']:.2f} · insertion {curve['insertion_auc']:.2f}"]),
+    ], className="method-tile")

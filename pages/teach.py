@@ -1,0 +1,110 @@
+"""Teach: a classroom view for a projector (1280×720 without scrolling), large type and images.
+
+Guess first: the class is hidden until "Reveal" — the class asks, then the model answers, with
+its Grad-CAM. Below: what each conv block sees of the image (its most active feature maps), and
+what the model thinks each class looks like (activation maximisation, computed once per run).
+"""
+
+from __future__ import annotations
+
+import random
+
+import dash
+import dash_bootstrap_components as dbc
+import numpy as np
+from dash import Input, Output, State, callback, ctx, dcc, html, no_update
+
+from workbench import CLASS_NAMES, DataError, ExplainError, RunError, artifacts, teaching
+from workbench.classify import predict_images
+from workbench.components import no_run, problem, settings
+from workbench.explain import get_explainer
+from workbench.images import overlay, png_data_url
+
+dash.register_page(__name__, path="/teach", name="Teach", order=6)
+
+layout = html.Div([
+    html.Div([
+        dbc.Button("Next image", id="teach-next", color="primary", size="lg", className="me-2"),
+        dbc.Switch(id="teach-guess", value=True, label="Guess first", className="d-inline-block me-3 teach-switch"),
+        dbc.Button("Reveal", id="teach-reveal", color="success", size="lg", className="me-2"),
+        dbc.Button("What does the model think each class looks like?", id="teach-classes", color="link"),
+    ], className="teach-controls"),
+    dbc.Row([
+        dbc.Col(html.Figure([html.Img(id="teach-image", className="teach-image"),
+                             html.Figcaption(id="teach-truth")]), xs=6, md=3),
+        dbc.Col(html.Div(id="teach-answer", className="teach-answer"), xs=6, md=3),
+        dbc.Col(html.Div(id="teach-layers", className="teach-layers"), xs=12, md=6),
+    ], className="g-3"),
+    html.Div(id="teach-class-images", className="teach-classes"),
+    dcc.Store(id="teach-index"),
+], className="teach")
+
+
+@callback(Output("teach-index", "data"), Input("teach-next", "n_clicks"))
+def next_image(_clicks):
+    return random.randrange(10_000)
+
+
+@callback(Output("teach-image", "src"), Output("teach-truth", "children"), Output("teach-layers", "children"),
+          Input("teach-index", "data"), Input("run-store", "data"))
+def show_image(index, run_id):
+    """The image, big; its true class stays hidden while guessing; the layers' feature maps."""
+    if index is None:
+        return no_update, no_update, no_update
+    try:
+        image = artifacts.test_images(settings()["data_dir"])[index]
+    except DataError as exc:
+        return None, problem(str(exc), "No test images"), None
+    layers = layer_view(run_id, image) if run_id else no_run()
+    return png_data_url(image, scale=10), f"test image {index}", layers
+
+
+@callback(Output("teach-answer", "children"), Input("teach-reveal", "n_clicks"), Input("teach-guess", "value"),
+          Input("teach-index", "data"), Input("run-store", "data"))
+def answer(_reveal, guess_first, index, run_id):
+    """The model's answer and its Grad-CAM: at once, or after Reveal in guess-first mode."""
+    if index is None or not run_id:
+        return None
+    if guess_first and ctx.triggered_id != "teach-reveal":
+        return html.Div("What is it? Guess, then press Reveal.", id="teach-hidden", className="teach-prompt")
+    cfg = settings()
+    image = artifacts.test_images(cfg["data_dir"])[index]
+    try:
+        probs = predict_images(cfg["runs_dir"], run_id, image[None], cfg["backend"])[0]
+        top = int(probs.argmax())
+        heatmap = get_explainer(cfg["runs_dir"], run_id).explain(image[None], top, "gradcam")[0]
+    except (RunError, ExplainError) as exc:
+        return problem(str(exc))
+    truth = int(artifacts.test_labels(cfg["data_dir"])[index])
+    verdict = "right" if top == truth else f"wrong: it is a {CLASS_NAMES[truth]}"
+    return html.Div([html.Div(f"{CLASS_NAMES[top]}", id="teach-predicted", className="teach-class"),
+                     html.Div(f"{probs[top]:.0%} sure · {verdict}", className="teach-verdict"),
+                     html.Img(src=png_data_url(overlay(image, heatmap), scale=6), className="teach-cam"),
+                     html.Div("where it looked (Grad-CAM)", className="teach-note")])
+
+
+def layer_view(run_id: str, image: np.ndarray):
+    """Each conv block's most active feature maps: edges first, garment parts later."""
+    try:
+        layers = teaching.feature_maps(settings()["runs_dir"], run_id, image)
+    except (RunError, ExplainError) as exc:
+        return problem(str(exc), "No layer view")
+    return [html.Div("What each layer sees", className="teach-heading")] + [
+        html.Div([html.Span(label, className="teach-layer-label"),
+                  *[html.Img(src=png_data_url(m, scale=max(1, 56 // m.shape[0])), className="teach-map")
+                    for m in maps]], className="teach-layer") for label, maps in layers]
+
+
+@callback(Output("teach-class-images", "children"), Input("teach-classes", "n_clicks"),
+          State("run-store", "data"), prevent_initial_call=True)
+def class_pictures(_clicks, run_id):
+    """Activation maximisation per class (computed once per run, then read from the run folder)."""
+    if not run_id:
+        return no_run()
+    try:
+        images = teaching.class_images(settings()["runs_dir"], run_id)
+    except (RunError, ExplainError) as exc:
+        return problem(str(exc))
+    return [html.Figure([html.Img(src=png_data_url(img, scale=3), className="teach-map"),
+                         html.Figcaption(CLASS_NAMES[i])], className="teach-class-image")
+            for i, img in enumerate(images)]

@@ -1,0 +1,109 @@
+"""Explanations you can trust, in headless Chromium: the bar-row click, the faithfulness curve, the
+methods side by side, the teaching view's guess / reveal, and every page at 400 px and 1280×720.
+
+    python -m pytest --headless tests/test_explain_browser.py
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+
+from model.data import CLASS_NAMES
+from test_app_browser import WAIT, app_runs, displayed, screenshot, serve, text_of, until  # noqa: F401
+from workbench.explain import METHODS
+
+pytestmark = pytest.mark.browser
+
+PAGES = ("/", "/predict?test=0", "/errors", "/training", "/report", "/teach", "/import")
+
+
+@pytest.fixture
+def duo(dash_duo, app_runs, data_dir):  # noqa: F811
+    serve(dash_duo, app_runs, data_dir)
+    yield dash_duo
+    assert dash_duo.get_logs() == [], "browser console errors"
+
+
+def visit(duo, path: str) -> None:
+    duo.driver.get(duo.server_url + path)
+    duo.wait_for_element("#run-select", timeout=WAIT)
+
+
+def save_view(duo, name: str) -> None:
+    """A screenshot of exactly what the window shows, when WORKBENCH_SCREENSHOTS names a folder."""
+    folder = os.environ.get("WORKBENCH_SCREENSHOTS")
+    if folder:
+        time.sleep(1.0)  # let the figures draw
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        duo.driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+
+def click_row(duo, row: int) -> None:
+    """Click the bar chart far right of the bars, at the height of class `row`."""
+    area = duo.find_element("#predict-bars .nsewdrag")
+    width, height = area.size["width"], area.size["height"]
+    y = (row + 0.5) * height / len(CLASS_NAMES) - height / 2  # offsets count from the element's centre
+    duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", area)
+    ActionChains(duo.driver).move_to_element(area).move_by_offset(int(width * 0.4), int(y)).click().perform()
+
+
+def test_row_click_colour_bar_faithfulness_curve_and_methods_side_by_side(duo):
+    visit(duo, "/predict?test=0")
+    duo.wait_for_contains_text("#predict-cam-caption", "(predicted)", timeout=WAIT)
+    predicted = text_of(duo, "#predict-cam-caption").removeprefix("Grad-CAM for ").removesuffix(" (predicted)")
+    assert displayed(duo, "#predict-colour-bar")
+    assert " · " in text_of(duo, "#predict-layer") and "×" in text_of(duo, "#predict-layer")
+    until(lambda: "AUC" in text_of(duo, "#predict-faith"), timeout=WAIT)
+    row = next(i for i in (9, 0) if CLASS_NAMES[i] != predicted)  # a (likely tiny) bar, not the top one
+    click_row(duo, row)
+    duo.wait_for_text_to_equal("#predict-cam-caption", f"Grad-CAM for {CLASS_NAMES[row]}", timeout=WAIT)
+    button = duo.find_element("#predict-compare-button")
+    duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
+    until(lambda: "AUC" in text_of(duo, "#predict-faith"), timeout=WAIT)  # the curve's spinner has gone
+    button.click()
+    until(lambda: len(duo.find_elements("#predict-compare .method-tile")) == len(METHODS), timeout=2 * WAIT)
+    tiles = text_of(duo, "#predict-compare")
+    assert all(label in tiles for label in METHODS.values()) and tiles.count("deletion") == len(METHODS)
+    screenshot(duo, "predict-trust")
+
+
+def test_teaching_view_hides_the_answer_until_reveal(duo):
+    visit(duo, "/teach")
+    duo.find_element("#teach-next").click()
+    duo.wait_for_element("#teach-hidden", timeout=WAIT)
+    duo.wait_for_element("#teach-image[src^='data:image/png']", timeout=WAIT)
+    assert not duo.find_elements("#teach-predicted")
+    until(lambda: len(duo.find_elements("#teach-layers img.teach-map")) >= 8, timeout=WAIT)
+    duo.find_element("#teach-reveal").click()
+    duo.wait_for_element("#teach-predicted", timeout=WAIT)
+    assert text_of(duo, "#teach-predicted") in CLASS_NAMES
+    duo.find_element("#teach-next").click()  # a new image: hidden again
+    duo.wait_for_element("#teach-hidden", timeout=WAIT)
+
+
+@pytest.mark.parametrize("width, height", [(400, 800), (1280, 720)])
+def test_no_page_scrolls_sideways_on_a_phone_or_a_projector(duo, width, height):
+    duo.driver.set_window_size(width, height)
+    for path in PAGES:
+        visit(duo, path)
+        until(lambda: duo.driver.execute_script("return document.readyState") == "complete", timeout=WAIT)
+        until(lambda: not duo.find_elements("._dash-loading-callback"), timeout=WAIT)
+        scroll = duo.driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert scroll[0] <= scroll[1], f"{path} at {width}px: page {scroll[0]} px wide in a {scroll[1]} px window"
+        if path.startswith("/predict") and width == 1280:  # the explanation controls above the fold
+            duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)
+            bottom, inner = duo.driver.execute_script(
+                "return [document.getElementById('predict-method').getBoundingClientRect().bottom, innerHeight]")
+            assert bottom <= inner, f"method choice at {bottom:.0f} px, below a {inner} px viewport"
+        if path == "/report":  # the faithfulness table and sanity check are what this issue added
+            trust = duo.wait_for_element("#report-trust", timeout=WAIT)
+            duo.driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", trust)
+        save_view(duo, f"{path.strip('/').split('?')[0] or 'overview'}-{width}x{height}")
+    if width == 400:  # the navbar folds to one line behind its toggler
+        navbar = duo.find_element(".navbar")
+        assert navbar.size["height"] < 80
