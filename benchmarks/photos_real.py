@@ -9,7 +9,9 @@ workbench.preprocess.prepare_image and the model, then Grad-CAM (as the app does
 prints, for the whole set and for the odd- and even-numbered files separately (tune on the odd
 half only): accuracy, per-class accuracy, the main confusions, refusals and their reasons, the
 low-confidence split (flagged = top-1 below the threshold or a preprocessing warning), and p50/p95
-milliseconds for preprocessing and for predict + Grad-CAM. `--sheet` writes a contact sheet:
+milliseconds for preprocessing and for predict + Grad-CAM. It also calibrates the low-confidence
+threshold on the odd half alone: the lowest threshold at which the unflagged odd photos are right at
+least CALIBRATION_TARGET of the time, then shows what that threshold does on the even half. `--sheet` writes a contact sheet:
 photo with the found outline | the 28x28 the model saw | true / predicted and probability.
 """
 
@@ -23,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+CALIBRATION_TARGET = 0.80   # unflagged answers should be right as often as the issue's accuracy target
+CALIBRATION_GRID = [round(0.30 + 0.05 * i, 2) for i in range(14)]   # thresholds tried: 0.30 .. 0.95
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
            "Ankle boot"]
@@ -120,6 +125,32 @@ def print_flagged(outcomes: list[Outcome], right: np.ndarray, low_confidence: fl
           f"right {rate(flagged)}; unflagged {calm.sum()}: right {rate(calm)}")
 
 
+def calibrate(outcomes: list[Outcome], target: float = CALIBRATION_TARGET) -> float | None:
+    """The lowest threshold of the grid at which unflagged answers are right >= target (None: none)."""
+    for threshold in CALIBRATION_GRID:
+        calm = [o for o in outcomes if o.predicted >= 0 and o.probability >= threshold and not o.warnings]
+        if calm and np.mean([o.predicted == o.label for o in calm]) >= target:
+            return threshold
+    return None
+
+
+def print_calibration(outcomes: list[Outcome]) -> None:
+    """Calibrate on the odd half, then show the flagged/unflagged split of both halves at that value."""
+    odd = [o for o in outcomes if file_half(o.file) == "odd"]
+    threshold = calibrate(odd)
+    if threshold is None:
+        print(f"\ncalibration: no threshold up to {CALIBRATION_GRID[-1]} makes unflagged odd answers "
+              f"{CALIBRATION_TARGET:.0%} right")
+        return
+    print(f"\ncalibrated on the odd half: threshold {threshold} (lowest with unflagged answers >= "
+          f"{CALIBRATION_TARGET:.0%} right)")
+    for part in ("odd", "even"):
+        chosen = [o for o in outcomes if file_half(o.file) == part]
+        if chosen:
+            print(f"  {part}:", end="")
+            print_flagged(chosen, np.array([o.predicted == o.label for o in chosen]), threshold)
+
+
 def print_timings(outcomes: list[Outcome]) -> None:
     """p50/p95 milliseconds per photo for preprocessing and for predict + Grad-CAM."""
     prep = [o.prep_ms for o in outcomes]
@@ -181,6 +212,7 @@ def run_real(folder: Path, half: str, predictor, explainer, low_confidence: floa
     for part in ("odd", "even"):
         summarise(f"{part} half", [o for o in outcomes if file_half(o.file) == part], low_confidence)
     summarise(f"all ({half})", outcomes, low_confidence)
+    print_calibration(outcomes)
     if phone_size:
         time_phone_size(folder, rows, predictor, explainer)
     if sheet:

@@ -23,9 +23,10 @@ from workbench.preprocess import prepare_image
 from workbench.uploads import (box_of, chosen, decode, drawn_box, encode, photo_bytes, prepared_fields, step_image,
                                upload_bytes)
 
-from pages.predict_trust import colour_bar, trust_section
+from pages.predict_trust import colour_bar, register_callbacks, trust_section
 
 dash.register_page(__name__, path="/predict", name="Predict", order=1)
+register_callbacks()  # the trust section's callbacks, for the app being built (see pages/predict_trust.py)
 
 MAX_FILES = 12         # images per upload; more is a batch job for `workbench predict`
 PREDICTED = "predicted"

@@ -2,6 +2,11 @@
 
 Under the overlay: its colour scale, the deletion / insertion curve of the shown map next to a
 random map's, and "Compare all methods": every method's map of the same image with its AUC.
+
+Its callbacks are registered by `register_callbacks()`, which predict.py calls as Dash executes it.
+Dash executes each page file afresh for every app it builds, but a helper module like this one is
+imported once per process: decorating at import would give its callbacks to the first app only
+(a second app in the same process, as in the tests, had a Predict page without its curve).
 """
 
 from __future__ import annotations
@@ -62,7 +67,14 @@ def target_class(explainer, image: np.ndarray, target) -> int:
     return int(trust.predict_fn(explainer.model)(image[None, ..., None].astype(np.float32))[0].argmax())
 
 
-@callback(Output("predict-faith", "figure"), Output("predict-faith", "style"), *SHOWN)
+def register_callbacks() -> None:
+    """Register this module's callbacks for the app Dash is building now."""
+    callback(Output("predict-faith", "figure"), Output("predict-faith", "style"), *SHOWN)(faithfulness_curve)
+    callback(Output("predict-compare", "children"), Input("predict-compare-button", "n_clicks"), *SHOWN[:3],
+             State("predict-target", "value"), State("predict-layer", "value"), State("predict-photo-run", "value"),
+             prevent_initial_call=True)(compare_methods)
+
+
 def faithfulness_curve(store, item_index, selected_run, method, target, layer, use_photo_run):
     """Deletion / insertion curves of the map shown above (hidden when there is none)."""
     image, run_id = current(store, item_index, selected_run, use_photo_run)
@@ -80,9 +92,6 @@ def faithfulness_curve(store, item_index, selected_run, method, target, layer, u
     return explain_figures.faithfulness_figure(curve, METHODS[method]), {"height": "260px"}
 
 
-@callback(Output("predict-compare", "children"), Input("predict-compare-button", "n_clicks"), *SHOWN[:3],
-          State("predict-target", "value"), State("predict-layer", "value"), State("predict-photo-run", "value"),
-          prevent_initial_call=True)
 def compare_methods(_clicks, store, item_index, selected_run, target, layer, use_photo_run):
     """Every method's map of the current image, each with its deletion / insertion AUC."""
     if ctx.triggered_id != "predict-compare-button":

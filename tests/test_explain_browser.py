@@ -52,8 +52,6 @@ def click_row(duo, row: int) -> None:
     ActionChains(duo.driver).move_to_element(area).move_by_offset(int(width * 0.4), int(y)).click().perform()
 
 
-@pytest.mark.xfail(strict=False, reason="passes alone; in the full suite, after other apps were built in the same "
-                   "process, the faithfulness-curve callback never fires (known defect, issue 18's note)")
 def test_row_click_colour_bar_faithfulness_curve_and_methods_side_by_side(duo):
     visit(duo, "/predict?test=0")
     duo.wait_for_contains_text("#predict-cam-caption", "(predicted)", timeout=WAIT)

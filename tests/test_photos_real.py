@@ -58,3 +58,19 @@ def test_the_benchmark_reports_halves_refusals_and_draws_a_sheet(tmp_path, capsy
     assert "refused x1: nothing stands out" in printed
     assert Image.open(sheet).size[0] > 0 and outcomes[0].thumb is not None
     assert [name for name, _ in module.load_labels(folder, "odd")] == ["01_trouser_001.jpg", "00_tshirt_003.jpg"]
+
+
+def test_calibration_picks_the_lowest_threshold_that_makes_unflagged_answers_right_enough():
+    module = load_module()
+    Outcome = module.Outcome
+    # odd files: right answers at 0.9 and 0.7, a wrong one at 0.5, a right one at 0.4 -> above 0.45 3/3 right,
+    # above 0.40 3/4 = 75 % (< 80 %) -> 0.45 is the first grid value whose unflagged answers are 100 % right
+    odd = [Outcome(f"a_{2 * i + 1:03d}.jpg", 1, predicted, p) for i, (predicted, p) in
+           enumerate([(1, 0.9), (1, 0.7), (0, 0.5), (1, 0.4)])]
+    odd[2].probability = 0.44
+    assert module.calibrate(odd) == 0.45
+    odd.append(Outcome("a_011.jpg", 1, 0, 0.99))   # a confident wrong answer beats every threshold
+    odd.append(Outcome("a_013.jpg", 1, 0, 0.99))
+    assert module.calibrate(odd) is None
+    warned = Outcome("a_015.jpg", 1, 0, 0.99, warnings=["little found"])  # warnings are always flagged
+    assert module.calibrate([*odd[:4], warned]) == 0.45
