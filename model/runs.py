@@ -42,6 +42,12 @@ CONFUSION_PNG = "confusion_matrix.png"
 FAITHFULNESS = "faithfulness.json"  # per-method deletion / insertion AUC and sanity check (workbench/trust.py)
 CLASS_IMAGES = "class_images.npz"  # what the model thinks each class looks like (workbench/teaching.py)
 BACKUP_DIR = "backup"
+LABEL_ISSUES_DIR = "label_issues"  # model/label_issues.py: out-of-fold training probabilities and their settings
+OOF_TRAIN = "oof_train.npz"        # in LABEL_ISSUES_DIR: probs (60000, 10) float16, labels, folds
+OOF_SETTINGS = "settings.json"     # in LABEL_ISSUES_DIR: the K-fold settings the probabilities came from
+LABEL_ISSUES = "label_issues.parquet"  # suspects of both splits ranked by cleanlab (workbench/suspects.py)
+NEAR_DUPLICATES = "near_duplicates.parquet"  # test images whose nearest training image is near-identical
+LABEL_MARKS = "label_marks.json"   # the analyst's marks on suspects (workbench/suspects.py)
 
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
 PROB_COLUMNS = [f"prob_{i}" for i in range(NUM_CLASSES)]

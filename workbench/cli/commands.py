@@ -7,6 +7,7 @@ prints the outcome; the return value is the exit code.
     run_export    ONNX / TFLite export with its parity check
     run_import    import a model trained elsewhere as a run
     run_predict   classify image files: 0 all classified, 1 some failed, 2 none
+    run_label_issues  suspected label errors (K-fold + cleanlab) and near-duplicates of a run
     run_serve     the Dash workbench and JSON API (gunicorn, or Dash's dev server with --debug)
 """
 
@@ -113,6 +114,31 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"  {note}")
     print(f"Grad-CAM layer: {result.gradcam_layer or 'none (explanations off)'}")
     print(f"test accuracy {result.test_accuracy:.4f} on the 10,000 test images")
+    return 0
+
+
+def run_label_issues(args: argparse.Namespace) -> int:
+    """`workbench label-issues RUN`: the K-fold probabilities (cached, resumable), then cleanlab."""
+    from tqdm import tqdm
+
+    from model.label_issues import FoldSettings, compute_label_issues
+
+    settings = FoldSettings(folds=args.folds, epochs=args.epochs, width=args.width, limit=args.limit)
+    run_dir = runs.run_path(args.runs_dir, args.run)
+    with tqdm(total=settings.folds * settings.epochs, unit="epoch", disable=args.no_progress,
+              desc="K-fold (folds x epochs)") as bar:
+        summary = compute_label_issues(run_dir, args.data_dir, settings,
+                                       lambda done, total: bar.update(done - bar.n))
+    rate = settings.folds * settings.epochs * summary["n_train"] * (settings.folds - 1) / settings.folds
+    print(f"run {args.run}: {summary['test_suspects']} test and {summary['train_suspects']} training suspects; "
+          f"out-of-fold accuracy {summary['oof_accuracy']:.4f} on {summary['n_train']:,} training images; "
+          f"{summary['near_duplicates']} train/test near-duplicates")
+    if summary["reused"]:
+        print(f"K-fold probabilities reused from {run_dir / runs.LABEL_ISSUES_DIR} (same settings)")
+    else:
+        print(f"K-fold: {summary['seconds']:.0f} s, {rate / summary['seconds']:,.0f} training images/s "
+              f"(a resumed run counts only the folds it trained in the time, so the rate reads high)")
+    print(f"-> {run_dir / runs.LABEL_ISSUES}, {run_dir / runs.NEAR_DUPLICATES}")
     return 0
 
 

@@ -127,7 +127,25 @@ def _add_import(sub) -> None:
     p.set_defaults(handler="run_import")
 
 
-SUBCOMMANDS = (_add_data, _add_train, _add_evaluate, _add_serve, _add_predict, _add_export, _add_import)
+def _add_label_issues(sub) -> None:
+    from model.label_issues import FoldSettings  # a plain dataclass: no TensorFlow import
+
+    p = sub.add_parser("label-issues", help="suspected label errors (K-fold + cleanlab) and train/test "
+                                            "near-duplicates, cached in the run folder (resumable)")
+    p.add_argument("run", nargs="?", default=DEFAULT_RUN_ID, help="run id (default: fast-default)")
+    add_runs_dir(p)
+    add_data_dir(p)
+    defaults = FoldSettings()
+    p.add_argument("--folds", type=int, default=defaults.folds, help=f"K of the K-fold (default {defaults.folds})")
+    p.add_argument("--epochs", type=int, default=defaults.epochs, help=f"epochs per fold (default {defaults.epochs})")
+    p.add_argument("--width", type=int, default=defaults.width, help=f"CNN first-stage channels (default {defaults.width})")
+    p.add_argument("--limit", type=int, default=None, help="use only this many training images (smoke runs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler="run_label_issues")
+
+
+SUBCOMMANDS = (_add_data, _add_train, _add_evaluate, _add_serve, _add_predict, _add_export, _add_import,
+               _add_label_issues)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,161 @@
+"""Label issues: images whose given label the model doubts, ranked by cleanlab, for an analyst to mark.
+
+Each tile: the image, given and suggested label with their probabilities, Grad-CAM for the given and
+for the suggested class, and three buttons (label wrong / label fine / unsure) showing the current
+mark. The split (test / train) and the page live in the URL (?split=test&page=2). Marks export as
+CSV. Below, the train/test near-duplicate pairs found by `workbench label-issues RUN`.
+"""
+
+from __future__ import annotations
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+
+from workbench import DataError, RunError, WorkbenchError, artifacts, suspects as sus
+from workbench.components import no_run, problem, rows_table, settings
+
+dash.register_page(__name__, path="/suspects", name="Label issues", order=7)
+
+PAGE_SIZE = 12  # tiles per page: two Grad-CAM batches of 12 images stay well under a second on 2 cores
+DUPLICATES_SHOWN = 50  # near-duplicate pairs listed (most similar first)
+
+
+def _query_page(value) -> int:
+    try:
+        return max(1, int(value))
+    except (TypeError, ValueError):
+        return 1
+
+
+def layout(split: str = "test", page: str = "1", **_other):
+    split = split if split in sus.SPLITS else "test"
+    return html.Div([
+        dcc.Location(id="suspects-url", refresh=False),
+        html.H2("Label issues", className="page-title"),
+        html.P("Images whose given label the model doubts, ranked by cleanlab's label quality "
+               "(lowest first). Mark each one; the marks are saved in the run folder.", className="text-muted"),
+        dbc.Row([
+            dbc.Col(dbc.RadioItems(id="suspects-split", value=split, inline=True, options=[
+                {"label": "test set", "value": "test"}, {"label": "training set", "value": "train"}]),
+                width="auto"),
+            dbc.Col(dbc.Pagination(id="suspects-pager", max_value=1, active_page=_query_page(page),
+                                   fully_expanded=False, size="sm", className="mb-0"), width="auto"),
+            dbc.Col([dbc.Button("Export marks (CSV)", id="suspects-export", size="sm", color="secondary"),
+                     dcc.Download(id="suspects-download")], width="auto"),
+        ], align="center", className="mb-2"),
+        html.Div(id="suspects-status"),
+        dcc.Loading(html.Div(id="suspects-tiles"), type="dot"),
+        html.H4("Train/test near-duplicates", className="mt-4"),
+        html.Div(id="suspects-duplicates"),
+    ])
+
+
+@callback(Output("suspects-tiles", "children"), Output("suspects-pager", "max_value"),
+          Output("suspects-url", "search"), Output("suspects-duplicates", "children"),
+          Input("run-store", "data"), Input("suspects-split", "value"), Input("suspects-pager", "active_page"))
+def show_suspects(run_id, split, page):
+    search = f"?split={split}&page={_query_page(page)}"
+    if not run_id:
+        return no_run(), 1, search, None
+    cfg = settings()
+    try:
+        found = sus.suspects(cfg["runs_dir"], run_id, split)
+        duplicates = duplicates_section(cfg["runs_dir"], run_id)
+    except RunError as exc:
+        hint = problem(str(exc), "No label issues yet") if exc.code == "no_label_issues" else problem(str(exc))
+        return hint, 1, search, None
+    pages = max(1, -(-len(found) // PAGE_SIZE))
+    page = min(_query_page(page), pages)
+    try:
+        tiles = suspect_tiles(run_id, split, found.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE], cfg)
+    except (DataError, WorkbenchError) as exc:
+        tiles = problem(str(exc))
+    header = html.P(f"{len(found):,} suspects in the {split} set; page {page} of {pages}.", className="small")
+    return [header, tiles], pages, f"?split={split}&page={page}", duplicates
+
+
+def suspect_tiles(run_id: str, split: str, rows, cfg: dict):
+    """One card per suspect: image, labels, probabilities, two Grad-CAM overlays, the mark buttons."""
+    names = artifacts.class_names(cfg["runs_dir"], run_id)
+    images = sus.split_images(split, cfg["data_dir"])[rows["index"].to_numpy()]
+    plain, cam_given, cam_suggested, why = sus.tile_images(cfg["runs_dir"], run_id, images,
+                                                           rows["given"].to_numpy(), rows["suggested"].to_numpy())
+    current = sus.marks(cfg["runs_dir"], run_id)
+    cards = []
+    for i, row in enumerate(rows.itertuples()):
+        key = f"{split}/{row.index}"
+        pictures = [_figure(plain[i], "image")]
+        if cam_given is not None:
+            pictures += [_figure(cam_given[i], "Grad-CAM given"), _figure(cam_suggested[i], "Grad-CAM suggested")]
+        cards.append(dbc.Col(dbc.Card(dbc.CardBody([
+            html.Div(f"#{row.rank} · {split} image {row.index}", className="fw-bold small"),
+            html.Div(pictures, className="d-flex gap-1"),
+            html.Div(f"given {names[row.given]} ({row.p_given:.2f}) → suggested {names[row.suggested]} "
+                     f"({row.p_suggested:.2f})", className="small text-nowrap"),
+            html.Div(f"label quality {row.label_quality:.3f}", className="small text-muted"),
+            _mark_buttons(key, current.get(key, {}).get("mark")),
+        ]), className="suspect-tile h-100"), md=6, lg=4, className="mb-2"))
+    note = [html.Div(f"Grad-CAM unavailable: {why}", className="small text-muted")] if why else []
+    return html.Div(note + [dbc.Row(cards)])
+
+
+def _figure(url: str, caption: str):
+    return html.Figure([html.Img(src=url, width=84, height=84),
+                        html.Figcaption(caption, className="small text-muted")], className="mb-0 text-center")
+
+
+def _mark_buttons(key: str, mark: str | None):
+    buttons = [dbc.Button(text, id={"type": "suspects-mark", "key": key, "mark": value}, size="sm",
+                          color="primary", outline=value != mark, className="suspects-mark")
+               for value, text in sus.MARKS.items()]
+    return html.Div([dbc.ButtonGroup(buttons, size="sm"),
+                     html.Span(sus.MARKS.get(mark, "not marked"), id={"type": "suspects-current", "key": key},
+                               className="ms-2 small")], className="mt-1")
+
+
+def duplicates_section(runs_dir, run_id: str):
+    pairs = sus.near_duplicates(runs_dir, run_id)
+    if pairs is None:
+        return html.P(f"Not computed: run `workbench label-issues {run_id}`.", className="text-muted")
+    names = artifacts.class_names(runs_dir, run_id)
+    rows = [{"test image": int(r.test_index), "training image": int(r.train_index),
+             "cosine similarity": float(r.similarity), "pixel difference": float(r.pixel_difference),
+             "test label": names[r.test_label], "training label": names[r.train_label],
+             "labels agree": "yes" if r.test_label == r.train_label else "NO"}
+            for r in pairs.head(DUPLICATES_SHOWN).itertuples()]
+    return html.Div([html.P(f"{len(pairs):,} test images have a near-identical training image "
+                            f"(top {min(len(pairs), DUPLICATES_SHOWN)} shown).", className="small"),
+                     rows_table(rows, table_id="suspects-duplicates-table")])
+
+
+@callback(Output({"type": "suspects-current", "key": ALL}, "children"),
+          Output({"type": "suspects-mark", "key": ALL, "mark": ALL}, "outline"),
+          Output("suspects-status", "children"),
+          Input({"type": "suspects-mark", "key": ALL, "mark": ALL}, "n_clicks"),
+          State("run-store", "data"), prevent_initial_call=True)
+def mark_suspect(_clicks, run_id):
+    clicked = ctx.triggered_id
+    if not clicked or not ctx.triggered[0]["value"]:
+        return no_update, no_update, no_update
+    status = None
+    try:
+        split, index = clicked["key"].split("/", 1)
+        sus.set_mark(settings()["runs_dir"], run_id, split, index, clicked["mark"])
+    except (ValueError, WorkbenchError) as exc:
+        status = problem(str(exc), "Mark not saved")
+    current = sus.marks(settings()["runs_dir"], run_id) if run_id else {}
+    keys = [item["id"]["key"] for item in ctx.outputs_list[0]]
+    labels = [sus.MARKS.get(current.get(key, {}).get("mark"), "not marked") for key in keys]
+    outlines = [current.get(item["id"]["key"], {}).get("mark") != item["id"]["mark"] for item in ctx.outputs_list[1]]
+    return labels, outlines, status
+
+
+@callback(Output("suspects-download", "data"), Input("suspects-export", "n_clicks"),
+          State("run-store", "data"), prevent_initial_call=True)
+def export_marks(clicks, run_id):
+    if not clicks or not run_id:
+        return no_update
+    cfg = settings()
+    text = sus.marks_csv(cfg["runs_dir"], run_id, artifacts.class_names(cfg["runs_dir"], run_id))
+    return dcc.send_string(text, f"label_marks_{run_id}.csv")
