@@ -74,11 +74,13 @@ def out_of_fold_probabilities(images: np.ndarray, labels: np.ndarray, cache_dir:
         shutil.rmtree(cache_dir, ignore_errors=True)
         cache_dir.mkdir(parents=True)
         _atomic_write(cache_dir / runs.OOF_SETTINGS, lambda f: f.write(json.dumps(record, indent=2).encode()))
+    total = settings.folds * settings.epochs
     if (cache_dir / runs.OOF_TRAIN).is_file():
+        if progress:
+            progress(total, total)
         return np.load(cache_dir / runs.OOF_TRAIN)["probs"].astype(np.float32)
     probs = np.zeros((len(labels), NUM_CLASSES), np.float32)
     fold_of = np.zeros(len(labels), np.uint8)
-    total = settings.folds * settings.epochs
     for k, (train_idx, held_idx) in enumerate(fold_indices(labels, settings)):
         path = cache_dir / f"fold_{k}.npz"
         if not path.is_file():
