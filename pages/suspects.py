@@ -11,6 +11,7 @@ from __future__ import annotations
 import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
 
 from workbench import DataError, RunError, WorkbenchError, artifacts, suspects as sus
 from workbench.components import no_run, problem, rows_table, settings
@@ -87,7 +88,7 @@ def suspect_tiles(run_id: str, split: str, rows, cfg: dict):
         key = f"{split}/{row.index}"
         pictures = [_figure(plain[i], "image")]
         if cam_given is not None:
-            pictures += [_figure(cam_given[i], "Grad-CAM given"), _figure(cam_suggested[i], "Grad-CAM suggested")]
+            pictures += [_figure(cam_given[i], "CAM given"), _figure(cam_suggested[i], "CAM suggested")]
         cards.append(dbc.Col(dbc.Card(dbc.CardBody([
             html.Div(f"#{row.rank} · {split} image {row.index}", className="fw-bold small"),
             html.Div(pictures, className="d-flex gap-1"),
@@ -102,7 +103,8 @@ def suspect_tiles(run_id: str, split: str, rows, cfg: dict):
 
 def _figure(url: str, caption: str):
     return html.Figure([html.Img(src=url, width=84, height=84),
-                        html.Figcaption(caption, className="small text-muted")], className="mb-0 text-center")
+                        html.Figcaption(caption, className="small text-muted text-nowrap")], className="mb-0 text-center",
+                       style={"width": "90px"})
 
 
 def _mark_buttons(key: str, mark: str | None):
@@ -137,7 +139,7 @@ def duplicates_section(runs_dir, run_id: str):
 def mark_suspect(_clicks, run_id):
     clicked = ctx.triggered_id
     if not clicked or not ctx.triggered[0]["value"]:
-        return no_update, no_update, no_update
+        raise PreventUpdate  # new tiles appearing, not a click
     status = None
     try:
         split, index = clicked["key"].split("/", 1)
