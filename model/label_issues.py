@@ -39,7 +39,7 @@ import pandas as pd
 
 from model import runs
 from model.data import NUM_CLASSES
-from model.errors import RunError
+from model.errors import RunError, SettingError
 
 Progress = Callable[[int, int], None]  # (epochs done, epochs in all), called after each epoch
 
@@ -59,6 +59,14 @@ class FoldSettings:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def check(self) -> FoldSettings:
+        """SettingError naming the value when a setting cannot work (before any cached file is touched)."""
+        for name, least in (("folds", 2), ("epochs", 1), ("width", 1), ("batch_size", 1)):
+            if getattr(self, name) < least:
+                raise SettingError(f"label issues need {name} >= {least}; received {name}={getattr(self, name)}",
+                                   "bad_folds")
+        return self
+
 
 # ---------------------------------------------------------------------------------------------
 # Out-of-fold probabilities, resumable per fold
@@ -68,7 +76,7 @@ def out_of_fold_probabilities(images: np.ndarray, labels: np.ndarray, cache_dir:
                               progress: Progress | None = None) -> np.ndarray:
     """(n, 10) float32 probabilities, each row from the fold model that did not train on that image.
     Reuses cache_dir's result when its settings and labels match; resumes at the first unfinished fold."""
-    cache_dir = Path(cache_dir)
+    cache_dir, settings = Path(cache_dir), settings.check()
     record = _record(labels, settings)
     if _read_settings(cache_dir) != record:
         shutil.rmtree(cache_dir, ignore_errors=True)
@@ -102,8 +110,6 @@ def fold_indices(labels: np.ndarray, settings: FoldSettings) -> list[tuple[np.nd
     """(train, held-out) index pairs of a stratified, shuffled K-fold split (the same for the same seed)."""
     from sklearn.model_selection import StratifiedKFold
 
-    if settings.folds < 2:
-        raise RunError(f"label issues need at least 2 folds; received folds={settings.folds}", "bad_folds")
     split = StratifiedKFold(settings.folds, shuffle=True, random_state=settings.seed)
     return list(split.split(np.zeros(len(labels)), labels))
 
@@ -213,7 +219,7 @@ def compute_label_issues(run_dir: Path | str, data_dir=None, settings: FoldSetti
     from model.data import load_raw
     from model.near_duplicates import find_near_duplicates
 
-    run_dir = Path(run_dir)
+    run_dir, settings = Path(run_dir), settings.check()
     test = runs.read_predictions(run_dir)  # first: a run without test predictions fails at once
     raw = load_raw(data_dir, progress=False)
     keep = np.arange(len(raw["train_labels"]))

@@ -8,12 +8,14 @@ CSV. Below, the train/test near-duplicate pairs found by `workbench label-issues
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from workbench import DataError, RunError, WorkbenchError, artifacts, suspects as sus
+from workbench import RunError, WorkbenchError, artifacts, suspects as sus
 from workbench.components import no_run, problem, rows_table, settings
 
 dash.register_page(__name__, path="/suspects", name="Label issues", order=7)
@@ -53,27 +55,33 @@ def layout(split: str = "test", page: str = "1", **_other):
 
 
 @callback(Output("suspects-tiles", "children"), Output("suspects-pager", "max_value"),
+          Output("suspects-pager", "active_page"), Output("suspects-split", "value"),
           Output("suspects-url", "search"), Output("suspects-duplicates", "children"),
-          Input("run-store", "data"), Input("suspects-split", "value"), Input("suspects-pager", "active_page"))
-def show_suspects(run_id, split, page):
-    search = f"?split={split}&page={_query_page(page)}"
+          Input("run-store", "data"), Input("suspects-split", "value"), Input("suspects-pager", "active_page"),
+          Input("suspects-url", "search"))
+def show_suspects(run_id, split, page, search):
+    if ctx.triggered_id == "suspects-url":  # Back / Forward: the URL wins over the controls
+        query = parse_qs((search or "").lstrip("?"))
+        split, page = query.get("split", ["test"])[0], query.get("page", ["1"])[0]
+    split = split if split in sus.SPLITS else "test"
+    page = _query_page(page)
     if not run_id:
-        return no_run(), 1, search, None
+        return no_run(), 1, page, split, f"?split={split}&page={page}", None
     cfg = settings()
     try:
         found = sus.suspects(cfg["runs_dir"], run_id, split)
         duplicates = duplicates_section(cfg["runs_dir"], run_id)
     except RunError as exc:
         hint = problem(str(exc), "No label issues yet") if exc.code == "no_label_issues" else problem(str(exc))
-        return hint, 1, search, None
+        return hint, 1, 1, split, f"?split={split}&page=1", None
     pages = max(1, -(-len(found) // PAGE_SIZE))
-    page = min(_query_page(page), pages)
+    page = min(page, pages)
     try:
         tiles = suspect_tiles(run_id, split, found.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE], cfg)
-    except (DataError, WorkbenchError) as exc:
+    except WorkbenchError as exc:
         tiles = problem(str(exc))
     header = html.P(f"{len(found):,} suspects in the {split} set; page {page} of {pages}.", className="small")
-    return [header, tiles], pages, f"?split={split}&page={page}", duplicates
+    return [header, tiles], pages, page, split, f"?split={split}&page={page}", duplicates
 
 
 def suspect_tiles(run_id: str, split: str, rows, cfg: dict):

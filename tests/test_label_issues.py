@@ -60,6 +60,19 @@ def test_interrupted_run_resumes_at_the_next_fold_and_a_finished_one_is_reused(t
         out_of_fold_probabilities(images, labels, cache, FoldSettings(folds=2, epochs=2, width=4))
 
 
+def test_cli_refuses_bad_settings_before_touching_the_cache(tmp_path, default_run_dir, capsys):
+    from workbench import cli
+
+    run = tmp_path / "run"
+    (run / runs.LABEL_ISSUES_DIR).mkdir(parents=True)
+    (run / runs.LABEL_ISSUES_DIR / runs.OOF_SETTINGS).write_text("{}")
+    (run / runs.PREDICTIONS).write_bytes((default_run_dir / runs.PREDICTIONS).read_bytes())
+    assert cli.main(["label-issues", "run", "--runs-dir", str(tmp_path), "--folds", "1", "--no-progress"]) == 2
+    assert "folds >= 2; received folds=1" in capsys.readouterr().err
+    assert (run / runs.LABEL_ISSUES_DIR / runs.OOF_SETTINGS).is_file()
+    assert cli.main(["label-issues", "absent", "--runs-dir", str(tmp_path)]) == 2
+
+
 def confident_table(n: int = 300, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Labels and probabilities of a good model: ~0.9 on the label, the rest spread."""
     rng = np.random.default_rng(seed)

@@ -55,4 +55,6 @@ def test_mark_a_suspect_see_the_mark_and_export_it(dash_duo, suspect_runs, data_
     dash_duo.find_element("label[for='_dbcprivate_radioitems_suspects-split_input_train']").click()
     dash_duo.wait_for_contains_text("#suspects-tiles", "workbench label-issues", timeout=WAIT)
     assert "split=train" in dash_duo.driver.current_url
+    dash_duo.driver.back()  # Back returns to the test split's page 2
+    dash_duo.wait_for_contains_text("#suspects-tiles", "in the test set; page 2 of", timeout=WAIT)
     assert dash_duo.get_logs() == [], "browser console errors"
