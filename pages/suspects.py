@@ -16,12 +16,12 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from workbench import RunError, WorkbenchError, artifacts, suspects as sus
-from workbench.components import no_run, problem, rows_table, settings
+from workbench.components import no_run, problem, settings
 
 dash.register_page(__name__, path="/suspects", name="Label issues", order=7)
 
 PAGE_SIZE = 12  # tiles per page: two Grad-CAM batches of 12 images stay well under a second on 2 cores
-DUPLICATES_SHOWN = 50  # near-duplicate pairs listed (most similar first)
+DUPLICATES_SHOWN = 30  # near-duplicate pairs shown (most similar first): fast-default has 25
 
 
 def _query_page(value) -> int:
@@ -70,7 +70,7 @@ def show_suspects(run_id, split, page, search):
     cfg = settings()
     try:
         found = sus.suspects(cfg["runs_dir"], run_id, split)
-        duplicates = duplicates_section(cfg["runs_dir"], run_id)
+        duplicates = duplicates_section(cfg["runs_dir"], run_id, cfg["data_dir"])
     except RunError as exc:
         hint = problem(str(exc), "No label issues yet") if exc.code == "no_label_issues" else problem(str(exc))
         return hint, 1, 1, split, f"?split={split}&page=1", None
@@ -124,19 +124,27 @@ def _mark_buttons(key: str, mark: str | None):
                                className="ms-2 small")], className="mt-1")
 
 
-def duplicates_section(runs_dir, run_id: str):
+def duplicates_section(runs_dir, run_id: str, data_dir=None):
+    """The near-duplicate pairs as small cards: test image, its nearest training image, how close."""
     pairs = sus.near_duplicates(runs_dir, run_id)
     if pairs is None:
         return html.P(f"Not computed: run `workbench label-issues {run_id}`.", className="text-muted")
     names = artifacts.class_names(runs_dir, run_id)
-    rows = [{"test image": int(r.test_index), "training image": int(r.train_index),
-             "cosine similarity": float(r.similarity), "pixel difference": float(r.pixel_difference),
-             "test label": names[r.test_label], "training label": names[r.train_label],
-             "labels agree": "yes" if r.test_label == r.train_label else "NO"}
-            for r in pairs.head(DUPLICATES_SHOWN).itertuples()]
-    return html.Div([html.P(f"{len(pairs):,} test images have a near-identical training image "
-                            f"(top {min(len(pairs), DUPLICATES_SHOWN)} shown).", className="small"),
-                     rows_table(rows, table_id="suspects-duplicates-table")])
+    shown = pairs.head(DUPLICATES_SHOWN)
+    test = sus.split_images("test", data_dir)[shown["test_index"].to_numpy()]
+    train = sus.split_images("train", data_dir)[shown["train_index"].to_numpy()]
+    cards = [dbc.Col(dbc.Card(dbc.CardBody([
+        html.Div([_figure(sus.png_data_url(test[i]), f"test {r.test_index}"),
+                  _figure(sus.png_data_url(train[i]), f"train {r.train_index}")], className="d-flex gap-1"),
+        html.Div(f"cosine {r.similarity:.4f} · pixels differ {r.pixel_difference:.1f}/255", className="small"),
+        html.Div(names[r.test_label] if r.test_label == r.train_label
+                 else f"labels differ: {names[r.test_label]} / {names[r.train_label]}",
+                 className="small" + ("" if r.test_label == r.train_label else " text-danger fw-bold")),
+    ])), width="auto", className="mb-2") for i, r in enumerate(shown.itertuples())]
+    return html.Div([html.P(f"{len(pairs):,} test images whose nearest training image (cosine similarity of the "
+                            f"model's penultimate features) is at least {sus.NEAR_DUPLICATE_THRESHOLD}; "
+                            f"top {len(shown)} shown.", className="small"),
+                     dbc.Row(cards, id="suspects-duplicate-pairs")])
 
 
 @callback(Output({"type": "suspects-current", "key": ALL}, "children"),

@@ -18,12 +18,12 @@ from test_explain_browser import save_view
 
 pytestmark = pytest.mark.browser
 
-FILES = (runs.CONFIG, runs.MODEL, runs.METRICS, runs.PREDICTIONS, runs.CONFUSION, runs.HISTORY)
+FILES = (runs.CONFIG, runs.MODEL, runs.METRICS, runs.PREDICTIONS, runs.CONFUSION, runs.HISTORY, runs.NEAR_DUPLICATES)
 
 
 @pytest.fixture
 def suspect_runs(tmp_path, default_run_dir) -> Path:
-    """The committed default run without its label issues: the test split comes from predictions."""
+    """The committed default run without label_issues.parquet: the test split comes from predictions."""
     run = tmp_path / "runs" / runs.DEFAULT_RUN_ID
     run.mkdir(parents=True)
     for name in FILES:
@@ -43,6 +43,8 @@ def test_mark_a_suspect_see_the_mark_and_export_it(dash_duo, suspect_runs, data_
     first.find_element("css selector", "button.suspects-mark").click()  # "label wrong"
     until(lambda: "label wrong" in text_of(dash_duo, ".suspect-tile span[id*='suspects-current']"), WAIT)
 
+    pairs = pd.read_parquet(suspect_runs / runs.DEFAULT_RUN_ID / runs.NEAR_DUPLICATES)
+    assert len(dash_duo.find_elements("#suspects-duplicate-pairs img")) == 2 * min(len(pairs), 30)
     save_view(dash_duo, "label_issues_page")
     marks = runs.read_json(suspect_runs / runs.DEFAULT_RUN_ID, runs.LABEL_MARKS)
     assert [(m["index"], m["mark"]) for m in marks.values()] == [(index, "wrong")]

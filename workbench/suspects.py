@@ -30,15 +30,17 @@ import pandas as pd
 from model import runs
 from model.errors import RunError, SettingError
 from model.label_issues import rank_label_issues, read_label_issues, test_label_quality
+from model.near_duplicates import THRESHOLD as NEAR_DUPLICATE_THRESHOLD
 from workbench import artifacts
 from workbench.cache import cached
+from workbench.images import png_data_url
 
 SPLITS = ("test", "train")
 MARKS = {"wrong": "label wrong", "fine": "label fine", "unsure": "unsure"}  # stored value -> button text
 CSV_COLUMNS = ["index", "split", "given", "suggested", "mark"]
 
-__all__ = ["SPLITS", "MARKS", "suspects", "near_duplicates", "set_mark", "marks", "marks_csv",
-           "test_label_quality", "split_images"]
+__all__ = ["SPLITS", "MARKS", "NEAR_DUPLICATE_THRESHOLD", "suspects", "near_duplicates", "set_mark", "marks",
+           "marks_csv", "test_label_quality", "split_images", "tile_images", "png_data_url"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,7 +159,7 @@ def tile_images(runs_dir: Path | str, run_id: str, images: np.ndarray, given: np
     two batched (and cached) Grad-CAM calls; (urls, None, None, why) when the run cannot explain."""
     from model.errors import ExplainError
     from workbench.explain import get_explainer
-    from workbench.images import overlay, png_data_url
+    from workbench.images import overlay
 
     plain = [png_data_url(image) for image in images]
     try:
