@@ -234,13 +234,16 @@ def compute_label_issues(run_dir: Path | str, data_dir=None, settings: FoldSetti
                                           test["index"].to_numpy()),
                         rank_label_issues(labels, oof, "train", keep)], ignore_index=True)
     write_parquet(run_dir / runs.LABEL_ISSUES, issues)
-    duplicates = find_near_duplicates(runs.load_model(run_dir), raw["test_images"], raw["test_labels"],
-                                      images, labels, keep)
-    write_parquet(run_dir / runs.NEAR_DUPLICATES, duplicates)
+    duplicates = None
+    if (run_dir / runs.MODEL).is_file():  # an imported ONNX run has no Keras model to take features from
+        duplicates = find_near_duplicates(runs.load_model(run_dir), raw["test_images"], raw["test_labels"],
+                                          images, labels, keep)
+        write_parquet(run_dir / runs.NEAR_DUPLICATES, duplicates)
     return {"train_suspects": int((issues["split"] == "train").sum()),
             "test_suspects": int((issues["split"] == "test").sum()),
             "oof_accuracy": float((oof.argmax(axis=1) == labels).mean()), "n_train": int(len(labels)),
-            "near_duplicates": int(len(duplicates)), "seconds": seconds, "reused": reused}
+            "near_duplicates": None if duplicates is None else int(len(duplicates)),
+            "seconds": seconds, "reused": reused}
 
 
 def write_parquet(path: Path, frame: pd.DataFrame) -> None:

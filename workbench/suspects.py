@@ -5,6 +5,7 @@ duplicate pairs, and the analyst's marks ("label wrong / label fine / unsure") w
     set_mark(runs_dir, run_id, "test", 9133, "wrong")
     marks(runs_dir, run_id)                     # {"test/9133": {...record...}}
     marks_csv(runs_dir, run_id)                 # index,split,given,suggested,mark
+    label_quality(runs_dir, run_id)             # cleanlab's score of every test row (the errors table's column)
 
 The test split always works: without a cached label_issues.parquet its suspects come from the run's
 test predictions alone. The training split needs `workbench label-issues RUN` (a K-fold run).
@@ -40,7 +41,7 @@ MARKS = {"wrong": "label wrong", "fine": "label fine", "unsure": "unsure"}  # st
 CSV_COLUMNS = ["index", "split", "given", "suggested", "mark"]
 
 __all__ = ["SPLITS", "MARKS", "NEAR_DUPLICATE_THRESHOLD", "suspects", "near_duplicates", "set_mark", "marks",
-           "marks_csv", "test_label_quality", "split_images", "tile_images", "png_data_url"]
+           "marks_csv", "test_label_quality", "label_quality", "split_images", "tile_images", "png_data_url"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,6 +73,13 @@ def near_duplicates(runs_dir: Path | str, run_id: str) -> pd.DataFrame | None:
     if not path.is_file():
         return None
     return cached("near-duplicates", path, lambda: pd.read_parquet(path))
+
+
+def label_quality(runs_dir: Path | str, run_id: str) -> np.ndarray:
+    """cleanlab's label quality of every test prediction row of the run (low = suspect), cached."""
+    run_dir = runs.run_path(runs_dir, run_id)
+    return cached("test-label-quality", run_dir / runs.PREDICTIONS,
+                  lambda: test_label_quality(artifacts.predictions(runs_dir, run_id)))
 
 
 def split_images(split: str, data_dir: Path | str | None = None) -> np.ndarray:

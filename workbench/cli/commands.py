@@ -132,7 +132,8 @@ def run_label_issues(args: argparse.Namespace) -> int:
     rate = settings.folds * settings.epochs * summary["n_train"] * (settings.folds - 1) / settings.folds
     print(f"run {args.run}: {summary['test_suspects']} test and {summary['train_suspects']} training suspects; "
           f"out-of-fold accuracy {summary['oof_accuracy']:.4f} on {summary['n_train']:,} training images; "
-          f"{summary['near_duplicates']} train/test near-duplicates")
+          + (f"{summary['near_duplicates']} train/test near-duplicates" if summary["near_duplicates"] is not None
+             else f"no near-duplicate search (no {runs.MODEL} to take features from)"))
     if summary["reused"]:
         print(f"K-fold probabilities reused from {run_dir / runs.LABEL_ISSUES_DIR} (same settings)")
     else:
