@@ -102,7 +102,8 @@ def test_compare_runs_pairs_images_and_refuses_other_test_sets():
 
 def test_embedding_cached_reused_and_recomputed_when_stale(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
-    features = np.concatenate([rng.normal(0, 1, (100, 8)), rng.normal(6, 1, (100, 8))]).astype(np.float32)
+    centres = np.repeat(np.eye(2), 4, axis=1) * 6      # two blobs pointing different ways (cosine metric)
+    features = (np.repeat(centres, 100, axis=0) + rng.normal(0, 1, (200, 8))).astype(np.float32)
     calls = []
 
     def make():
