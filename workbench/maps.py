@@ -71,7 +71,10 @@ def map_figure(coords: np.ndarray, predictions: pd.DataFrame, names: list[str], 
     index = predictions["index"].to_numpy()
     fig = go.Figure()
     for name, colour, mask in _groups(predictions, names, colour_by):
-        fig.add_trace(go.Scattergl(x=coords[mask, 0], y=coords[mask, 1], customdata=index[mask], name=name,
+        # customdata as a plain list: dcc.Graph copies it into click / selection events by position,
+        # which fails on plotly's base64 typed-array encoding of a numpy array (x, y may stay encoded)
+        fig.add_trace(go.Scattergl(x=coords[mask, 0], y=coords[mask, 1], customdata=index[mask].tolist(),
+                                   name=name,
                                    mode="markers", marker={"size": MARKER_SIZE, "color": colour},
                                    hoverinfo="none"))
     fig.update_layout(dragmode="lasso", height=650, margin={"l": 10, "r": 10, "t": 10, "b": 10},
