@@ -11,6 +11,7 @@ Training writes a run folder; the workbench, the API and the exporters only read
       metrics.json             test accuracy with its bootstrap 95% interval, per-class scores, ECE, timing
       test_predictions.parquet index, label, predicted, prob_0 .. prob_9
       confusion_matrix.csv     10 x 10 counts, rows = true class, columns = predicted class
+      embedding.npz            2-D map of the test images (x, y per image) with the settings and model hash used
       learning_curves.png, confusion_matrix.png
       backup/                  training state while a run is unfinished (resume)
 
@@ -41,6 +42,7 @@ CURVES_PNG = "learning_curves.png"
 CONFUSION_PNG = "confusion_matrix.png"
 FAITHFULNESS = "faithfulness.json"  # per-method deletion / insertion AUC and sanity check (workbench/trust.py)
 CLASS_IMAGES = "class_images.npz"  # what the model thinks each class looks like (workbench/teaching.py)
+EMBEDDING = "embedding.npz"  # 2-D UMAP map of the test set's penultimate features (model/embedding.py)
 BACKUP_DIR = "backup"
 LABEL_ISSUES_DIR = "label_issues"  # model/label_issues.py: out-of-fold training probabilities and their settings
 OOF_TRAIN = "oof_train.npz"        # in LABEL_ISSUES_DIR: probs (60000, 10) float16, labels, folds

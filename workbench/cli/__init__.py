@@ -6,6 +6,7 @@
     workbench serve                                            # the Dash app on 127.0.0.1:8050
     workbench predict shirt.jpg                                # classify image files
     workbench export RUN --format onnx                         # ONNX / TFLite export
+    workbench embed RUN                                        # the 2-D embedding map of the test set
 
 Arguments live in workbench/cli/parser.py, each subcommand's handler in workbench/cli/commands.py,
 the local multi-worker launcher in workbench/cli/launch.py. Every project error (a WorkbenchError)

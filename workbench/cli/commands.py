@@ -9,6 +9,7 @@ prints the outcome; the return value is the exit code.
     run_predict   classify image files: 0 all classified, 1 some failed, 2 none
     run_label_issues  suspected label errors (K-fold + cleanlab) and near-duplicates of a run
     run_serve     the Dash workbench and JSON API (gunicorn, or Dash's dev server with --debug)
+    run_embed     the embedding map of a run (stored in the run folder)
 """
 
 from __future__ import annotations
@@ -216,4 +217,20 @@ def run_serve(args: argparse.Namespace) -> int:
         create_app(runs_dir, args.backend, data_dir).run(host=args.host, port=args.port, debug=True)
         return 0
     serve_gunicorn(runs_dir, args.backend, data_dir, args.host, args.port, max(1, args.workers))
+    return 0
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    """`workbench embed RUN`: compute (or confirm) the run's 2-D map of the test set's features."""
+    import time
+
+    from model.data import load_raw
+    from model.embedding import run_embedding
+
+    run_dir = runs.run_path(args.runs_dir, args.run)
+    images = load_raw(args.data_dir, progress=False)["test_images"]
+    start = time.perf_counter()
+    coords, computed = run_embedding(run_dir, images)
+    state = f"computed in {time.perf_counter() - start:.1f} s" if computed else "already up to date"
+    print(f"run {args.run}: map of {len(coords)} test images {state} -> {run_dir / runs.EMBEDDING}")
     return 0

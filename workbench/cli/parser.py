@@ -144,8 +144,16 @@ def _add_label_issues(sub) -> None:
     p.set_defaults(handler="run_label_issues")
 
 
+def _add_embed(sub) -> None:
+    p = sub.add_parser("embed", help="compute a run's embedding map (2-D UMAP of the test set's features)")
+    p.add_argument("run", nargs="?", default=DEFAULT_RUN_ID, help="run id (default: fast-default)")
+    add_runs_dir(p)
+    add_data_dir(p)
+    p.set_defaults(handler="run_embed")
+
+
 SUBCOMMANDS = (_add_data, _add_train, _add_evaluate, _add_serve, _add_predict, _add_export, _add_import,
-               _add_label_issues)
+               _add_label_issues, _add_embed)
 
 
 def build_parser() -> argparse.ArgumentParser:

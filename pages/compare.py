@@ -1,0 +1,129 @@
+"""Compare: two runs on the same test images. Which images does one get right and the other wrong,
+which classes gained or lost, and is the accuracy difference more than chance (McNemar's test)?
+
+Runs A and B are in the URL (/compare?a=fast-default&b=photo-default). Runs evaluated on different
+test sets cannot be paired image by image: the page says so instead of comparing.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+
+from workbench import DataError, ExplainError, RunError, artifacts, insight, list_runs
+from workbench.components import metric_card, problem, rows_table, settings
+from workbench.gallery import detail, gallery, pages
+
+dash.register_page(__name__, path="/compare", name="Compare", order=5)
+
+HIDDEN = "d-none"
+SIDES = {"a_only": "A right, B wrong", "b_only": "B right, A wrong"}
+
+
+def layout(a: str | None = None, b: str | None = None, side: str = "a_only", **_other):
+    run_ids = list_runs(settings()["runs_dir"])
+    a = a if a in run_ids else (run_ids[0] if run_ids else None)
+    b = b if b in run_ids else next((r for r in run_ids if r != a), a)
+    options = [{"label": r, "value": r} for r in run_ids]
+    return html.Div([
+        dcc.Location(id="compare-url", refresh=False),
+        html.H2("Compare runs", className="page-title"),
+        dbc.Row([dbc.Col([html.Div("run A", className="small text-muted"),
+                          dcc.Dropdown(id="compare-a", options=options, value=a, clearable=False)], md=4),
+                 dbc.Col([html.Div("run B", className="small text-muted"),
+                          dcc.Dropdown(id="compare-b", options=options, value=b, clearable=False)], md=4)]),
+        html.Div(id="compare-problem", className="mt-2"),
+        html.Div(id="compare-summary", className="mt-3"),
+        dbc.Row([dbc.Col([html.H5("Per-class accuracy"), html.Div(id="compare-classes")], lg=5),
+                 dbc.Col(dbc.Card([
+                     dbc.CardHeader(dbc.Row([
+                         dbc.Col(dbc.RadioItems(id="compare-side", value=side if side in SIDES else "a_only",
+                                                inline=True, options=[{"label": t, "value": k}
+                                                                      for k, t in SIDES.items()])),
+                         dbc.Col(dbc.Switch(id="compare-overlay", label="Grad-CAM", value=False), width="auto"),
+                         dbc.Col(dbc.Pagination(id="compare-page", max_value=1, active_page=1, size="sm",
+                                                fully_expanded=False, className="mb-0"),
+                                 id="compare-page-col", width="auto", className=HIDDEN)], align="center")),
+                     dbc.CardBody(dcc.Loading(html.Div(id="compare-gallery"), type="dot"))]), lg=7)],
+                className="mt-3"),
+        dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="compare-detail-title")),
+                   dbc.ModalBody(id="compare-detail-body")], id="compare-detail", size="xl", is_open=False),
+    ])
+
+
+def comparison(run_a: str, run_b: str) -> dict:
+    runs_dir = settings()["runs_dir"]
+    return insight.compare_runs(artifacts.predictions(runs_dir, run_a), artifacts.predictions(runs_dir, run_b),
+                                artifacts.class_names(runs_dir, run_a), run_a, run_b)
+
+
+@callback(Output("compare-summary", "children"), Output("compare-classes", "children"),
+          Output("compare-problem", "children"), Output("compare-url", "search"),
+          Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-side", "value"))
+def show_comparison(run_a, run_b, side):
+    search = "?" + urlencode({k: v for k, v in (("a", run_a), ("b", run_b), ("side", side)) if v})
+    if not run_a or not run_b:
+        return None, None, problem("pick two runs", "Nothing to compare"), search
+    try:
+        result = comparison(run_a, run_b)
+    except (RunError, DataError) as exc:
+        return None, None, problem(str(exc), "Cannot compare these runs"), search
+    test = result["mcnemar"]
+    cards = dbc.Row([dbc.Col(metric_card(label, value, note)) for label, value, note in [
+        ("accuracy A", f"{test['accuracy_a']:.2%}", run_a), ("accuracy B", f"{test['accuracy_b']:.2%}", run_b),
+        ("A right, B wrong", f"{test['a_only']:,}", "images"), ("B right, A wrong", f"{test['b_only']:,}", "images"),
+        ("McNemar p", f"{test['p_value']:.3g}", test["method"])]], id="compare-counts")
+    same = html.Div("A and B are the same run." if run_a == run_b else "", className="text-muted small")
+    verdict = dbc.Alert(test["verdict"], color="success" if test["p_value"] < insight.ALPHA else "secondary",
+                        className="mt-2 mb-0", id="compare-verdict")
+    table = result["per_class"].round(4).to_dict("records")
+    return html.Div([cards, verdict, same]), rows_table(table, table_id="compare-class-table"), None, search
+
+
+@callback(Output("compare-page", "active_page"), Input("compare-a", "value"), Input("compare-b", "value"),
+          Input("compare-side", "value"), prevent_initial_call=True)
+def first_page(*_):
+    return 1
+
+
+@callback(Output("compare-gallery", "children"), Output("compare-page", "max_value"),
+          Output("compare-page-col", "className"),
+          Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-side", "value"),
+          Input("compare-page", "active_page"), Input("compare-overlay", "value"))
+def show_gallery(run_a, run_b, side, page, with_overlay):
+    """The images one run gets right and the other wrong, shown with the wrong run's answer."""
+    if not run_a or not run_b:
+        return None, 1, HIDDEN
+    side = side if side in SIDES else "a_only"
+    try:
+        indices = comparison(run_a, run_b)[side]
+        wrong_run = run_b if side == "a_only" else run_a
+        tiles, total = gallery(settings(), wrong_run, indices, page or 1, bool(with_overlay), "compare")
+    except (RunError, DataError, ExplainError) as exc:
+        return problem(str(exc), "No gallery"), 1, HIDDEN
+    if not total:
+        return html.Div("No such images.", className="text-muted"), 1, HIDDEN
+    n_pages = pages(total)
+    note = html.Div(f"{total:,} images; captions give {wrong_run}'s (wrong) answer, click one for its Grad-CAM.",
+                    className="small text-muted mb-2")
+    return html.Div([note, html.Div(tiles, className="tiles gallery", id="compare-tiles")]), n_pages, \
+        "" if n_pages > 1 else HIDDEN
+
+
+@callback(Output("compare-detail", "is_open"), Output("compare-detail-title", "children"),
+          Output("compare-detail-body", "children"),
+          Input({"type": "compare-thumb", "index": ALL}, "n_clicks"), State("compare-a", "value"),
+          State("compare-b", "value"), State("compare-side", "value"), prevent_initial_call=True)
+def open_detail(_clicks, run_a, run_b, side):
+    if not isinstance(ctx.triggered_id, dict) or not ctx.triggered[0]["value"]:
+        return no_update, no_update, no_update
+    index = int(ctx.triggered_id["index"])
+    wrong_run = run_b if side != "b_only" else run_a
+    title = f"Test image #{index}: run {wrong_run}'s answer"
+    try:
+        return True, title, detail(settings(), wrong_run, index)
+    except (RunError, DataError, ExplainError) as exc:
+        return True, title, problem(str(exc))

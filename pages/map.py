@@ -1,0 +1,162 @@
+"""Map: the test set in the model's own feature space; lasso a region to see its images.
+
+The 10,000 test images sit where the model's penultimate features put them (UMAP to 2-D, stored in
+the run folder; the first view of a run computes it, ~1 minute). Colour by true class, predicted
+class or correct / wrong (in the URL: /map?colour=correct). Hover shows the image; a lasso or box
+selection lists the selected images below (paginated, Grad-CAM optional); a click on a point or a
+tile opens the detail view with Grad-CAM for the predicted and the true class.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+
+from workbench import DataError, ExplainError, RunError, artifacts, maps
+from workbench.components import no_run, problem, settings
+from workbench.gallery import detail, gallery, pages
+from workbench.images import png_data_url
+
+dash.register_page(__name__, path="/map", name="Map", order=3)
+
+HIDDEN = "d-none"
+PROMPT = "Drag a lasso (or pick the box tool) around points of the map to list their images here."
+MAX_SELECTED = 10_000  # a selection holds test indices only: the whole test set at most
+
+
+def layout(colour: str = "true", **_other):
+    colour = colour if colour in maps.COLOUR_BY else "true"
+    return html.Div([
+        dcc.Location(id="map-url", refresh=False),  # written by callbacks: history entries, no reload
+        html.H2("Map", className="page-title"),
+        html.P("Each dot is a test image, placed by the model's penultimate-layer features (UMAP): images the "
+               "model sees as alike sit together. Hover to see one, lasso a region to list its images.",
+               className="text-muted small"),
+        dbc.RadioItems(id="map-colour", value=colour, inline=True,
+                       options=[{"label": f"colour by {text}", "value": key} for key, text in maps.COLOUR_BY.items()]),
+        html.Div(id="map-hint"),
+        dcc.Loading(dcc.Graph(id="map-graph", config={"scrollZoom": True, "displaylogo": False},
+                              clear_on_unhover=True), type="dot"),
+        dcc.Tooltip(id="map-tooltip", direction="right"),
+        dbc.Card([
+            dbc.CardHeader(dbc.Row([
+                dbc.Col(html.H5("Selection", id="map-gallery-title", className="mb-0")),
+                dbc.Col(dbc.Switch(id="map-overlay", label="Grad-CAM overlay", value=False), width="auto"),
+                dbc.Col(dbc.Pagination(id="map-page", max_value=1, active_page=1, fully_expanded=False, size="sm",
+                                       className="mb-0"), id="map-page-col", width="auto", className=HIDDEN),
+            ], align="center")),
+            dbc.CardBody(dcc.Loading(html.Div(html.Div(PROMPT, className="text-muted"), id="map-gallery"),
+                                     type="dot")),
+        ], className="mt-3"),
+        dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="map-detail-title")), dbc.ModalBody(id="map-detail-body")],
+                  id="map-detail", size="xl", is_open=False),
+        dcc.Store(id="map-selection"),
+    ])
+
+
+@callback(Output("map-hint", "children"), Input("run-store", "data"))
+def show_hint(run_id):
+    """Say so before a long first computation (the figure's callback clears it when done)."""
+    if not run_id:
+        return None
+    try:
+        ready = maps.has_embedding(settings()["runs_dir"], run_id)
+    except RunError:
+        return None  # show_map says what is wrong
+    if ready:
+        return None
+    return dbc.Alert(f"Computing the map of run {run_id} (once; ~{maps.ESTIMATED_SECONDS} s on 2 CPU cores). "
+                     f"`workbench embed {run_id}` computes it ahead of time.", color="info", id="map-computing")
+
+
+@callback(Output("map-graph", "figure"), Output("map-hint", "children", allow_duplicate=True),
+          Output("map-url", "search"),
+          Input("run-store", "data"), Input("map-colour", "value"), prevent_initial_call="initial_duplicate")
+def show_map(run_id, colour):
+    colour = colour if colour in maps.COLOUR_BY else "true"
+    search = "?" + urlencode({"colour": colour})
+    if not run_id:
+        return maps.go.Figure(), no_run(), search
+    cfg = settings()
+    try:
+        coords = maps.embedding(cfg["runs_dir"], run_id, cfg["data_dir"])
+        frame = artifacts.predictions(cfg["runs_dir"], run_id)
+        fig = maps.map_figure(coords, frame, artifacts.class_names(cfg["runs_dir"], run_id), colour)
+    except (RunError, DataError) as exc:
+        return maps.go.Figure(), problem(str(exc), "No map"), search
+    return fig, None, search
+
+
+@callback(Output("map-tooltip", "show"), Output("map-tooltip", "bbox"), Output("map-tooltip", "children"),
+          Input("map-graph", "hoverData"), State("run-store", "data"))
+def show_hover(hover, run_id):
+    """The hovered image with its true and predicted class."""
+    if not hover or not run_id:
+        return False, no_update, no_update
+    point = hover["points"][0]
+    index = int(point["customdata"])
+    cfg = settings()
+    try:
+        row = artifacts.predictions(cfg["runs_dir"], run_id).set_index("index").loc[index]
+        names = artifacts.class_names(cfg["runs_dir"], run_id)
+        image = artifacts.test_images(cfg["data_dir"])[index]
+    except (RunError, DataError, KeyError):
+        return False, no_update, no_update
+    return True, point["bbox"], html.Div([
+        html.Img(src=png_data_url(image, scale=3), className="thumb"),
+        html.Div(f"#{index}: {names[int(row['predicted'])]}", className="small"),
+        html.Div(f"true {names[int(row['label'])]}", className="small text-muted")], className="text-center")
+
+
+def selected_indices(selected) -> list[int]:
+    """Test indices of a lasso / box selection (each point carries its index as customdata)."""
+    if not isinstance(selected, dict):
+        return []
+    points = selected.get("points") or []
+    return [int(p["customdata"]) for p in points[:MAX_SELECTED] if isinstance(p, dict) and "customdata" in p]
+
+
+@callback(Output("map-selection", "data"), Output("map-page", "active_page"),
+          Input("map-graph", "selectedData"), Input("run-store", "data"), prevent_initial_call=True)
+def remember_selection(selected, _run_id):
+    if ctx.triggered_id != "map-graph":
+        return None, 1  # another run: its map is another picture
+    return selected_indices(selected), 1
+
+
+@callback(Output("map-gallery", "children"), Output("map-gallery-title", "children"),
+          Output("map-page", "max_value"), Output("map-page-col", "className"),
+          Input("map-selection", "data"), Input("map-page", "active_page"), Input("map-overlay", "value"),
+          State("run-store", "data"), prevent_initial_call=True)
+def show_gallery(indices, page, with_overlay, run_id):
+    if not indices or not run_id:
+        return html.Div(PROMPT, className="text-muted"), "Selection", 1, HIDDEN
+    try:
+        tiles, total = gallery(settings(), run_id, indices, page or 1, bool(with_overlay), "map")
+    except (RunError, DataError, ExplainError) as exc:
+        return problem(str(exc), "No gallery"), "Selection", 1, HIDDEN
+    n_pages = pages(total)
+    return (html.Div(tiles, className="tiles gallery", id="map-tiles"), f"Selection: {total} images", n_pages,
+            "" if n_pages > 1 else HIDDEN)
+
+
+@callback(Output("map-detail", "is_open"), Output("map-detail-title", "children"),
+          Output("map-detail-body", "children"),
+          Input("map-graph", "clickData"), Input({"type": "map-thumb", "index": ALL}, "n_clicks"),
+          State("run-store", "data"), prevent_initial_call=True)
+def open_detail(click, _clicks, run_id):
+    if isinstance(ctx.triggered_id, dict):
+        if not ctx.triggered[0]["value"]:
+            return no_update, no_update, no_update  # tiles re-rendered, nothing clicked
+        index = int(ctx.triggered_id["index"])
+    elif click and click.get("points"):
+        index = int(click["points"][0]["customdata"])
+    else:
+        return no_update, no_update, no_update
+    try:
+        return True, f"Test image #{index}", detail(settings(), run_id, index)
+    except (RunError, DataError, ExplainError) as exc:
+        return True, f"Test image #{index}", problem(str(exc))

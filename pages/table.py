@@ -1,0 +1,153 @@
+"""All errors: every misclassified test image (or every test image) in one sortable, filterable table.
+
+Columns: test index, true and predicted class, confidence (top probability), margin (top-1 minus
+top-2), loss (-log p(true class)) and the suspected-label score (cleanlab's label quality: low = the
+given label looks wrong). Filter by class pair and confidence range, sort by any column, export
+exactly the rows shown (filtered and sorted) as CSV; a click on a row opens the image with Grad-CAM.
+Filters, sort and page live in the URL: /all-errors?true=6&pred=0&lo=0.5&sort=loss:desc&page=2
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, callback, ctx, dash_table, dcc, html, no_update
+from dash.dash_table.Format import Format, Scheme
+
+from workbench import CLASS_NAMES, DataError, ExplainError, RunError, artifacts, insight
+from workbench.components import no_run, problem, settings
+from workbench.gallery import detail
+
+dash.register_page(__name__, path="/all-errors", name="All errors", order=4)
+
+PAGE_SIZE = 25  # rows per table page: fits a laptop screen without scrolling
+DEFAULT_SORT = [{"column_id": "loss", "direction": "desc"}]  # the worst mistakes first
+NUMBER = Format(precision=3, scheme=Scheme.fixed)
+COLUMNS = [{"name": "index", "id": "index", "type": "numeric"},
+           {"name": "true", "id": "true"}, {"name": "predicted", "id": "predicted"},
+           {"name": "confidence", "id": "confidence", "type": "numeric", "format": NUMBER},
+           {"name": "margin", "id": "margin", "type": "numeric", "format": NUMBER},
+           {"name": "loss", "id": "loss", "type": "numeric", "format": NUMBER},
+           {"name": "label quality (low = suspect)", "id": "label_quality", "type": "numeric", "format": NUMBER}]
+
+
+def _class(value) -> int | None:
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        return None
+    return k if 0 <= k < len(CLASS_NAMES) else None
+
+
+def _unit(value, default: float) -> float:
+    try:
+        return min(1.0, max(0.0, float(value)))
+    except (TypeError, ValueError):
+        return default
+
+
+def parse_sort(text) -> list[dict]:
+    """"loss:desc" -> DataTable sort_by; anything else -> the default order."""
+    column, _, direction = str(text or "").partition(":")
+    if column in {c["id"] for c in COLUMNS} and direction in ("asc", "desc"):
+        return [{"column_id": column, "direction": direction}]
+    return DEFAULT_SORT
+
+
+def layout(show: str = "errors", true=None, pred=None, lo=0, hi=1, sort=None, page=1, **_other):
+    options = [{"label": name, "value": k} for k, name in enumerate(CLASS_NAMES)]
+    try:
+        page = max(1, int(page))
+    except (TypeError, ValueError):
+        page = 1
+    return html.Div([
+        dcc.Location(id="table-url", refresh=False),
+        html.H2("All errors", className="page-title"),
+        dbc.Row([
+            dbc.Col(dbc.Switch(id="table-all", label="every test image (not only errors)", value=show == "all"),
+                    width="auto"),
+            dbc.Col(dcc.Dropdown(id="table-true", options=options, value=_class(true), placeholder="any true class"),
+                    md=2),
+            dbc.Col(dcc.Dropdown(id="table-pred", options=options, value=_class(pred),
+                                 placeholder="any predicted class"), md=2),
+            dbc.Col([html.Div("confidence", className="small text-muted"),
+                     dcc.RangeSlider(id="table-confidence", min=0, max=1, step=0.05,
+                                     value=[_unit(lo, 0.0), _unit(hi, 1.0)], marks={0: "0", 0.5: "0.5", 1: "1"},
+                                     tooltip={"placement": "bottom"})], md=3),
+            dbc.Col(dbc.Button("Export CSV", id="table-export", color="secondary", size="sm"), width="auto"),
+        ], align="center", className="g-2"),
+        html.Div(id="table-problem"),
+        html.Div(id="table-count", className="small text-muted my-2"),
+        dash_table.DataTable(id="table-grid", columns=COLUMNS, data=[], sort_action="native", sort_mode="single",
+                             sort_by=parse_sort(sort), page_action="native", page_size=PAGE_SIZE,
+                             page_current=page - 1, style_cell={"fontSize": "0.85rem", "padding": "2px 6px"},
+                             style_data_conditional=[{"if": {"state": "active"}, "backgroundColor": "#e8f1fc"}]),
+        dcc.Download(id="table-download"),
+        dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="table-detail-title")), dbc.ModalBody(id="table-detail-body")],
+                  id="table-detail", size="xl", is_open=False),
+    ])
+
+
+@callback(Output("table-grid", "data"), Output("table-count", "children"), Output("table-problem", "children"),
+          Output("table-grid", "page_current"),
+          Input("run-store", "data"), Input("table-all", "value"), Input("table-true", "value"),
+          Input("table-pred", "value"), Input("table-confidence", "value"))
+def show_rows(run_id, every, true, pred, confidence):
+    page = 0 if ctx.triggered_id in ("table-all", "table-true", "table-pred", "table-confidence") else no_update
+    if not run_id:
+        return [], "", no_run(), page
+    runs_dir = settings()["runs_dir"]
+    try:
+        rows = insight.run_rows(runs_dir, run_id)
+    except (RunError, DataError) as exc:
+        return [], "", problem(str(exc), "No predictions"), page
+    lo, hi = (confidence if isinstance(confidence, list) and len(confidence) == 2 else (0.0, 1.0))
+    shown = insight.filter_rows(rows, _class(true), _class(pred), (float(lo), float(hi)), errors_only=not every)
+    what = "test images" if every else "misclassified test images"
+    count = f"{len(shown):,} {what} of {len(rows):,} (sort by clicking a column title; click a row for Grad-CAM)"
+    data = shown[insight.ROW_COLUMNS].assign(id=shown["index"]).to_dict("records")
+    return data, count, None, page
+
+
+@callback(Output("table-url", "search"),
+          Input("table-all", "value"), Input("table-true", "value"), Input("table-pred", "value"),
+          Input("table-confidence", "value"), Input("table-grid", "sort_by"), Input("table-grid", "page_current"),
+          prevent_initial_call=True)
+def write_url(every, true, pred, confidence, sort_by, page):
+    return "?" + urlencode(url_query(every, true, pred, confidence, sort_by, page))
+
+
+def url_query(every, true, pred, confidence, sort_by, page) -> dict:
+    """The view's state as query parameters, defaults left out so links stay short."""
+    query = {"show": "all"} if every else {}
+    query.update({k: v for k, v in (("true", _class(true)), ("pred", _class(pred))) if v is not None})
+    if isinstance(confidence, list) and len(confidence) == 2 and list(confidence) != [0, 1]:
+        query.update(lo=confidence[0], hi=confidence[1])
+    if sort_by and sort_by != DEFAULT_SORT:
+        query["sort"] = f"{sort_by[0]['column_id']}:{sort_by[0]['direction']}"
+    if isinstance(page, int) and page > 0:
+        query["page"] = page + 1
+    return query
+
+
+@callback(Output("table-download", "data"), Input("table-export", "n_clicks"),
+          State("table-grid", "derived_virtual_data"), State("run-store", "data"), prevent_initial_call=True)
+def export_csv(_clicks, shown, run_id):
+    """Exactly the rows shown: the filters' rows in the table's current sort order (every page)."""
+    return {"content": insight.rows_csv(shown or []), "filename": f"{run_id or 'run'}-errors.csv",
+            "type": "text/csv"}
+
+
+@callback(Output("table-detail", "is_open"), Output("table-detail-title", "children"),
+          Output("table-detail-body", "children"),
+          Input("table-grid", "active_cell"), State("run-store", "data"), prevent_initial_call=True)
+def open_detail(cell, run_id):
+    if not cell or cell.get("row_id") is None or not run_id:
+        return no_update, no_update, no_update
+    index = int(cell["row_id"])
+    try:
+        return True, f"Test image #{index}", detail(settings(), run_id, index)
+    except (RunError, DataError, ExplainError) as exc:
+        return True, f"Test image #{index}", problem(str(exc))

@@ -1,0 +1,122 @@
+"""The analyst views in headless Chromium (dash_duo): a lasso on the map opening its images, a sort and
+filter on the all-errors table restored from and written to the URL, and a two-run comparison.
+
+    pytest --headless -m browser tests/test_insight_browser.py
+
+The app runs over the committed runs fast-default and photo-default (their embedding maps are
+committed too, so no UMAP runs here). Expected counts come from the runs' prediction files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from selenium.webdriver.common.by import By
+
+from model import runs
+from model.data import CLASS_NAMES
+from test_app_browser import WAIT, fresh, screenshot, text_of, until
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[1]
+RUNS = ("fast-default", "photo-default")
+
+
+@pytest.fixture(scope="module")
+def insight_runs(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("insight-runs")
+    for run_id in RUNS:
+        real = REPO / "runs" / run_id
+        if not (real / runs.EMBEDDING).is_file():
+            pytest.fail(f"{real / runs.EMBEDDING} missing: run `workbench embed {run_id}`")
+        (folder / run_id).symlink_to(real, target_is_directory=True)
+    return folder
+
+
+@pytest.fixture
+def duo(dash_duo, insight_runs, data_dir):
+    from workbench.app import create_app
+
+    dash_duo.driver.set_window_size(1440, 1100)
+    dash_duo.start_server(create_app(insight_runs, data_dir=data_dir))
+    dash_duo.wait_for_element("#run-select", timeout=WAIT)
+    yield dash_duo
+    assert dash_duo.get_logs() == [], "browser console errors"
+
+
+def visit(duo, path: str) -> None:
+    duo.driver.get(duo.server_url + path)
+    duo.wait_for_element("#run-select", timeout=WAIT)
+
+
+SELECT_JS = """
+const gd = document.querySelector('#map-graph .js-plotly-plot');
+const points = [], indices = [];
+gd.data.forEach((trace, c) => {
+  for (let i = 0; i < Math.min(trace.customdata.length, arguments[0]); i++) {
+    points.push({curveNumber: c, pointNumber: i});
+    indices.push(Number(trace.customdata[i]));
+  }
+});
+gd.emit('plotly_selected', {points: points});
+return indices;
+"""
+
+
+def column(duo, name: str) -> list[str]:
+    return fresh(lambda: [c.text for c in duo.driver.find_elements(By.CSS_SELECTOR, f"td[data-dash-column='{name}']")])
+
+
+def test_map_lasso_selection_opens_its_images(duo):
+    visit(duo, "/map?colour=correct")
+    entries = until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, "#map-graph .legendtext"), WAIT)
+    assert fresh(lambda: [e.text for e in entries]) == ["correct", "wrong"]  # the colouring came from the URL
+    # A selection as plotly reports a lasso: the graph emits plotly_selected with the points inside
+    # (a real mouse lasso with ActionChains did not select reliably in headless Chromium); dcc.Graph
+    # turns it into selectedData, the page lists those images. 30 points of each trace:
+    expected = duo.driver.execute_script(SELECT_JS, 30)
+    tiles = until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, "#map-tiles .tile"), WAIT)
+    assert text_of(duo, "#map-gallery-title") == f"Selection: {len(expected)} images"
+    assert fresh(lambda: [int(t.get_attribute("data-index")) for t in tiles]) == expected[:48]
+    screenshot(duo, "map")
+    index = tiles[0].get_attribute("data-index")
+    tiles[0].click()
+    until(lambda: f"#{index}" in text_of(duo, "#map-detail-title"), WAIT)
+    until(lambda: len(duo.driver.find_elements(By.CSS_SELECTOR, ".insight-detail img.big-image")) >= 2, WAIT)
+
+
+def test_table_filter_and_sort_follow_the_url(duo):
+    frame = runs.read_predictions(REPO / "runs" / RUNS[0])
+    shirt = CLASS_NAMES.index("Shirt")
+    errors = frame[(frame["label"] == shirt) & (frame["predicted"] != shirt)]
+    visit(duo, f"/all-errors?true={shirt}")
+    until(lambda: text_of(duo, "#table-count").startswith(f"{len(errors):,} misclassified"), WAIT)
+    assert set(column(duo, "true")) == {"Shirt"}
+    # sort by confidence (ascending on the first click): the least confident Shirt error comes first
+    duo.find_element("th[data-dash-column='confidence'] .column-header--sort").click()
+    until(lambda: "sort=confidence%3Aasc" in duo.driver.current_url, WAIT)
+    lowest = errors[runs.PROB_COLUMNS].to_numpy().max(axis=1).min()
+    assert float(column(duo, "confidence")[0]) == pytest.approx(lowest, abs=1e-3)
+    # then only Shirts taken for T-shirts
+    duo.select_dcc_dropdown("#table-pred", "T-shirt/top")
+    pair = errors[errors["predicted"] == CLASS_NAMES.index("T-shirt/top")]
+    until(lambda: text_of(duo, "#table-count").startswith(f"{len(pair):,} misclassified"), WAIT)
+    assert set(column(duo, "predicted")) == {"T-shirt/top"}
+    assert f"pred={CLASS_NAMES.index('T-shirt/top')}" in duo.driver.current_url
+    screenshot(duo, "all-errors")
+
+
+def test_compare_two_runs_shows_counts_and_verdict(duo):
+    a, b = (runs.read_predictions(REPO / "runs" / r) for r in RUNS)
+    right_a = (a["label"] == a["predicted"]).to_numpy()
+    right_b = (b["label"] == b["predicted"]).to_numpy()
+    visit(duo, f"/compare?a={RUNS[0]}&b={RUNS[1]}")
+    counts = until(lambda: text_of(duo, "#compare-counts"), WAIT)
+    assert f"{int(np.sum(right_a & ~right_b)):,}" in counts and f"{int(np.sum(~right_a & right_b)):,}" in counts
+    assert "MCNEMAR P" in counts.upper() and "significant" in text_of(duo, "#compare-verdict")
+    tiles = until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, "#compare-tiles .tile"), WAIT)
+    assert len(tiles) == min(48, int(np.sum(right_a & ~right_b)))
+    screenshot(duo, "compare")
