@@ -23,7 +23,7 @@ from workbench import CLASS_NAMES, PROB_COLUMNS, DataError, ExplainError, RunErr
 from workbench.components import no_run, problem, rows_table, settings
 from workbench.explain import get_explainer
 from workbench.images import overlay, png_data_url
-from workbench.urlstate import ChoiceField, FlagField, IntField, merge_query, read_query, write_query
+from workbench.urlstate import ChoiceField, FlagField, IntField, merge_query, parse_query, read_query, write_query
 
 dash.register_page(__name__, path="/errors", name="Errors", order=2)
 
@@ -143,10 +143,11 @@ def sync_state(search, norm, cam, page, click, _pairs, _thumbs, _prev, _next, is
         state, notes = read_state(search, run_id)
         return no_update, *changed(state, current, is_open), notes_view(notes)
     state = next_state(current, ctx.triggered_id, ctx.triggered[0]["value"], click, run_id)
-    if state is None or state == current:
+    if state is None:
         return (no_update,) * 8
-    url = merge_query(write_query(search, state, FIELDS), {"run": run_id})
-    return url, *changed(state, current, is_open), no_update
+    url = merge_query(write_query(search, state, FIELDS), {"run": run_id})  # a control already shows
+    same = parse_query(url) == parse_query(search)                           # its new value: compare URLs
+    return no_update if same else url, *changed(state, current, is_open), no_update
 
 
 def changed(state: dict, current: dict, is_open) -> list:
@@ -208,13 +209,17 @@ def valid_cell(cell) -> dict | None:
     return cell if ok else None
 
 
-# After a cell is chosen, bring the gallery into view (the matrix fills the first screen).
+# Once a newly chosen cell's gallery is drawn, bring it into view (the matrix fills the first screen):
+# after it is drawn, so that the page is long enough to scroll to it; not again for its other pages.
 clientside_callback("""
-function(cell) {
+function(_gallery, cell, scrolled) {
     const card = document.getElementById("errors-gallery-card");
-    if (cell && card) { card.scrollIntoView({behavior: "smooth", block: "start"}); }
-    return window.dash_clientside.no_update;
-}""", Output("errors-scrolled", "data"), Input("errors-cell", "data"))
+    const key = JSON.stringify(cell);
+    if (!cell || !card || key === scrolled) { return window.dash_clientside.no_update; }
+    card.scrollIntoView({block: "start"});
+    return key;
+}""", Output("errors-scrolled", "data"), Input("errors-gallery", "children"), State("errors-cell", "data"),
+    State("errors-scrolled", "data"), prevent_initial_call=True)
 
 
 # ---------------------------------------------------------------------------------------------
