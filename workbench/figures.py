@@ -19,6 +19,7 @@ ACCENT = "#2c7be5"      # predicted class / train curves
 HIGHLIGHT = "#e63757"   # the chosen target class / validation
 MUTED = "#adb5bd"       # the other classes
 CORRECT_SCALE = [[0, "#f3faf6"], [1, "#a8dcc0"]]  # confusion diagonal: pale green, text stays readable
+ERROR_SCALE = [[0, "#fff5f0"], [1, "#f26b4f"]]    # confusion errors: white to a mid red that dark text reads on
 RUN_COLORS = ("#2c7be5", "#e63757", "#00a87e", "#f6a609", "#6f42c1", "#17a2b8")
 MARGIN = dict(l=10, r=10, t=40, b=10)
 
@@ -77,7 +78,7 @@ def confusion_figure(matrix, class_names: list[str], normalise: bool = False,
     errors = np.where(diagonal, np.nan, values)
     top = np.nanmax(errors) if np.any(errors > 0) else 1.0
     fig = go.Figure([
-        go.Heatmap(z=errors, colorscale="Reds", zmin=0, zmax=top, name="errors", **hover),
+        go.Heatmap(z=errors, colorscale=ERROR_SCALE, zmin=0, zmax=top, name="errors", **hover),
         go.Heatmap(z=np.where(diagonal, values, np.nan), colorscale=CORRECT_SCALE, zmin=0,
                    zmax=max(float(values.max()), 1e-9), name="correct", **hover)])
     if selected is not None:
