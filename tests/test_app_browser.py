@@ -108,7 +108,7 @@ def workbench(dash_duo, app_runs, data_dir):
 
 def open_page(duo, path: str) -> None:
     """Navigate inside the app (client-side, as a user clicking the navbar would)."""
-    duo.find_element(f"a.nav-link[href='{path}']").click()
+    duo.find_element(f"a.nav-link[href='{path}'], a.nav-link[href^='{path}?']").click()  # links carry ?run=
 
 
 def screenshot(duo, name: str, settle: float = 0.0) -> None:
@@ -321,7 +321,10 @@ def test_errors_cell_click_shows_exactly_that_cells_images(workbench, app_runs):
     until(lambda: click_ok(duo.find_element("#errors-detail-content a")), timeout=WAIT)  # "Explore in Predict"
     duo.wait_for_contains_text("#predict-hint", f"true class: {pair['true']}", timeout=WAIT)
     duo.wait_for_contains_text("#predict-cam-caption", f"for {pair['predicted']} (predicted)", timeout=WAIT)
-    duo.driver.back()
+    duo.driver.back()  # the URL kept the view: the same cell, with the detail view open again
+    duo.wait_for_text_to_equal("#errors-detail-title", f"Test image #{shown[0]}", timeout=WAIT)
+    until(lambda: click_ok(duo.find_element("#errors-detail .btn-close")), timeout=WAIT)
+    until(lambda: not duo.find_elements("#errors-detail.show"), timeout=WAIT)
     duo.wait_for_element("#errors-matrix .nsewdrag", timeout=WAIT)
     click_cell(duo, pair["row"], pair["col"])
     duo.wait_for_contains_text("#errors-gallery-title", f"{pair['count']} images", timeout=WAIT)

@@ -31,13 +31,25 @@ def test_confusion_counts_and_row_normalised_with_hover_data():
     matrix[6, 0], matrix[9, 9] = 10, 0  # an empty row must not divide by zero
     counts = figures.confusion_figure(matrix, NAMES)
     shares = figures.confusion_figure(matrix, NAMES, normalise=True, selected=(6, 0))
-    assert np.array_equal(np.asarray(counts.data[0].z), matrix)
-    z = np.asarray(shares.data[0].z)
+    errors, right = (np.asarray(trace.z, dtype=float) for trace in counts.data)
+    assert np.array_equal(np.nan_to_num(errors) + np.nan_to_num(right), matrix)  # each cell in one trace
+    z = np.nan_to_num(np.asarray(shares.data[0].z, dtype=float)) + np.nan_to_num(np.asarray(shares.data[1].z, dtype=float))
     assert z[6, 0] == pytest.approx(0.1) and z[6, 6] == pytest.approx(0.9) and z[9].sum() == 0
     assert counts.data[0].text[6][0] == "10" and shares.data[0].text[6][0] == "10%"
     custom = np.asarray(shares.data[0].customdata)
     assert custom[6, 0, 0] == 10 and custom[6, 0, 1] == pytest.approx(0.1)  # hover: count and share
     assert len(shares.layout.shapes) == 1 and shares.layout.shapes[0].x0 == -0.5
+
+
+def test_confusion_colour_scale_spans_the_errors_not_the_diagonal():
+    matrix = np.diag([900] * 10)
+    matrix[6, 0], matrix[2, 4] = 12, 3
+    fig = figures.confusion_figure(matrix, NAMES)
+    errors, right = fig.data
+    assert np.isnan(np.asarray(errors.z, dtype=float)[np.eye(10, dtype=bool)]).all()  # diagonal off the error scale
+    assert errors.zmax == 12 and errors.zmin == 0  # the largest error gets the darkest colour, not 12/900 of it
+    assert np.isnan(np.asarray(right.z, dtype=float)[6, 0]) and right.zmax == 900
+    assert figures.confusion_figure(np.diag([5] * 10), NAMES).data[0].zmax == 1  # no errors: still a valid scale
 
 
 def test_learning_curves_overlay_runs_with_train_val_and_lr():

@@ -6,7 +6,9 @@
 
 Pages live in the `pages` package (one file per page), the stylesheet in the `assets` package;
 both folders are found through the installed packages, so a non-editable install works. The run
-selector in the navbar writes the chosen run id into the `run-store`; every page reads it.
+selector in the navbar writes the chosen run id into the `run-store`; every page reads it. The run is
+in the URL too (`/errors?run=fast-default`): a link or Back selects it, choosing another run writes it
+there (other parameters kept), and the navbar links carry it from page to page.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import dash
 import dash_bootstrap_components as dbc
 import flask
 import numpy as np
-from dash import Input, Output, State, dcc, html
+from dash import ALL, Input, Output, State, dcc, html
 
 from model import runs
 from model.data import IMAGE_SIZE
@@ -30,6 +32,7 @@ from workbench.classify import low_confidence_threshold
 from workbench.components import settings
 from workbench.guard import guard_server
 from workbench.limits import ApiLimits
+from workbench.urlstate import merge_query
 
 THEME = "cerulean"  # Bootswatch theme shipped in Bootstrap-Flask: served locally (no CDN, works
                     # offline) and one of those without a web-font import
@@ -60,9 +63,21 @@ def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "ker
                              WORKBENCH_LOW_CONFIDENCE=low_confidence)
     app.layout = serve_layout
 
-    @app.callback(Output("run-store", "data"), Input("run-select", "value"))
-    def remember_run(run_id):
-        return run_id
+    # The run in the URL <-> the selector, in the browser: only it sees the URL as it is now (each
+    # page writes its own parameters through its own dcc.Location), so other parameters are kept.
+    app.clientside_callback(RUN_FROM_URL, Output("run-select", "value"), Output("run-store", "data"),
+                            Output("app-url", "search"), Output("run-note", "children"),
+                            Output("run-note", "is_open"), Input("app-url", "search"),
+                            Input("run-select", "value"), State("run-select", "options"))
+
+    @app.callback(Output({"type": "nav-link", "path": ALL}, "href"),
+                  Output({"type": "nav-link", "path": ALL}, "active"),
+                  Input("app-url", "pathname"), Input("run-store", "data"),
+                  State({"type": "nav-link", "path": ALL}, "id"))
+    def keep_run_in_links(pathname, run_id, ids):
+        paths = [link["path"] for link in ids]
+        query = merge_query("", {"run": run_id})
+        return [path + query for path in paths], [path == pathname for path in paths]
 
     @app.callback(Output("navbar-collapse", "is_open"), Input("navbar-toggler", "n_clicks"),
                   State("navbar-collapse", "is_open"), prevent_initial_call=True)
@@ -73,6 +88,28 @@ def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "ker
     register_api(app.server, Path(runs_dir), backend, low_confidence=low_confidence)
     _finish_setup(app)
     return app
+
+
+# Page load or Back/Forward (the URL changed): select the URL's run, or say it does not exist and keep
+# the selector's. The user picked a run: store it and write it into the URL, keeping the other parameters.
+RUN_FROM_URL = """
+function(search, selected, options) {
+    const skip = window.dash_clientside.no_update;
+    const params = new URLSearchParams(window.location.search);
+    const wanted = params.get("run");
+    if (window.dash_clientside.callback_context.triggered_id === "run-select") {
+        if (!selected || wanted === selected) { return [skip, selected, skip, skip, skip]; }
+        params.set("run", selected);
+        return [skip, selected, "?" + params.toString(), "", false];
+    }
+    if (wanted === null) { return [skip, selected, skip, "", false]; }
+    if ((options || []).some(o => o.value === wanted)) {
+        return [wanted === selected ? skip : wanted, wanted, skip, "", false];
+    }
+    const shown = wanted.length > 64 ? wanted.slice(0, 64) + "…" : wanted;
+    return [skip, selected, skip, `Run '${shown}' not found: showing ${selected ? `run '${selected}'` : "no run"}.`, true];
+}
+"""
 
 
 def package_folder(name: str) -> str:
@@ -110,7 +147,8 @@ def serve_layout():
         id="run-select", options=[{"label": r, "value": r} for r in run_ids],
         value=run_ids[0] if run_ids else None, clearable=False, persistence=True,
         persistence_type="session", placeholder="no runs found", className="run-select")
-    links = [dbc.NavLink(page["name"], href=page["relative_path"], active="exact")
+    links = [dbc.NavLink(page["name"], href=page["relative_path"], active=False,  # active, ?run=: a callback
+                         id={"type": "nav-link", "path": page["relative_path"]})
              for page in dash.page_registry.values()]
     navbar = dbc.Navbar(dbc.Container([  # below 992 px the links and run picker fold behind a toggler
         dbc.NavbarBrand("Fashion workbench", href="/"),
@@ -119,8 +157,9 @@ def serve_layout():
                       html.Div([html.Span("run", className="run-label"), selector], className="run-picker")],
                      id="navbar-collapse", is_open=False, navbar=True),
     ], fluid=True), color="primary", dark=True, expand="lg", className="mb-3")
-    return html.Div([dcc.Store(id="run-store"), navbar,
-                     dbc.Container(dash.page_container, fluid=True, className="page")])
+    note = dbc.Alert(id="run-note", is_open=False, color="warning", dismissable=True, className="run-note")
+    return html.Div([dcc.Store(id="run-store"), dcc.Location(id="app-url", refresh=False), navbar,
+                     dbc.Container([note, dash.page_container], fluid=True, className="page")])
 
 
 # ---------------------------------------------------------------------------------------------

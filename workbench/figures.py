@@ -1,7 +1,7 @@
 """Pure figure builders: data in, plotly figure (or table rows) out. Pages only wire them up.
 
     confidence_bars(probs, class_names)                 # horizontal bars, all 10 classes
-    confusion_figure(matrix, class_names, normalise)    # clickable heatmap with counts / shares
+    confusion_figure(matrix, class_names, normalise)    # clickable heatmap: errors red, right answers green
     learning_curves({run_id: history_frame, ...})       # loss, accuracy, learning rate; runs overlaid
     reliability_diagram(metrics["reliability"])         # accuracy vs confidence per bin
     per_class_rows(metrics["per_class"], class_names)   # precision / recall / F1 / support rows
@@ -18,6 +18,8 @@ from plotly.subplots import make_subplots
 ACCENT = "#2c7be5"      # predicted class / train curves
 HIGHLIGHT = "#e63757"   # the chosen target class / validation
 MUTED = "#adb5bd"       # the other classes
+CORRECT_SCALE = [[0, "#f3faf6"], [1, "#a8dcc0"]]  # confusion diagonal: pale green, text stays readable
+ERROR_SCALE = [[0, "#fff5f0"], [1, "#f26b4f"]]    # confusion errors: white to a mid red that dark text reads on
 RUN_COLORS = ("#2c7be5", "#e63757", "#00a87e", "#f6a609", "#6f42c1", "#17a2b8")
 MARGIN = dict(l=10, r=10, t=40, b=10)
 
@@ -56,21 +58,33 @@ def normalise_rows(matrix: np.ndarray) -> np.ndarray:
 
 def confusion_figure(matrix, class_names: list[str], normalise: bool = False,
                      selected: tuple[int, int] | None = None) -> go.Figure:
-    """Confusion matrix heatmap (rows true, columns predicted); click data carries the cell's counts."""
+    """Confusion matrix heatmap (rows true, columns predicted); click data carries the cell's counts.
+
+    The errors get their own colour scale, from 0 to the largest off-diagonal cell, and the diagonal
+    (right answers) a separate pale one: with one scale the diagonal (~900 a class) makes every error
+    (mostly < 100) nearly white. The diagonal-excluded scale, rather than log(1 + count), keeps the
+    colour proportional to the number of errors, so the darkest red is the worst confusion; the real
+    counts or shares are in each cell's text and hover.
+    """
     counts = np.asarray(matrix, dtype=np.int64)
     shares = normalise_rows(counts)
-    z = shares if normalise else counts
-    text = [[f"{v:.0%}" if normalise else f"{int(v)}" for v in row] for row in z]
-    customdata = np.dstack([counts, shares])
-    fig = go.Figure(go.Heatmap(
-        z=z, x=list(class_names), y=list(class_names), text=text, texttemplate="%{text}",
-        customdata=customdata, colorscale="Blues", showscale=False, xgap=1, ygap=1,
-        hovertemplate="true %{y} → predicted %{x}<br>%{customdata[0]} images "
-                      "(%{customdata[1]:.1%} of %{y})<extra></extra>"))
+    values = shares if normalise else counts.astype(float)
+    text = [[f"{v:.0%}" if normalise else f"{int(v)}" for v in row] for row in values]
+    diagonal = np.eye(len(counts), dtype=bool)
+    hover = dict(x=list(class_names), y=list(class_names), text=text, texttemplate="%{text}", xgap=1, ygap=1,
+                 customdata=np.dstack([counts, shares]), showscale=False, hoverongaps=False,
+                 hovertemplate="true %{y} → predicted %{x}<br>%{customdata[0]} images "
+                               "(%{customdata[1]:.1%} of %{y})<extra></extra>")
+    errors = np.where(diagonal, np.nan, values)
+    top = np.nanmax(errors) if np.any(errors > 0) else 1.0
+    fig = go.Figure([
+        go.Heatmap(z=errors, colorscale=ERROR_SCALE, zmin=0, zmax=top, name="errors", **hover),
+        go.Heatmap(z=np.where(diagonal, values, np.nan), colorscale=CORRECT_SCALE, zmin=0,
+                   zmax=max(float(values.max()), 1e-9), name="correct", **hover)])
     if selected is not None:
         r, c = selected
         fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
-                      line=dict(color=HIGHLIGHT, width=3))
+                      line=dict(color=ACCENT, width=3))
     fig.update_layout(margin=dict(l=10, r=10, t=30, b=10), height=520, plot_bgcolor="white",
                       xaxis=dict(title="predicted", side="top", tickangle=-45),  # no overlap down to 400 px
                       yaxis=dict(title="true", autorange="reversed"))

@@ -1,0 +1,55 @@
+"""The URL state helpers: a round trip keeps every value and every other parameter; malformed or
+hostile input is ignored with a note, never an exception.
+
+    python -m pytest -q tests/test_urlstate.py
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench.urlstate import (MAX_FIELDS, MAX_QUERY_CHARS, ChoiceField, FlagField, IntField, merge_query,
+                                parse_query, read_query, write_query)
+
+FIELDS = {"norm": ChoiceField(("counts", "rows"), default="counts"), "true": IntField(0, 9),
+          "page": IntField(1, 200, default=1), "cam": FlagField()}
+
+
+def test_round_trip_keeps_values_and_other_parameters():
+    state = {"norm": "rows", "true": 0, "page": 2, "cam": True}
+    search = write_query("?run=fast-default&x=%26y", state, FIELDS)
+    assert parse_query(search)["run"] == "fast-default" and parse_query(search)["x"] == "&y"  # kept, escaped
+    assert read_query(search, FIELDS) == (state, [])
+    assert read_query(parse_query(search), FIELDS) == (state, [])  # Dash's layout(**query) dict reads the same
+
+
+def test_defaults_and_none_leave_the_url():
+    search = write_query("?run=a&true=6&page=3&cam=1", {"norm": "counts", "true": None, "page": 1, "cam": False},
+                         FIELDS)
+    assert search == "?run=a"
+    assert write_query("?true=6", {"true": None}, FIELDS) == ""
+    assert merge_query("?run=a&true=6", {"run": "b", "true": None, "new": 1}) == "?run=b&new=1"
+
+
+@pytest.mark.parametrize("query, key, reason", [
+    ("?true=99", "true", "outside 0..9"), ("?page=-3", "page", "outside 1..200"),
+    ("?true=abc", "true", "not a whole number"), ("?true=1e3", "true", "not a whole number"),
+    ("?true=%D9%A3", "true", "not a whole number"),  # an Arabic-Indic digit: not ours
+    ("?norm=log", "norm", "not one of counts, rows"), ("?cam=maybe", "cam", "not on/off"),
+])
+def test_malformed_values_fall_back_to_the_default_with_a_note(query, key, reason):
+    state, notes = read_query(query + "&run=a", FIELDS)
+    assert state[key] == FIELDS[key].default
+    assert len(notes) == 1 and notes[0].startswith(f"{key}=") and reason in notes[0]
+
+
+def test_hostile_query_strings_are_ignored_not_parsed():
+    script = "<script>alert(1)</script>"
+    state, notes = read_query(f"?norm={script}&true=2", FIELDS)
+    assert state["norm"] == "counts" and state["true"] == 2 and script in notes[0]  # quoted, shown as text
+    assert read_query("?true=1&" + "a" * MAX_QUERY_CHARS, FIELDS)[0]["true"] is None  # too long: ignored whole
+    flood = "&".join(f"k{i}=1" for i in range(MAX_FIELDS + 1))
+    assert parse_query(f"?true=1&{flood}") == {}
+    assert parse_query("?true=" + "9" * 100) == {}  # an overlong value is dropped
+    assert read_query({"true": ["3", "4"], "page": None}, FIELDS)[0]["true"] == 3  # repeated key: the first
+    assert parse_query("?true=1&true=2&&=&%ZZ") == {"true": "1"}

@@ -1,0 +1,127 @@
+"""State a user would share or go back to, kept in the URL's query string: read and write it safely.
+
+A page names its fields once; its `layout(**query)` and its callbacks read them with `read_query`
+(a malformed or hostile value is dropped and explained in a note, never an error), and write them
+back with `write_query`, which keeps every other parameter (the app-level `run`, other pages' keys):
+
+    FIELDS = {"true": IntField(0, 9), "page": IntField(1, 200, default=1), "cam": FlagField(),
+              "norm": ChoiceField(("counts", "rows"), default="counts")}
+    state, notes = read_query("?run=a&true=abc&page=2", FIELDS)
+    # state == {"true": None, "page": 2, "cam": False, "norm": "counts"}
+    # notes == ["true='abc' ignored: not a whole number"]
+    write_query("?run=a&true=6", {**state, "true": 3}, FIELDS)  # "?run=a&true=3&page=2"
+
+A value equal to its field's default is left out of the URL, so links stay short.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode
+
+MAX_QUERY_CHARS = 2000  # a longer query string is broken or hostile: ignored whole (state URLs are < 100)
+MAX_FIELDS = 30         # parameters parsed at most (parse_qsl refuses more: no work for a flood of keys)
+MAX_VALUE_CHARS = 64    # a longer value is ignored; notes quote at most this much of a value
+
+
+@dataclass(frozen=True)
+class IntField:
+    """A whole number lo..hi (both included)."""
+    lo: int
+    hi: int
+    default: int | None = None
+
+    def parse(self, raw: str) -> int:
+        if not re.fullmatch(r"-?[0-9]{1,9}", raw.strip()):
+            raise ValueError("not a whole number")
+        value = int(raw)
+        if not self.lo <= value <= self.hi:
+            raise ValueError(f"outside {self.lo}..{self.hi}")
+        return value
+
+
+@dataclass(frozen=True)
+class ChoiceField:
+    """One of a few words."""
+    choices: tuple[str, ...]
+    default: str | None = None
+
+    def parse(self, raw: str) -> str:
+        if raw not in self.choices:
+            raise ValueError(f"not one of {', '.join(self.choices)}")
+        return raw
+
+
+@dataclass(frozen=True)
+class FlagField:
+    """On or off: 1/0, true/false, on/off, yes/no; written as 1 (off is the default, left out)."""
+    default: bool = False
+
+    def parse(self, raw: str) -> bool:
+        word = raw.strip().lower()
+        if word in ("1", "true", "on", "yes"):
+            return True
+        if word in ("0", "false", "off", "no"):
+            return False
+        raise ValueError("not on/off (1 or 0)")
+
+
+def parse_query(search: str | dict | None) -> dict[str, str]:
+    """The query string ("?a=1&b=2", or Dash's layout(**query) dict) as {key: first value}; a
+    string too long or with too many parameters gives {}, values too long are dropped."""
+    if isinstance(search, dict):
+        pairs = [(k, v[0] if isinstance(v, list) and v else v) for k, v in search.items()]
+    else:
+        text = (search or "").removeprefix("?")
+        if len(text) > MAX_QUERY_CHARS:
+            return {}
+        try:
+            pairs = parse_qsl(text, max_num_fields=MAX_FIELDS)
+        except ValueError:  # more than MAX_FIELDS parameters
+            return {}
+    query: dict[str, str] = {}
+    for key, value in pairs:
+        if isinstance(key, str) and isinstance(value, str) and len(value) <= MAX_VALUE_CHARS:
+            query.setdefault(key, value)
+    return query
+
+
+def read_query(search: str | dict | None, fields: dict) -> tuple[dict, list[str]]:
+    """Each field's value from the query (its default when absent or malformed), and one note per
+    value that was ignored, saying why ("page='-3' ignored: outside 1..200")."""
+    query = parse_query(search)
+    state, notes = {}, []
+    for key, field in fields.items():
+        state[key] = field.default
+        if key not in query:
+            continue
+        try:
+            state[key] = field.parse(query[key])
+        except ValueError as exc:
+            notes.append(f"{key}={query[key][:MAX_VALUE_CHARS]!r} ignored: {exc}")
+    return state, notes
+
+
+def write_query(search: str | dict | None, state: dict, fields: dict) -> str:
+    """The query string with `fields` set from `state` (defaults and None removed) and every other
+    parameter kept as it was: "?run=a&true=6", or "" when nothing is left."""
+    query = parse_query(search)
+    for key, field in fields.items():
+        value = state.get(key)
+        if value is None or value == field.default:
+            query.pop(key, None)
+        else:
+            query[key] = "1" if value is True else "0" if value is False else str(value)
+    return f"?{urlencode(query)}" if query else ""
+
+
+def merge_query(search: str | dict | None, updates: dict) -> str:
+    """The query string with `updates` applied ({key: value}; None removes the key), the rest kept."""
+    query = parse_query(search)
+    for key, value in updates.items():
+        if value is None:
+            query.pop(key, None)
+        else:
+            query[key] = str(value)
+    return f"?{urlencode(query)}" if query else ""
