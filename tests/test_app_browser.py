@@ -147,7 +147,8 @@ def test_overview_shows_metrics_gallery_and_links(workbench, app_runs):
     duo.wait_for_element("#overview-gallery img.thumb", timeout=WAIT)
     assert len(duo.find_elements("#overview-gallery .gallery-row")) == 10
     assert {a.get_attribute("pathname") for a in duo.find_elements("a.nav-link")} == \
-        {"/", "/predict", "/errors", "/training", "/report", "/teach", "/import"}
+        {"/", "/predict", "/errors", "/map", "/all-errors", "/compare", "/suspects", "/training", "/report",
+         "/teach", "/import"}
     screenshot(duo, "overview")
 
 
