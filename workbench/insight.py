@@ -19,6 +19,7 @@ from scipy import stats
 
 from model import runs
 from model.errors import RunError
+from model.label_issues import test_label_quality
 from model.runs import PROB_COLUMNS
 from workbench import artifacts
 from workbench.cache import cached
@@ -28,13 +29,6 @@ EXACT_BELOW = 25      # discordant pairs: below this McNemar uses the exact bino
 ALPHA = 0.05          # significance level of the one-line verdict
 EPS = 1e-12           # floor of p_true in the loss, so a probability of exactly 0 gives a finite loss
 ROW_COLUMNS = ["index", "true", "predicted", "confidence", "margin", "loss", "label_quality"]
-
-
-def label_quality(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """cleanlab's label quality score of each given label (0..1, low = suspected label error)."""
-    from cleanlab.rank import get_label_quality_scores  # a few hundred ms to import: only when needed
-
-    return get_label_quality_scores(np.asarray(labels, dtype=np.int64), np.asarray(probs, dtype=np.float64))
 
 
 def error_rows(predictions: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -50,7 +44,7 @@ def error_rows(predictions: pd.DataFrame, names: list[str]) -> pd.DataFrame:
         "true": [names[i] for i in labels], "predicted": [names[i] for i in predicted],
         "confidence": top2[:, 1], "margin": top2[:, 1] - top2[:, 0],
         "loss": -np.log(np.maximum(p_true, EPS)),
-        "label_quality": label_quality(labels, probs) if len(probs) else np.zeros(0),
+        "label_quality": test_label_quality(predictions) if len(probs) else np.zeros(0),
         "true_id": labels, "pred_id": predicted, "correct": labels == predicted,
     })
 
