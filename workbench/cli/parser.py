@@ -21,6 +21,13 @@ def add_runs_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR), help="folder of run folders (default: runs)")
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """A run id (default fast-default), its runs folder and the data folder: what reading a run takes."""
+    parser.add_argument("run", nargs="?", default=DEFAULT_RUN_ID, help="run id (default: fast-default)")
+    add_runs_dir(parser)
+    add_data_dir(parser)
+
+
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="locate and verify the data; print per-class counts per split")
     add_data_dir(p)
@@ -60,9 +67,7 @@ def _add_train(sub) -> None:
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate a run's model on the test set, rewriting its metrics")
-    p.add_argument("run", nargs="?", default=DEFAULT_RUN_ID, help="run id (default: fast-default)")
-    add_runs_dir(p)
-    add_data_dir(p)
+    add_run_arguments(p)
     p.set_defaults(handler="run_evaluate")
 
 
@@ -132,9 +137,7 @@ def _add_label_issues(sub) -> None:
 
     p = sub.add_parser("label-issues", help="suspected label errors (K-fold + cleanlab) and train/test "
                                             "near-duplicates, cached in the run folder (resumable)")
-    p.add_argument("run", nargs="?", default=DEFAULT_RUN_ID, help="run id (default: fast-default)")
-    add_runs_dir(p)
-    add_data_dir(p)
+    add_run_arguments(p)
     defaults = FoldSettings()
     p.add_argument("--folds", type=int, default=defaults.folds, help=f"K of the K-fold (default {defaults.folds})")
     p.add_argument("--epochs", type=int, default=defaults.epochs, help=f"epochs per fold (default {defaults.epochs})")
@@ -146,9 +149,7 @@ def _add_label_issues(sub) -> None:
 
 def _add_embed(sub) -> None:
     p = sub.add_parser("embed", help="compute a run's embedding map (2-D UMAP of the test set's features)")
-    p.add_argument("run", nargs="?", default=DEFAULT_RUN_ID, help="run id (default: fast-default)")
-    add_runs_dir(p)
-    add_data_dir(p)
+    add_run_arguments(p)
     p.set_defaults(handler="run_embed")
 
 
