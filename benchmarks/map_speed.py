@@ -58,7 +58,7 @@ def bench_server(app, run_id: str) -> None:
         times = []
         for _ in range(3):
             start = time.perf_counter()
-            fig, _hint, _search = page.show_map(run_id, "true")
+            fig, _hint = page.show_map(run_id, "true")
             times.append(time.perf_counter() - start)
     size = len(to_json_plotly(fig))
     print(f"server: figure callback {min(times) * 1000:.0f}-{max(times) * 1000:.0f} ms (map read once); "

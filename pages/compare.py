@@ -7,8 +7,6 @@ test sets cannot be paired image by image: the page says so instead of comparing
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
@@ -16,6 +14,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from workbench import DataError, ExplainError, RunError, artifacts, insight, list_runs
 from workbench.components import metric_card, problem, rows_table, settings
 from workbench.gallery import detail, gallery, pages
+from workbench.urlstate import changed_query
 
 dash.register_page(__name__, path="/compare", name="Compare", order=5)
 
@@ -60,17 +59,24 @@ def comparison(run_a: str, run_b: str) -> dict:
                                 artifacts.class_names(runs_dir, run_a), run_a, run_b)
 
 
+@callback(Output("compare-url", "search"), Input("compare-a", "value"), Input("compare-b", "value"),
+          Input("compare-side", "value"), State("compare-url", "search"))
+def write_url(run_a, run_b, side, search):
+    """Runs A and B and the side shown in the URL, its other parameters (the navbar's run) kept."""
+    url = changed_query(search, {"a": run_a or None, "b": run_b or None, "side": side or None})
+    return no_update if url is None else url
+
+
 @callback(Output("compare-summary", "children"), Output("compare-classes", "children"),
-          Output("compare-problem", "children"), Output("compare-url", "search"),
-          Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-side", "value"))
-def show_comparison(run_a, run_b, side):
-    search = "?" + urlencode({k: v for k, v in (("a", run_a), ("b", run_b), ("side", side)) if v})
+          Output("compare-problem", "children"),
+          Input("compare-a", "value"), Input("compare-b", "value"))
+def show_comparison(run_a, run_b):
     if not run_a or not run_b:
-        return None, None, problem("pick two runs", "Nothing to compare"), search
+        return None, None, problem("pick two runs", "Nothing to compare")
     try:
         result = comparison(run_a, run_b)
     except (RunError, DataError) as exc:
-        return None, None, problem(str(exc), "Cannot compare these runs"), search
+        return None, None, problem(str(exc), "Cannot compare these runs")
     test = result["mcnemar"]
     cards = dbc.Row([dbc.Col(metric_card(label, value, note)) for label, value, note in [
         ("accuracy A", f"{test['accuracy_a']:.2%}", run_a), ("accuracy B", f"{test['accuracy_b']:.2%}", run_b),
@@ -80,7 +86,7 @@ def show_comparison(run_a, run_b, side):
     verdict = dbc.Alert(test["verdict"], color="success" if test["p_value"] < insight.ALPHA else "secondary",
                         className="mt-2 mb-0", id="compare-verdict")
     table = result["per_class"].round(4).to_dict("records")
-    return html.Div([cards, verdict, same]), rows_table(table, table_id="compare-class-table"), None, search
+    return html.Div([cards, verdict, same]), rows_table(table, table_id="compare-class-table"), None
 
 
 @callback(Output("compare-page", "active_page"), Input("compare-a", "value"), Input("compare-b", "value"),

@@ -9,8 +9,6 @@ tile opens the detail view with Grad-CAM for the predicted and the true class.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
@@ -19,6 +17,7 @@ from workbench import DataError, ExplainError, RunError, artifacts, maps
 from workbench.components import no_run, problem, settings
 from workbench.gallery import detail, gallery, pages
 from workbench.images import png_data_url
+from workbench.urlstate import changed_query
 
 dash.register_page(__name__, path="/map", name="Map", order=3)
 
@@ -72,22 +71,29 @@ def show_hint(run_id):
                      f"`workbench embed {run_id}` computes it ahead of time.", color="info", id="map-computing")
 
 
+@callback(Output("map-url", "search"), Input("map-colour", "value"), State("map-url", "search"),
+          State("run-store", "data"))
+def write_url(colour, search, run_id):
+    """The colouring and the run shown in the URL, its other parameters kept. A run chosen in the
+    navbar is written there by the app, so only the colouring (and the page load) triggers this."""
+    url = changed_query(search, {"colour": colour if colour in maps.COLOUR_BY else "true"}, run_id)
+    return no_update if url is None else url
+
+
 @callback(Output("map-graph", "figure"), Output("map-hint", "children", allow_duplicate=True),
-          Output("map-url", "search"),
           Input("run-store", "data"), Input("map-colour", "value"), prevent_initial_call="initial_duplicate")
 def show_map(run_id, colour):
     colour = colour if colour in maps.COLOUR_BY else "true"
-    search = "?" + urlencode({"colour": colour})
     if not run_id:
-        return maps.go.Figure(), no_run(), search
+        return maps.go.Figure(), no_run()
     cfg = settings()
     try:
         coords = maps.embedding(cfg["runs_dir"], run_id, cfg["data_dir"])
         frame = artifacts.predictions(cfg["runs_dir"], run_id)
         fig = maps.map_figure(coords, frame, artifacts.class_names(cfg["runs_dir"], run_id), colour)
     except (RunError, DataError) as exc:
-        return maps.go.Figure(), problem(str(exc), "No map"), search
-    return fig, None, search
+        return maps.go.Figure(), problem(str(exc), "No map")
+    return fig, None
 
 
 @callback(Output("map-tooltip", "show"), Output("map-tooltip", "bbox"), Output("map-tooltip", "children"),

@@ -9,8 +9,6 @@ Filters, sort and page live in the URL: /all-errors?true=6&pred=0&lo=0.5&sort=lo
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, ctx, dash_table, dcc, html, no_update
@@ -19,11 +17,13 @@ from dash.dash_table.Format import Format, Scheme
 from workbench import CLASS_NAMES, DataError, ExplainError, RunError, artifacts, insight
 from workbench.components import no_run, problem, settings
 from workbench.gallery import detail
+from workbench.urlstate import changed_query
 
 dash.register_page(__name__, path="/all-errors", name="All errors", order=4)
 
 PAGE_SIZE = 25  # rows per table page: fits a laptop screen without scrolling
 DEFAULT_SORT = [{"column_id": "loss", "direction": "desc"}]  # the worst mistakes first
+URL_KEYS = ("show", "true", "pred", "lo", "hi", "sort", "page")  # this page's parameters (the rest are kept)
 NUMBER = Format(precision=3, scheme=Scheme.fixed)
 COLUMNS = [{"name": "index", "id": "index", "type": "numeric"},
            {"name": "true", "id": "true"}, {"name": "predicted", "id": "predicted"},
@@ -114,9 +114,12 @@ def show_rows(run_id, every, true, pred, confidence):
 @callback(Output("table-url", "search"),
           Input("table-all", "value"), Input("table-true", "value"), Input("table-pred", "value"),
           Input("table-confidence", "value"), Input("table-grid", "sort_by"), Input("table-grid", "page_current"),
-          prevent_initial_call=True)
-def write_url(every, true, pred, confidence, sort_by, page):
-    return "?" + urlencode(url_query(every, true, pred, confidence, sort_by, page))
+          State("table-url", "search"), State("run-store", "data"), prevent_initial_call=True)
+def write_url(every, true, pred, confidence, sort_by, page, search, run_id):
+    """The view's state and the run shown in the URL, its other parameters kept."""
+    view = url_query(every, true, pred, confidence, sort_by, page)
+    url = changed_query(search, {key: view.get(key) for key in URL_KEYS}, run_id)
+    return no_update if url is None else url
 
 
 def url_query(every, true, pred, confidence, sort_by, page) -> dict:

@@ -1,5 +1,6 @@
 """The analyst views in headless Chromium (dash_duo): a lasso on the map opening its images, a sort and
-filter on the all-errors table restored from and written to the URL, and a two-run comparison.
+filter on the all-errors table restored from and written to the URL, a two-run comparison, and each of
+the three pages keeping the app-wide run= (and any other parameter) when it writes its own keys.
 
     pytest --headless -m browser tests/test_insight_browser.py
 
@@ -10,6 +11,7 @@ committed too, so no UMAP runs here). Expected counts come from the runs' predic
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
@@ -120,3 +122,37 @@ def test_compare_two_runs_shows_counts_and_verdict(duo):
     tiles = until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, "#compare-tiles .tile"), WAIT)
     assert len(tiles) == min(48, int(np.sum(right_a & ~right_b)))
     screenshot(duo, "compare")
+
+
+def query(duo) -> dict:
+    return {k: v[0] for k, v in parse_qs(urlparse(duo.driver.current_url).query).items()}
+
+
+# Each page writes its own keys into the URL and keeps the app-wide run= (and any other parameter)
+# the link came with. The run in the links is not the one shown first: the URL chose it.
+
+def test_map_url_keeps_the_run_and_other_parameters(duo):
+    run = RUNS[1]
+    visit(duo, f"/map?run={run}&colour=correct&keep=1")
+    until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, "#map-graph .legendtext"), WAIT)
+    until(lambda: text_of(duo, "#run-select") == run, WAIT)
+    assert query(duo) == {"run": run, "colour": "correct", "keep": "1"}  # the figure is drawn: the URL written
+    duo.find_element("label[for='_dbcprivate_radioitems_map-colour_input_predicted']").click()
+    until(lambda: query(duo) == {"run": run, "colour": "predicted", "keep": "1"}, WAIT)
+
+
+def test_table_url_keeps_the_run_and_other_parameters(duo):
+    run = RUNS[1]
+    visit(duo, f"/all-errors?run={run}&true=6&keep=1")
+    until(lambda: text_of(duo, "#table-count").endswith("click a row for Grad-CAM)"), WAIT)
+    duo.select_dcc_dropdown("#table-pred", "T-shirt/top")
+    until(lambda: query(duo) == {"run": run, "true": "6", "pred": "0", "keep": "1"}, WAIT)
+
+
+def test_compare_url_keeps_the_run_and_other_parameters(duo):
+    run = RUNS[1]
+    visit(duo, f"/compare?run={run}&a={RUNS[0]}&b={RUNS[1]}&keep=1")
+    until(lambda: text_of(duo, "#compare-counts"), WAIT)
+    assert query(duo) == {"run": run, "a": RUNS[0], "b": RUNS[1], "side": "a_only", "keep": "1"}
+    duo.find_element("label[for='_dbcprivate_radioitems_compare-side_input_b_only']").click()
+    until(lambda: query(duo) == {"run": run, "a": RUNS[0], "b": RUNS[1], "side": "b_only", "keep": "1"}, WAIT)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.urlstate import (MAX_FIELDS, MAX_QUERY_CHARS, ChoiceField, FlagField, IntField, merge_query,
-                                parse_query, read_query, write_query)
+from workbench.urlstate import (MAX_FIELDS, MAX_QUERY_CHARS, ChoiceField, FlagField, IntField, changed_query,
+                                merge_query, parse_query, read_query, write_query)
 
 FIELDS = {"norm": ChoiceField(("counts", "rows"), default="counts"), "true": IntField(0, 9),
           "page": IntField(1, 200, default=1), "cam": FlagField()}
@@ -29,6 +29,16 @@ def test_defaults_and_none_leave_the_url():
     assert search == "?run=a"
     assert write_query("?true=6", {"true": None}, FIELDS) == ""
     assert merge_query("?run=a&true=6", {"run": "b", "true": None, "new": 1}) == "?run=b&new=1"
+
+
+def test_changed_query_adds_the_run_keeps_the_rest_and_says_when_nothing_changes():
+    assert changed_query("?run=a&colour=true&x=1", {"colour": "correct"}, "b") == "?run=b&colour=correct&x=1"
+    assert changed_query("?colour=true", {"colour": "pred"}, "a") == "?colour=pred&run=a"
+    assert changed_query("?run=a&a=x", {"a": "y"}) == "?run=a&a=y"  # no run given: the URL's stays
+    assert changed_query("?run=a&a=x&side=b", {"a": None, "side": "b"}, None) == "?run=a&side=b"
+    assert changed_query("?run=a&colour=pred", {"colour": "pred"}, "a") is None  # nothing to write
+    assert changed_query("?colour=pred&run=a", {"colour": "pred"}, "a") is None  # the order does not matter
+    assert changed_query(None, {"colour": "pred"}) == "?colour=pred"
 
 
 @pytest.mark.parametrize("query, key, reason", [

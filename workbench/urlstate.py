@@ -11,7 +11,11 @@ back with `write_query`, which keeps every other parameter (the app-level `run`,
     # notes == ["true='abc' ignored: not a whole number"]
     write_query("?run=a&true=6", {**state, "true": 3}, FIELDS)  # "?run=a&true=3&page=2"
 
-A value equal to its field's default is left out of the URL, so links stay short.
+A value equal to its field's default is left out of the URL, so links stay short. A page whose
+callback writes its keys uses `changed_query`, which also puts the run shown in as `run=` and says
+when there is nothing to write (no history entry then):
+
+    changed_query("?run=a&colour=true&x=1", {"colour": "correct"}, "b")  # "?run=b&colour=correct&x=1"
 """
 
 from __future__ import annotations
@@ -125,3 +129,10 @@ def merge_query(search: str | dict | None, updates: dict) -> str:
         else:
             query[key] = str(value)
     return f"?{urlencode(query)}" if query else ""
+
+
+def changed_query(search: str | dict | None, updates: dict, run_id: str | None = None) -> str | None:
+    """The query string with `updates` applied as merge_query does and, when `run_id` is given, the
+    run shown as run=; None when that is the query already (nothing to write)."""
+    query = merge_query(search, {**updates, "run": run_id} if run_id else updates)
+    return None if parse_query(query) == parse_query(search) else query
