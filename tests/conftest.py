@@ -1,8 +1,10 @@
-"""Shared fixtures: where the real data and the committed default run are."""
+"""Shared fixtures: where the real data and the committed default run are, and the app the browser
+tests serve (a temporary runs folder of tiny runs; the helpers are in browser_helpers.py)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,37 @@ def tiny_run(tmp_path_factory, data_dir) -> Path:
     recipe = get_recipe("fast", epochs=6, batch_size=32, learning_rate=0.1, val_size=200, width=8)
     runs = tmp_path_factory.mktemp("runs")
     return train(recipe, runs, "tiny", data_dir=data_dir, limit=300, progress=False)
+
+
+@pytest.fixture(scope="module")
+def app_runs(tmp_path_factory, data_dir) -> Path:
+    """The browser tests' runs folder: tiny-a and tiny-b (trained in seconds), broken (a corrupt
+    metrics.json, no confusion matrix) and the committed default run when it is here (shown first)."""
+    from model import runs
+    from test_explain import build_tiny_run
+
+    folder = tmp_path_factory.mktemp("app-runs")
+    build_tiny_run(folder / "tiny-a", data_dir, seed=0, epochs=3)
+    build_tiny_run(folder / "tiny-b", data_dir, seed=1, epochs=2)
+    broken = folder / "broken"
+    shutil.copytree(folder / "tiny-b", broken)
+    (broken / runs.METRICS).write_text("{ not json")
+    (broken / runs.CONFUSION).unlink()
+    runs.write_json(broken, runs.CONFIG, {**runs.read_config(broken), "run_id": "broken"})
+    for age, name in enumerate(("tiny-a", "tiny-b", "broken")):  # list_runs: newest first
+        os.utime(folder / name / runs.CONFIG, (1e9 - age * 1e3, 1e9 - age * 1e3))
+    real = REPO / "runs" / runs.DEFAULT_RUN_ID
+    if (real / runs.MODEL).is_file() and (real / runs.PREDICTIONS).is_file():
+        (folder / runs.DEFAULT_RUN_ID).symlink_to(real, target_is_directory=True)
+    return folder
+
+
+@pytest.fixture
+def workbench(dash_duo, app_runs, data_dir):
+    """dash_duo serving the app over app_runs; yields (dash_duo, id of the run shown first)."""
+    from browser_helpers import serve
+    from model import runs
+
+    serve(dash_duo, app_runs, data_dir)
+    yield dash_duo, runs.list_runs(app_runs)[0]
+    assert dash_duo.get_logs() == [], "browser console errors"

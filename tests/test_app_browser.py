@@ -5,124 +5,25 @@
 
 The app runs over a temporary runs folder: two tiny runs trained in seconds, a broken run, and the
 committed default run when it exists (then the app shows it first, as users see it). Expected values
-are read from the run files, never hard-coded.
+are read from the run files, never hard-coded. The fixtures are in conftest.py, the helpers in
+browser_helpers.py.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from selenium.common.exceptions import StaleElementReferenceException
 
+from browser_helpers import WAIT, attribute, click_cell, click_ok, displayed, fresh, open_page, screenshot, \
+    serve, text_of, until
 from model import runs
 from model.data import CLASS_NAMES
-from test_explain import build_tiny_run
 from workbench.classify import LOW_CONFIDENCE
 
 pytestmark = pytest.mark.browser
-
-REPO = Path(__file__).resolve().parents[1]
-WAIT = 30  # s: the first prediction of a server loads TensorFlow and the model
-
-
-@pytest.fixture(scope="module")
-def app_runs(tmp_path_factory, data_dir) -> Path:
-    folder = tmp_path_factory.mktemp("app-runs")
-    build_tiny_run(folder / "tiny-a", data_dir, seed=0, epochs=3)
-    build_tiny_run(folder / "tiny-b", data_dir, seed=1, epochs=2)
-    broken = folder / "broken"
-    shutil.copytree(folder / "tiny-b", broken)
-    (broken / runs.METRICS).write_text("{ not json")
-    (broken / runs.CONFUSION).unlink()
-    runs.write_json(broken, runs.CONFIG, {**runs.read_config(broken), "run_id": "broken"})
-    for age, name in enumerate(("tiny-a", "tiny-b", "broken")):  # list_runs: newest first
-        os.utime(folder / name / runs.CONFIG, (1e9 - age * 1e3, 1e9 - age * 1e3))
-    real = REPO / "runs" / runs.DEFAULT_RUN_ID
-    if (real / runs.MODEL).is_file() and (real / runs.PREDICTIONS).is_file():
-        (folder / runs.DEFAULT_RUN_ID).symlink_to(real, target_is_directory=True)
-    return folder
-
-
-def until(condition, timeout: float, poll: float = 0.1):
-    """Wait until condition() is truthy. An element that Dash re-renders between finding it and
-    reading it (stale) counts as "not yet", like dash.testing.wait.until otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = condition()
-        except StaleElementReferenceException:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
-        time.sleep(poll)
-
-
-def fresh(query, timeout: float = 5.0):
-    """query(), run again while Dash re-renders the element it reads (stale) — for plain reads."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return query()
-        except StaleElementReferenceException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def displayed(duo, selector: str) -> bool:
-    return fresh(lambda: duo.find_element(selector).is_displayed())
-
-
-def text_of(duo, selector: str) -> str:
-    return fresh(lambda: duo.find_element(selector).text)
-
-
-def attribute(duo, selector: str, name: str) -> str | None:
-    return fresh(lambda: duo.find_element(selector).get_attribute(name))
-
-
-def serve(dash_duo, app_runs, data_dir):
-    """Start the app over app_runs in dash_duo's server and browser."""
-    from workbench.app import create_app
-
-    app = create_app(app_runs, data_dir=data_dir)
-    dash_duo.driver.set_window_size(1440, 1100)
-    dash_duo.start_server(app)
-    dash_duo.wait_for_element("#run-select", timeout=WAIT)
-
-
-@pytest.fixture
-def workbench(dash_duo, app_runs, data_dir):
-    """dash_duo serving the app; yields (dash_duo, id of the run shown first)."""
-    serve(dash_duo, app_runs, data_dir)
-    yield dash_duo, runs.list_runs(app_runs)[0]
-    assert dash_duo.get_logs() == [], "browser console errors"
-
-
-def open_page(duo, path: str) -> None:
-    """Navigate inside the app (client-side, as a user clicking the navbar would)."""
-    duo.find_element(f"a.nav-link[href='{path}'], a.nav-link[href^='{path}?']").click()  # links carry ?run=
-
-
-def screenshot(duo, name: str, settle: float = 0.0) -> None:
-    """Save the whole page as <name>.png when WORKBENCH_SCREENSHOTS names a folder."""
-    folder = os.environ.get("WORKBENCH_SCREENSHOTS")
-    if folder:
-        time.sleep(settle)  # let an animation (the modal fading in) finish first
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        for _ in range(2):  # the window is taller than its viewport: grow until the page fits
-            height = duo.driver.execute_script("return document.documentElement.scrollHeight")
-            inner = duo.driver.execute_script("return window.innerHeight")
-            size = duo.driver.get_window_size()
-            duo.driver.set_window_size(1440, min(size["height"] + max(height - inner, 0), 3000))
-        duo.driver.save_screenshot(str(Path(folder) / f"{name}.png"))
 
 
 def garment_photo(tmp_path: Path, data_dir: Path, index: int = 2, name: str = "garment.png") -> Path:
@@ -259,29 +160,6 @@ def test_photo_shows_the_found_outline_and_a_drawn_box_reruns_the_finder(workben
     duo.find_element("#predict-whole").click()
     until(lambda: "inside your box" not in text_of(duo, "#predict-caption"), timeout=WAIT)
     until(lambda: attribute(duo, "#predict-input", "src") == whole, timeout=WAIT)
-
-
-def click_ok(element) -> bool:
-    """Click, or False while something (a modal still sliding in) covers the element."""
-    from selenium.common.exceptions import ElementClickInterceptedException
-
-    try:
-        element.click()
-        return True
-    except ElementClickInterceptedException:
-        return False
-
-
-def click_cell(duo, row: int, col: int) -> None:
-    """Click the centre of confusion-matrix cell (row, col) like a user does."""
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    plot = duo.find_element("#errors-matrix .nsewdrag")
-    width, height = plot.size["width"], plot.size["height"]
-    x = (col + 0.5) * width / 10 - width / 2  # from the centre, where move_to_element puts the pointer
-    y = (row + 0.5) * height / 10 - height / 2
-    duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", plot)
-    ActionChains(duo.driver).move_to_element(plot).move_by_offset(int(x), int(y)).click().perform()
 
 
 def test_errors_cell_click_shows_exactly_that_cells_images(workbench, app_runs):

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from model import runs
-from test_app_browser import WAIT, click_cell, serve, text_of, until
+from browser_helpers import WAIT, click_cell, serve, text_of, until
 
 pytestmark = pytest.mark.browser
 

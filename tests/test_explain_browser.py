@@ -14,7 +14,7 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 
 from model.data import CLASS_NAMES
-from test_app_browser import WAIT, app_runs, displayed, screenshot, serve, text_of, until  # noqa: F401
+from browser_helpers import WAIT, displayed, screenshot, serve, text_of, until
 from workbench.explain import METHODS
 
 pytestmark = pytest.mark.browser
@@ -23,7 +23,7 @@ PAGES = ("/", "/predict?test=0", "/errors", "/training", "/report", "/teach", "/
 
 
 @pytest.fixture
-def duo(dash_duo, app_runs, data_dir):  # noqa: F811
+def duo(dash_duo, app_runs, data_dir):
     serve(dash_duo, app_runs, data_dir)
     yield dash_duo
     assert dash_duo.get_logs() == [], "browser console errors"

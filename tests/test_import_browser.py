@@ -16,7 +16,7 @@ import requests
 from PIL import Image
 
 from model import runs
-from test_app_browser import WAIT, fresh, open_page, text_of, until
+from browser_helpers import WAIT, fresh, open_page, text_of, until
 
 pytestmark = pytest.mark.browser
 

@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By
 
 from model import runs
 from model.data import CLASS_NAMES
-from test_app_browser import WAIT, fresh, screenshot, text_of, until
+from browser_helpers import WAIT, fresh, screenshot, text_of, until
 
 pytestmark = pytest.mark.browser
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from model import runs
-from test_app_browser import WAIT, serve, text_of, until
+from browser_helpers import WAIT, serve, text_of, until
 from test_explain_browser import save_view
 
 pytestmark = pytest.mark.browser

@@ -1,0 +1,106 @@
+"""Helpers for the browser tests (dash_duo in headless Chromium): waiting for Dash to settle, reading
+elements that it re-renders, starting the app, navigating, clicking a confusion-matrix cell, and
+saving screenshots. The fixtures they share (app_runs, workbench) are in conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from selenium.common.exceptions import StaleElementReferenceException
+
+WAIT = 30  # s: the first prediction of a server loads TensorFlow and the model
+
+
+def until(condition, timeout: float, poll: float = 0.1):
+    """Wait until condition() is truthy. An element that Dash re-renders between finding it and
+    reading it (stale) counts as "not yet", like dash.testing.wait.until otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = condition()
+        except StaleElementReferenceException:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        time.sleep(poll)
+
+
+def fresh(query, timeout: float = 5.0):
+    """query(), run again while Dash re-renders the element it reads (stale) — for plain reads."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return query()
+        except StaleElementReferenceException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def displayed(duo, selector: str) -> bool:
+    return fresh(lambda: duo.find_element(selector).is_displayed())
+
+
+def text_of(duo, selector: str) -> str:
+    return fresh(lambda: duo.find_element(selector).text)
+
+
+def attribute(duo, selector: str, name: str) -> str | None:
+    return fresh(lambda: duo.find_element(selector).get_attribute(name))
+
+
+def serve(dash_duo, app_runs, data_dir):
+    """Start the app over app_runs in dash_duo's server and browser."""
+    from workbench.app import create_app
+
+    app = create_app(app_runs, data_dir=data_dir)
+    dash_duo.driver.set_window_size(1440, 1100)
+    dash_duo.start_server(app)
+    dash_duo.wait_for_element("#run-select", timeout=WAIT)
+
+
+def open_page(duo, path: str) -> None:
+    """Navigate inside the app (client-side, as a user clicking the navbar would)."""
+    duo.find_element(f"a.nav-link[href='{path}'], a.nav-link[href^='{path}?']").click()  # links carry ?run=
+
+
+def screenshot(duo, name: str, settle: float = 0.0) -> None:
+    """Save the whole page as <name>.png when WORKBENCH_SCREENSHOTS names a folder."""
+    folder = os.environ.get("WORKBENCH_SCREENSHOTS")
+    if folder:
+        time.sleep(settle)  # let an animation (the modal fading in) finish first
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for _ in range(2):  # the window is taller than its viewport: grow until the page fits
+            height = duo.driver.execute_script("return document.documentElement.scrollHeight")
+            inner = duo.driver.execute_script("return window.innerHeight")
+            size = duo.driver.get_window_size()
+            duo.driver.set_window_size(1440, min(size["height"] + max(height - inner, 0), 3000))
+        duo.driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+
+def click_ok(element) -> bool:
+    """Click, or False while something (a modal still sliding in) covers the element."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+
+    try:
+        element.click()
+        return True
+    except ElementClickInterceptedException:
+        return False
+
+
+def click_cell(duo, row: int, col: int) -> None:
+    """Click the centre of confusion-matrix cell (row, col) like a user does."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    plot = duo.find_element("#errors-matrix .nsewdrag")
+    width, height = plot.size["width"], plot.size["height"]
+    x = (col + 0.5) * width / 10 - width / 2  # from the centre, where move_to_element puts the pointer
+    y = (row + 0.5) * height / 10 - height / 2
+    duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", plot)
+    ActionChains(duo.driver).move_to_element(plot).move_by_offset(int(x), int(y)).click().perform()
