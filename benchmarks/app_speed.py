@@ -11,7 +11,7 @@
    same pages again (cached heatmaps). Target: < 1 s warm.
 
 The callbacks run inside a Flask request context of a real app, as under the server; only the
-browser's rendering is left out (tests/test_app_browser.py covers that).
+browser's rendering is left out (the tests/test_*_browser.py files cover that).
 """
 
 from __future__ import annotations

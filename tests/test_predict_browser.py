@@ -1,0 +1,148 @@
+"""The Predict page in headless Chromium (dash_duo): real uploads (good, broken and several at once), the
+Grad-CAM overlay and "why not", the low-confidence threshold, and the garment finder on a photo.
+
+    python -m pytest --headless tests/test_predict_browser.py
+    WORKBENCH_SCREENSHOTS=docs/screenshots ...   # also save a screenshot of the page there
+
+The app runs over conftest's app_runs (tiny runs trained in seconds, and the committed default run when
+it exists). Expected values are read from the run files, never hard-coded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from browser_helpers import WAIT, attribute, displayed, fresh, open_page, screenshot, serve, text_of, until
+from model import runs
+from model.data import CLASS_NAMES
+from workbench.classify import LOW_CONFIDENCE
+
+pytestmark = pytest.mark.browser
+
+
+def garment_photo(tmp_path: Path, data_dir: Path, index: int = 2, name: str = "garment.png") -> Path:
+    """A 'product photo' made from a real test image: dark garment on a light background, 168 px."""
+    from model.data import load_raw
+
+    image = load_raw(data_dir, progress=False)["test_images"][index]
+    photo = Image.fromarray(255 - image).resize((120, 120), Image.Resampling.BICUBIC)
+    canvas = Image.new("L", (168, 168), 255)
+    canvas.paste(photo, (24, 24))
+    path = tmp_path / name
+    canvas.convert("RGB").save(path)
+    return path
+
+
+
+# ---------------------------------------------------------------------------------------------
+
+def test_predict_upload_shows_bars_overlay_and_why_not(workbench, tmp_path, data_dir):
+    duo, _ = workbench
+    open_page(duo, "/predict")
+    duo.wait_for_contains_text("#predict-empty", "Upload a photo or pick a random test image", timeout=WAIT)
+    for result in ("#predict-input", "#predict-cam", "#predict-bars"):  # no empty (black) placeholders
+        until(lambda: not displayed(duo, result), timeout=WAIT)
+    upload = duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT)
+    upload.send_keys(str(garment_photo(tmp_path, data_dir)))
+    duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)
+    duo.wait_for_element("#predict-input[src^='data:image/png']", timeout=WAIT)
+    assert displayed(duo, "#predict-input") and displayed(duo, "#predict-bars")
+    assert not displayed(duo, "#predict-empty")
+    assert len(duo.find_elements("#predict-bars .bars .point")) == 20  # 10 bars + 10 invisible row hit areas
+    assert len(duo.find_elements("#predict-steps img.step-image")) >= 3
+    duo.wait_for_contains_text("#predict-cam-caption", "(predicted)", timeout=WAIT)
+    why_not = text_of(duo, "#predict-whynot")  # "Why not Shirt?"
+    runner_up = why_not.removeprefix("Why not ").removesuffix("?")
+    before = attribute(duo, "#predict-cam", "src")
+    duo.find_element("#predict-whynot").click()
+    duo.wait_for_text_to_equal("#predict-cam-caption", f"Grad-CAM for {runner_up}", timeout=WAIT)
+    assert attribute(duo, "#predict-cam", "src") != before
+    duo.find_element("label[for='_dbcprivate_radioitems_predict-method_input_gradcam++']").click()
+    duo.wait_for_text_to_equal("#predict-cam-caption", f"Grad-CAM++ for {runner_up}", timeout=WAIT)
+    screenshot(duo, "predict")
+
+
+def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_path, data_dir):
+    duo, _ = workbench
+    open_page(duo, "/predict")
+    (tmp_path / "notes.png").write_text("this is not an image")
+    (tmp_path / "empty.png").write_bytes(b"")
+    frames = [Image.new("L", (40, 40), v) for v in (0, 128, 255)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png")
+    good = garment_photo(tmp_path, data_dir, index=0)
+    second = garment_photo(tmp_path, data_dir, index=1, name="second.png")
+    files = [tmp_path / n for n in ("notes.png", "empty.png", "anim.gif", "bomb.png")] + [good, second]
+    upload = duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT)
+    upload.send_keys("\n".join(str(f) for f in files))
+    duo.wait_for_element("#predict-message .problem", timeout=WAIT)
+    alerts = fresh(lambda: [a.text for a in duo.find_elements("#predict-message .problem")])
+    assert len(alerts) == 4, alerts
+    for name in ("notes.png", "empty.png", "anim.gif", "bomb.png"):  # files may arrive in any order
+        assert sum(name in alert for alert in alerts) == 1, (name, alerts)
+    assert len({a.split(": ", 2)[-1] for a in alerts}) == 4, "each problem has its own message"
+    duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)  # the good ones still work
+    assert len(duo.find_elements("#predict-bars .bars .point")) == 20  # 10 bars + 10 invisible row hit areas
+    assert len(duo.find_elements("#predict-item input")) == 2  # one entry per good upload
+    first = attribute(duo, "#predict-input", "src")
+    duo.find_elements("#predict-item label")[1].click()
+    until(lambda: attribute(duo, "#predict-input", "src") != first, timeout=WAIT)
+    screenshot(duo, "predict-bad-upload")
+
+
+def test_threshold_override_reaches_the_page_and_a_rejected_upload_keeps_the_result(
+        dash_duo, app_runs, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_LOW_CONFIDENCE", "1.01")  # read once, when the app is created
+    serve(dash_duo, app_runs, data_dir)
+    duo, run_id = dash_duo, runs.list_runs(app_runs)[0]
+    frame = runs.read_predictions(app_runs / run_id)
+    confident = frame.assign(c=frame[runs.PROB_COLUMNS].max(axis=1)).sort_values("c", kind="stable").iloc[-1]
+    assert confident["c"] >= LOW_CONFIDENCE  # so only the override can flag it
+    index, label = int(confident["index"]), CLASS_NAMES[int(confident["label"])]
+    duo.wait_for_page(url=f"{duo.server_url}/predict?test={index}", timeout=WAIT)
+    duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)
+    duo.wait_for_element("#predict-hint .low-confidence", timeout=WAIT)
+    assert text_of(duo, "#predict-caption") == f"test image #{index} · true class: {label}"
+    assert "photo" not in text_of(duo, "#predict-hint .low-confidence")  # a test image is no photo
+    shown = attribute(duo, "#predict-input", "src")
+    (tmp_path / "notes.png").write_text("this is not an image")
+    duo.find_element("#predict-upload input[type=file]").send_keys(str(tmp_path / "notes.png"))
+    duo.wait_for_contains_text("#predict-message .problem", "notes.png", timeout=WAIT)
+    assert attribute(duo, "#predict-input", "src") == shown  # the earlier result stays
+    assert displayed(duo, "#predict-bars") and not displayed(duo, "#predict-empty")
+    assert text_of(duo, "#predict-caption") == f"test image #{index} · true class: {label}"
+
+
+def test_photo_shows_the_found_outline_and_a_drawn_box_reruns_the_finder(workbench, tmp_path, data_dir):
+    """The photo with the finder's outline; a box drawn on it looks again inside; the whole photo back."""
+    duo, _ = workbench
+    open_page(duo, "/predict")
+    left = Image.open(garment_photo(tmp_path, data_dir, index=0, name="left.png"))
+    right = Image.open(garment_photo(tmp_path, data_dir, index=1, name="right.png"))
+    pair = Image.new("RGB", (336, 168), "white")
+    pair.paste(left, (0, 0))
+    pair.paste(right, (168, 0))
+    pair.save(tmp_path / "pair.png")
+    duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT).send_keys(str(tmp_path / "pair.png"))
+    duo.wait_for_element("#predict-photo .scatterlayer .trace", timeout=WAIT)  # the found outline
+    duo.wait_for_element("#predict-input[src^='data:image/png']", timeout=WAIT)
+    whole = attribute(duo, "#predict-input", "src")
+    # Draw a box around the right garment, as plotly's drawrect does (in the displayed photo's pixels);
+    # drawn again if the photo was still being redrawn when the first one landed.
+    draw = ("Plotly.relayout(document.querySelector('#predict-photo .js-plotly-plot'), "
+            "{shapes: [{type: 'rect', x0: 135, y0: 5, x1: 252, y1: 123}]});")
+    for _ in range(3):
+        duo.driver.execute_script(draw)
+        try:
+            until(lambda: "inside your box" in text_of(duo, "#predict-caption"), timeout=10)
+            break
+        except TimeoutError:
+            continue
+    assert "inside your box" in text_of(duo, "#predict-caption")
+    until(lambda: attribute(duo, "#predict-input", "src") != whole, timeout=WAIT)
+    duo.find_element("#predict-whole").click()
+    until(lambda: "inside your box" not in text_of(duo, "#predict-caption"), timeout=WAIT)
+    until(lambda: attribute(duo, "#predict-input", "src") == whole, timeout=WAIT)
