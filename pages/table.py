@@ -14,7 +14,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, ctx, dash_table, dcc, html, no_update
 from dash.dash_table.Format import Format, Scheme
 
-from workbench import CLASS_NAMES, DataError, ExplainError, RunError, artifacts, insight
+from workbench import CLASS_NAMES, DataError, ExplainError, RunError, insight
 from workbench.components import no_run, problem, settings
 from workbench.gallery import detail
 from workbench.urlstate import changed_query
