@@ -203,6 +203,8 @@ def add_real_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sheet", default=None, help="with --real: write a contact-sheet PNG here")
     parser.add_argument("--no-gradcam", action="store_true", help="with --real: time predict alone")
     parser.add_argument("--phone-size", action="store_true", help="with --real: also time 12 MP JPEGs")
+    parser.add_argument("--against", default=None,
+                        help="with --real: a second run answering the same inputs, compared by McNemar's test")
 
 
 def run_real_photos(args: argparse.Namespace) -> int:
@@ -215,8 +217,10 @@ def run_real_photos(args: argparse.Namespace) -> int:
     predictor = get_predictor(args.runs_dir, args.run, args.backend)
     explainer = None if args.no_gradcam else get_explainer(args.runs_dir, args.run)
     print(f"run {args.run} ({args.backend}), real photos in {args.real}, half {args.half}")
+    against = (args.run, args.against, get_predictor(args.runs_dir, args.against, args.backend)) \
+        if args.against else None
     run_real(Path(args.real), args.half, predictor, explainer, args.low_confidence,
-             Path(args.sheet) if args.sheet else None, args.phone_size)
+             Path(args.sheet) if args.sheet else None, args.phone_size, against)
     return 0
 
 

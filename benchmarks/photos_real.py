@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/photos.py --real ../shared/data/real-photos-dev
     .venv/bin/python benchmarks/photos.py --real DIR --half odd --sheet /tmp/odd.png --run photo-default
     .venv/bin/python benchmarks/photos.py --real DIR --phone-size    # also time 12 MP JPEGs
+    .venv/bin/python benchmarks/photos.py --real DIR --run photo-default --against fast-default
 
 DIR holds labels.csv (columns file, label, ...) and images/. Every photo goes through
 workbench.preprocess.prepare_image and the model, then Grad-CAM (as the app does), and the script
@@ -13,6 +14,12 @@ milliseconds for preprocessing and for predict + Grad-CAM. It also calibrates th
 threshold on the odd half alone: the lowest threshold at which the unflagged odd photos are right at
 least CALIBRATION_TARGET of the time, then shows what that threshold does on the even half. `--sheet` writes a contact sheet:
 photo with the found outline | the 28x28 the model saw | true / predicted and probability.
+
+With a few hundred photos chance moves accuracy by several points (the 95 % interval printed beside
+each accuracy is about +-6.5 points at 228 photos, +-9 on a half), so a change is judged paired:
+`--against RUN` answers the same model inputs with a second run and prints McNemar's test
+(workbench.insight.mcnemar) per half and overall. Settings tried on the odd half alone are judged
+by the even half's test.
 """
 
 from __future__ import annotations
@@ -101,7 +108,8 @@ def summarise(title: str, outcomes: list[Outcome], low_confidence: float) -> Non
     labels = np.array([o.label for o in outcomes])
     right = np.array([o.predicted == o.label for o in outcomes])
     refused = [o for o in outcomes if o.predicted < 0]
-    print(f"\n{title}: {right.sum()}/{len(right)} = {right.mean():.1%} right; "
+    low, high = accuracy_interval(int(right.sum()), len(right))
+    print(f"\n{title}: {right.sum()}/{len(right)} = {right.mean():.1%} right (95 % CI {low:.1%}-{high:.1%}); "
           f"{len(refused)} refused ({len(refused) / len(right):.1%})")
     print("  per class: " + ", ".join(f"{CLASSES[c]} {right[labels == c].sum()}/{(labels == c).sum()}"
                                       for c in sorted(set(labels))))
@@ -112,6 +120,32 @@ def summarise(title: str, outcomes: list[Outcome], low_confidence: float) -> Non
         print(f"  refused x{count}: {reason}")
     print_flagged(outcomes, right, low_confidence)
     print_timings(outcomes)
+
+
+def accuracy_interval(right: int, total: int) -> tuple[float, float]:
+    """Wilson's 95 % interval for an accuracy of right/total (scipy)."""
+    from scipy import stats
+
+    interval = stats.binomtest(right, total).proportion_ci(0.95, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+def print_paired(outcomes: list[Outcome], other, run: str, other_run: str) -> None:
+    """Answer the same 28x28 inputs with `other` (a predictor) and print McNemar's test of the two
+    runs per half and overall; a refused photo is wrong for both."""
+    from workbench.insight import mcnemar
+
+    images = [o.image for o in outcomes if o.image is not None]
+    answers = iter(other.predict(np.stack(images)).argmax(axis=1) if images else [])
+    theirs = np.array([next(answers) == o.label if o.image is not None else False for o in outcomes])
+    ours = np.array([o.predicted == o.label for o in outcomes])
+    print(f"\npaired: A = {run}, B = {other_run} on the same model inputs")
+    for part in ("odd", "even", "all"):
+        pick = np.array([part == "all" or file_half(o.file) == part for o in outcomes])
+        if pick.any():
+            result = mcnemar(ours[pick], theirs[pick])
+            print(f"  {part}: A {result['accuracy_a']:.1%}, B {result['accuracy_b']:.1%}; only A right "
+                  f"{result['a_only']}, only B right {result['b_only']}; {result['verdict']}")
 
 
 def print_flagged(outcomes: list[Outcome], right: np.ndarray, low_confidence: float) -> None:
@@ -204,8 +238,9 @@ def time_phone_size(folder: Path, rows: list[tuple[str, int]], predictor, explai
 
 
 def run_real(folder: Path, half: str, predictor, explainer, low_confidence: float,
-             sheet: Path | None, phone_size: bool = False) -> list[Outcome]:
-    """The whole benchmark on one folder; prints the odd, even and whole-set summaries."""
+             sheet: Path | None, phone_size: bool = False, against: tuple | None = None) -> list[Outcome]:
+    """The whole benchmark on one folder; prints the odd, even and whole-set summaries, and with
+    `against` = (run, other run, other predictor) the paired comparison."""
     rows = load_labels(folder, half)
     predictor.predict(np.zeros((1, 28, 28), np.uint8))  # warm up: the first call builds the graph
     outcomes = [run_one(folder / "images" / name, label, predictor, explainer) for name, label in rows]
@@ -213,6 +248,8 @@ def run_real(folder: Path, half: str, predictor, explainer, low_confidence: floa
         summarise(f"{part} half", [o for o in outcomes if file_half(o.file) == part], low_confidence)
     summarise(f"all ({half})", outcomes, low_confidence)
     print_calibration(outcomes)
+    if against:
+        print_paired(outcomes, against[2], against[0], against[1])
     if phone_size:
         time_phone_size(folder, rows, predictor, explainer)
     if sheet:

@@ -53,8 +53,8 @@ def test_the_benchmark_reports_halves_refusals_and_draws_a_sheet(tmp_path, capsy
     outcomes = module.run_real(folder, "all", Constant(), None, 0.6, sheet)
     printed = capsys.readouterr().out
     assert [o.predicted for o in outcomes] == [1, 1, -1]                  # the flat picture is refused
-    assert "odd half: 1/2 = 50.0% right; 1 refused" in printed
-    assert "even half: 1/1 = 100.0% right; 0 refused" in printed
+    assert "odd half: 1/2 = 50.0% right (95 % CI 9.5%-90.5%); 1 refused" in printed
+    assert "even half: 1/1 = 100.0% right (95 % CI 20.7%-100.0%); 0 refused" in printed
     assert "refused x1: nothing stands out" in printed
     assert Image.open(sheet).size[0] > 0 and outcomes[0].thumb is not None
     assert [name for name, _ in module.load_labels(folder, "odd")] == ["01_trouser_001.jpg", "00_tshirt_003.jpg"]
@@ -74,3 +74,29 @@ def test_calibration_picks_the_lowest_threshold_that_makes_unflagged_answers_rig
     assert module.calibrate(odd) is None
     warned = Outcome("a_015.jpg", 1, 0, 0.99, warnings=["little found"])  # warnings are always flagged
     assert module.calibrate([*odd[:4], warned]) == 0.45
+
+
+class Other:
+    """A second stand-in run: always class 0 (T-shirt/top)."""
+
+    def predict(self, images):
+        probs = np.full((len(images), 10), 0.1 / 9, np.float32)
+        probs[:, 0] = 0.9
+        return probs
+
+
+def test_accuracy_interval_is_wilsons():
+    # hand-computed: centre (5 + z^2/2) / (10 + z^2) = 0.5, half-width z sqrt(2.5 + z^2/4) / (10 + z^2)
+    low, high = load_module().accuracy_interval(5, 10)
+    assert abs(low - 0.2366) < 1e-3 and abs(high - 0.7634) < 1e-3
+
+
+def test_against_compares_the_two_runs_on_the_same_inputs(tmp_path, capsys):
+    module = load_module()
+    assert Other().predict(np.zeros((1, 28, 28)))[0].argmax() == 0
+    module.run_real(drawn_folder(tmp_path), "all", Constant(), None, 0.6, None, against=("A", "B", Other()))
+    printed = capsys.readouterr().out
+    assert "paired: A = A, B = B" in printed
+    # both trousers right for A (Trouser) and wrong for B (T-shirt/top); the refused photo wrong for both
+    assert "all: A 66.7%, B 0.0%; only A right 2, only B right 0" in printed
+    assert "odd: A 50.0%, B 0.0%; only A right 1, only B right 0" in printed
