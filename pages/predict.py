@@ -168,6 +168,8 @@ def message_title(store: dict) -> str:
     """The title over the store's messages: a test image link, some files refused, or all of them."""
     if store.get("source") == "test":
         return "No such test image"
+    if store.get("title"):  # set where the messages arise: a rejected upload, a box not used
+        return store["title"]
     return "Some files were not used" if store.get("items") else "Upload rejected"
 
 
@@ -182,7 +184,9 @@ def load_images(contents, _clicks, filenames, store):
         return no_update, no_update, no_update
     loaded = load_uploads(contents, filenames or [f"upload {i + 1}" for i in range(len(contents))])
     if not loaded["items"]:
-        return {"items": (store or {}).get("items", []), "errors": loaded["errors"]}, no_update, no_update
+        kept = (store or {}).get("items", [])
+        title = "Upload rejected; the result below is still your earlier image" if kept else "Upload rejected"
+        return {"items": kept, "errors": loaded["errors"], "title": title}, no_update, no_update
     return loaded, 0, contents[:MAX_FILES]
 
 
@@ -236,7 +240,8 @@ def crop(relayout, _whole, store, item_index, photos):
     try:
         prepared = prepare_image(data, box=box)
     except ImageError as exc:
-        return {**store, "errors": [f"{item['name']}: inside the box you drew: {exc}"]}
+        return {**store, "errors": [f"{item['name']}: inside the box you drew: {exc}"],
+                "title": "The box was not used; the result below is unchanged"}
     items = [dict(it, box=list(box) if box else None, **prepared_fields(prepared)) if it is item else it
              for it in store["items"]]
     return {**store, "items": items, "errors": []}
@@ -365,10 +370,14 @@ def hint(probs: np.ndarray, names: list[str], item: dict):
     warnings = item.get("warnings") or []
     low = top < settings()["low_confidence"]  # the app's one threshold, shared with the JSON API
     if low or warnings:
-        why = ("Photos far from Fashion-MNIST (cluttered background, several garments, unusual angle) often "
-               "look like this; drawing a box around the garment on the photo may help." if photo else
-               "This test image sits between classes for this model.")
-        opening = f"Low confidence: the top class has only {top:.0%}. " if low else "Treat this answer with care. "
+        why = ("This test image sits between classes for this model." if not photo else
+               "Photos far from Fashion-MNIST (cluttered background, several garments, unusual angle) often "
+               "look like this; a box drawn closer around the whole garment may help." if item.get("box") else
+               "Photos far from Fashion-MNIST (cluttered background, several garments, unusual angle) often "
+               "look like this; drawing a box around the garment on the photo may help.")
+        threshold = settings()["low_confidence"]
+        opening = (f"Low confidence: the top class has only {top:.1%} (answers under {threshold:.0%} are "
+                   "flagged). " if low else "Treat this answer with care. ")
         notes.append(dbc.Alert([opening, *[f"{w[:1].upper()}{w[1:]}. " for w in warnings], why],
                                color="warning", className="low-confidence mt-2 mb-0"))
     return notes

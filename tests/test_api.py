@@ -256,6 +256,13 @@ def test_bad_requests(server, api_schema, kwargs, status, error):
     check_error(predict(server, **kwargs), status, error, api_schema)
 
 
+def test_json_cut_short_is_named_as_such(server, api_schema):
+    cut = predict(server, data='{"images":', headers={"Content-Type": "application/json"})
+    assert "not valid JSON (cut short or malformed)" in check_error(cut, 400, "bad_json", api_schema)["detail"]
+    listed = predict(server, json=[1, 2])
+    assert "not a JSON object" in check_error(listed, 400, "bad_json", api_schema)["detail"]
+
+
 def test_unknown_run_is_404(server, photos, api_schema):
     body = check_error(predict(server, files={"file": ("a.jpg", photos[0][0])}, params={"run": "no-such-run"}),
                        404, "unknown_run", api_schema)

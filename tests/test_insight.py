@@ -42,6 +42,8 @@ def test_mcnemar_chi_squared_with_continuity_correction():
     assert result["verdict"].startswith("B is significantly")
     balanced = insight.mcnemar(*paired(30, 30))
     assert balanced["p_value"] > 0.5 and balanced["verdict"].startswith("No significant")
+    same = insight.mcnemar(np.array([True, False, True]), np.array([True, False, True]))
+    assert same["p_value"] == 1.0 and same["verdict"].startswith("The runs agree on every image")
 
 
 def test_mcnemar_refuses_unpaired_answers():

@@ -69,8 +69,8 @@ def test_bad_files_get_their_own_errors_and_the_rest_still_run(capsys, runs_dir,
     assert code == 1
     assert f"{photo_files['bag.jpg']}: Bag" in out
     errors = err.splitlines()
-    assert errors[0] == f"{photo_files['notes.txt']}: error (not_an_image): not an image: the data is not " \
-                        "in any image format Pillow knows"
+    assert errors[0] == f"{photo_files['notes.txt']}: error (not_an_image): not an image: the file is in no " \
+                        "image format this app can read (JPEG, PNG, WebP, GIF, BMP, TIFF and more)"
     assert "(truncated)" in errors[1] and str(photo_files["cut.jpg"]) in errors[1]
     assert errors[2] == f"{missing}: error (not_found): file not found: {missing}"
     assert "(not_a_file)" in errors[3]
@@ -81,8 +81,8 @@ def test_all_bad_exits_2_and_json_keeps_the_errors(capsys, runs_dir, photo_files
     assert code == 2
     assert json.loads(out)["results"] == [{"name": str(photo_files["notes.txt"]), "index": 0,
                                            "error": "not_an_image",
-                                           "detail": "not an image: the data is not in any image format "
-                                                     "Pillow knows"}]
+                                           "detail": "not an image: the file is in no image format this "
+                                                     "app can read (JPEG, PNG, WebP, GIF, BMP, TIFF and more)"}]
 
 
 def test_unknown_run_is_one_line_error(capsys, runs_dir, photo_files):

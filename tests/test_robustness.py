@@ -156,6 +156,7 @@ def test_predict_test_links_say_what_is_wrong(client, test, title, words):
         assert store["errors"] and words in store["errors"][0] and not store["items"]
         assert predict_page.message_title(store) == title
         assert predict_page.message_title({"items": [{}], "errors": ["x"]}) == "Some files were not used"
+        assert predict_page.message_title({"items": [{}], "errors": ["x"], "title": "Box"}) == "Box"
         assert predict_page.valid_opacity("x") == predict_page.DEFAULT_OPACITY
 
 

@@ -150,10 +150,15 @@ def test_the_box_limits_the_search_and_the_outline_is_in_original_pixels():
     assert np.array(whole.outline)[:, 0].max() < 1200                          # without it: the larger one
 
 
-def test_a_bad_box_is_refused_in_words():
+@pytest.mark.parametrize("box, words", [
+    ((50, 50, 52, 90), "holds only 2x40 pixels of the 100x100 photo; draw it around the whole garment"),
+    ((90, 90, 100, 100), "holds only 10x10 pixels"),      # a tiny corner of background: no garment fits
+    ((500, 500, 900, 900), "lies outside the 100x100 photo"),
+])
+def test_a_bad_box_is_refused_in_words(box, words):
     with pytest.raises(ImageError, match="box") as caught:
-        prepare_array(np.zeros((100, 100, 3), np.uint8), box=(50, 50, 52, 90))
-    assert caught.value.code == "bad_box"
+        prepare_array(np.zeros((100, 100, 3), np.uint8), box=box)
+    assert caught.value.code == "bad_box" and words in str(caught.value)
 
 
 def test_a_small_find_is_flagged_and_a_good_one_is_not():

@@ -143,6 +143,9 @@ def json_body() -> dict:
         body = flask.request.get_json(silent=True)
     except RecursionError:  # nesting deeper than Python's JSON parser goes: not an upload body
         raise RequestError("the JSON body is nested too deeply", "bad_json") from None
+    if body is None:
+        raise RequestError('the body is not valid JSON (cut short or malformed); expected {"images": '
+                           '[{"name": ..., "data": "<base64>"}, ...]}', "bad_json")
     if not isinstance(body, dict):
         raise RequestError('the body is not a JSON object; expected {"images": [{"name": ..., '
                            '"data": "<base64>"}, ...]}', "bad_json")

@@ -67,7 +67,8 @@ def decode(data: bytes, limits: Limits = Limits()) -> Image.Image:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise too_many_pixels(exc, limits) from exc
         except UnidentifiedImageError as exc:
-            raise ImageError("not an image: the data is not in any image format Pillow knows",
+            raise ImageError("not an image: the file is in no image format this app can read (JPEG, PNG, "
+                             "WebP, GIF, BMP, TIFF and more)",
                              "not_an_image") from exc
         except Exception as exc:  # corrupt headers raise SyntaxError, ValueError, struct.error ...
             if "truncated" in str(exc).lower():

@@ -104,9 +104,12 @@ def crop_to_box(image, box, full_size) -> tuple[object, tuple[float, float], flo
         return image, (0.0, 0.0), factor
     x0, y0, x1, y1 = (int(v) for v in box)
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(full_size[0], x1), min(full_size[1], y1)
-    if x1 - x0 < 8 or y1 - y0 < 8:
-        raise ImageError(f"the box {tuple(box)} leaves less than 8x8 pixels of the {full_size[0]}x"
-                         f"{full_size[1]} photo", "bad_box")
+    photo = f"the {full_size[0]}x{full_size[1]} photo"
+    if x1 <= x0 or y1 <= y0:
+        raise ImageError(f"the box {tuple(box)} lies outside {photo}", "bad_box")
+    if x1 - x0 < SIZE or y1 - y0 < SIZE:  # fewer pixels than the model's input: no garment to find
+        raise ImageError(f"the box {tuple(box)} holds only {x1 - x0}x{y1 - y0} pixels of {photo}; draw it "
+                         f"around the whole garment (at least {SIZE}x{SIZE} pixels)", "bad_box")
     pixels = tuple(round(v / factor) for v in (x0, y0, x1, y1))
     return image.crop(pixels), (pixels[0] * factor, pixels[1] * factor), factor
 

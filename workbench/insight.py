@@ -107,6 +107,8 @@ def mcnemar(correct_a, correct_b) -> dict:
 
 def verdict(result: dict) -> str:
     """One line a reader can act on."""
+    if result["a_only"] + result["b_only"] == 0:
+        return "The runs agree on every image: each one is right (or wrong) on the same images."
     diff = result["accuracy_b"] - result["accuracy_a"]
     if result["p_value"] < ALPHA:
         better = "B" if diff > 0 else "A"
