@@ -211,6 +211,7 @@ def run_real_photos(args: argparse.Namespace) -> int:
     """--real: the labelled-photo benchmark of benchmarks/photos_real.py."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from photos_real import run_real
+    from workbench.classify import familiarity_warnings
     from workbench.explain import get_explainer
     from workbench.inference import get_predictor
 
@@ -219,8 +220,9 @@ def run_real_photos(args: argparse.Namespace) -> int:
     print(f"run {args.run} ({args.backend}), real photos in {args.real}, half {args.half}")
     against = (args.run, args.against, get_predictor(args.runs_dir, args.against, args.backend)) \
         if args.against else None
+    flags = (lambda images: familiarity_warnings(args.runs_dir, args.run, images, args.backend))  # noqa: E731
     run_real(Path(args.real), args.half, predictor, explainer, args.low_confidence,
-             Path(args.sheet) if args.sheet else None, args.phone_size, against)
+             Path(args.sheet) if args.sheet else None, args.phone_size, against, flags)
     return 0
 
 

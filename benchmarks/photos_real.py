@@ -67,8 +67,9 @@ def file_half(name: str) -> str:
     return "odd" if int(Path(name).stem.rsplit("_", 1)[-1]) % 2 else "even"
 
 
-def run_one(path: Path, label: int, predictor, explainer) -> Outcome:
-    """Preprocess, predict and explain one photo, timing both stages."""
+def run_one(path: Path, label: int, predictor, explainer, flags=None) -> Outcome:
+    """Preprocess, predict and explain one photo, timing both stages; `flags` (model inputs -> a list
+    of warnings per input, e.g. workbench.classify.familiarity_warnings) adds the model's own flags."""
     from workbench.preprocess import ImageError, prepare_image
 
     outcome = Outcome(file=path.name, label=label)
@@ -82,11 +83,12 @@ def run_one(path: Path, label: int, predictor, explainer) -> Outcome:
     outcome.prep_ms = (time.perf_counter() - started) * 1000
     started = time.perf_counter()
     probs = predictor.predict(prepared.image[None])[0]
+    extra = flags(prepared.image[None])[0] if flags else []
     if explainer is not None:
         explainer.explain(prepared.image[None], int(probs.argmax()))
     outcome.model_ms = (time.perf_counter() - started) * 1000
     outcome.predicted, outcome.probability = int(probs.argmax()), float(probs.max())
-    outcome.warnings, outcome.image = list(prepared.warnings), prepared.image
+    outcome.warnings, outcome.image = [*prepared.warnings, *extra], prepared.image
     outcome.thumb = thumbnail(dict(prepared.steps)["original"], prepared)
     return outcome
 
@@ -217,7 +219,8 @@ def contact_sheet(outcomes: list[Outcome], path: Path, columns: int = 6) -> None
     sheet.save(path)
 
 
-def time_phone_size(folder: Path, rows: list[tuple[str, int]], predictor, explainer, count: int = 20) -> None:
+def time_phone_size(folder: Path, rows: list[tuple[str, int]], predictor, explainer, count: int = 20,
+                    flags=None) -> None:
     """p50/p95 ms for photos upscaled to a 12-megapixel phone JPEG (4032x3024, quality 90): what
     decoding and finding cost at a phone camera's full size."""
     import io
@@ -232,18 +235,19 @@ def time_phone_size(folder: Path, rows: list[tuple[str, int]], predictor, explai
             photo.resize(size, Image.Resampling.BICUBIC).save(buffer, format="JPEG", quality=90)
             path = Path(tmp) / name
             path.write_bytes(buffer.getvalue())
-            outcomes.append(run_one(path, label, predictor, explainer))
+            outcomes.append(run_one(path, label, predictor, explainer, flags))
     print(f"\n12-megapixel JPEGs ({len(outcomes)} dev photos upscaled to 4032x3024):")
     print_timings(outcomes)
 
 
 def run_real(folder: Path, half: str, predictor, explainer, low_confidence: float,
-             sheet: Path | None, phone_size: bool = False, against: tuple | None = None) -> list[Outcome]:
+             sheet: Path | None, phone_size: bool = False, against: tuple | None = None,
+             flags=None) -> list[Outcome]:
     """The whole benchmark on one folder; prints the odd, even and whole-set summaries, and with
     `against` = (run, other run, other predictor) the paired comparison."""
     rows = load_labels(folder, half)
     predictor.predict(np.zeros((1, 28, 28), np.uint8))  # warm up: the first call builds the graph
-    outcomes = [run_one(folder / "images" / name, label, predictor, explainer) for name, label in rows]
+    outcomes = [run_one(folder / "images" / name, label, predictor, explainer, flags) for name, label in rows]
     for part in ("odd", "even"):
         summarise(f"{part} half", [o for o in outcomes if file_half(o.file) == part], low_confidence)
     summarise(f"all ({half})", outcomes, low_confidence)
@@ -251,7 +255,7 @@ def run_real(folder: Path, half: str, predictor, explainer, low_confidence: floa
     if against:
         print_paired(outcomes, against[2], against[0], against[1])
     if phone_size:
-        time_phone_size(folder, rows, predictor, explainer)
+        time_phone_size(folder, rows, predictor, explainer, flags=flags)
     if sheet:
         contact_sheet(outcomes, sheet)
         print(f"\ncontact sheet: {sheet}")

@@ -15,7 +15,7 @@ from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
 from workbench import (CLASS_NAMES, DataError, ExplainError, ImageError, RunError, artifacts, figures,
                        list_runs)
-from workbench.classify import PHOTO_RUN_ID, predict_images, prepare_uploads, run_for_photos
+from workbench.classify import PHOTO_RUN_ID, familiarity_warnings, predict_images, prepare_uploads, run_for_photos
 from workbench.components import no_run, problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, get_explainer, layer_label
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
@@ -304,6 +304,7 @@ def explain_item(store, item_index, selected_run, method, target, layer, opacity
     names = artifacts.class_names(cfg["runs_dir"], run_id)
     try:
         probs = predict_images(cfg["runs_dir"], run_id, image[None], cfg["backend"])[0]
+        unfamiliar = familiarity_warnings(cfg["runs_dir"], run_id, image[None], cfg["backend"])[0]
         top = int(probs.argmax())
         cls = top if target in (None, PREDICTED) else int(target)
         heatmap = explain_or_why_not(cfg["runs_dir"], run_id, image, cls, method, layer)
@@ -320,7 +321,8 @@ def explain_item(store, item_index, selected_run, method, target, layer, opacity
     options = target_options(names, names[top])
     shown = overlay(image, heatmap, valid_opacity(opacity))
     bars = figures.confidence_bars(probs, names, None if cls == top else cls)
-    return (png_data_url(image), png_data_url(shown), caption, bars, hint(probs, names, item),
+    hinted = {**item, "warnings": [*(item.get("warnings") or []), *unfamiliar]}
+    return (png_data_url(image), png_data_url(shown), caption, bars, hint(probs, names, hinted),
             f"Why not {names[runner_up]}?", probs.round(5).tolist(), options, *visibility(True))
 
 

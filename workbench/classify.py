@@ -24,9 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from model import runs
 from model.errors import ImageError, SettingError
+from model.familiarity import FAMILIARITY_FILE, load_familiarity
 from model.runs import list_runs
 from workbench import artifacts
+from workbench.cache import cached
 from workbench.inference import get_predictor
 from workbench.preprocess import Limits, Prepared, prepare_image
 
@@ -34,13 +37,18 @@ from workbench.preprocess import Limits, Prepared, prepare_image
 # a confident label. Calibrated on the odd half of the real dev photos (benchmarks/photos.py --real,
 # photo-default): the lowest value at which unflagged answers are right >= 80 % (odd 82 %, 45 of 115
 # unflagged; held-out even half 80 %, 45 of 113). On the Fashion-MNIST test set (fast-default) it flags
-# 9.3 % of images, right 58 % of the time; unflagged ones are right 97.2 %.
+# 9.3 % of images, right 58 % of the time; unflagged ones are right 97.2 %. With the familiarity flag
+# (UNFAMILIAR below) the same rule would allow 0.60; 0.65 is kept: unflagged photo answers are then
+# right 85 % of the time on both halves (41 of 115 odd, 40 of 113 even unflagged).
 LOW_CONFIDENCE = 0.65
 LOW_CONFIDENCE_ENV = "WORKBENCH_LOW_CONFIDENCE"
 # The run that answers photos when none is asked for: the default model fine-tuned on Fashion-MNIST
 # passed through the photo path (model/photo_augment.py), far better on real photos; Fashion-MNIST
 # images themselves keep the selected run.
 PHOTO_RUN_ID = "photo-default"
+# The warning for an input the run's familiarity check (model/familiarity.py) finds unlike its training images.
+UNFAMILIAR = ("the input looks unlike the Fashion-MNIST images this model knows (farther from every class "
+              "than 99 % of its test images)")
 
 
 def low_confidence_threshold(environ=os.environ) -> float:
@@ -133,12 +141,14 @@ class Batch:
         return next((item for item in self.items if item.error is not None), None)
 
 
-def answer(item: Item, probs: np.ndarray, class_names: list[str], top: int, low_confidence: float) -> dict:
+def answer(item: Item, probs: np.ndarray, class_names: list[str], top: int, low_confidence: float,
+           extra_warnings: Sequence[str] = ()) -> dict:
     """A prepared item's answer: rank() plus its name and index, how the photo was read, and the
-    preprocessing's warnings (little of the garment found, a person wearing it ...): an answer with
-    a warning is flagged low-confidence whatever its probability."""
+    preprocessing's warnings (little of the garment found, a person wearing it ...) and any extra
+    ones (an unfamiliar input): an answer with a warning is flagged low-confidence whatever its
+    probability."""
     ranked = rank(probs, class_names, top, low_confidence)
-    warnings = list(item.prepared.warnings)
+    warnings = [*item.prepared.warnings, *extra_warnings]
     return {"name": item.name, "index": item.index, **ranked,
             "low_confidence": ranked["low_confidence"] or bool(warnings), "inverted": item.prepared.inverted,
             "warnings": warnings}
@@ -166,6 +176,23 @@ def predict_images(runs_dir: Path | str, run_id: str, images: np.ndarray, backen
     return get_predictor(runs_dir, run_id, backend).predict(images)
 
 
+def familiarity_warnings(runs_dir: Path | str, run_id: str, images: np.ndarray,
+                         backend: str = "keras") -> list[list[str]]:
+    """Per image [UNFAMILIAR] when the run's familiarity check flags it, else []. Only where the run
+    has one (`workbench familiarity RUN`) and with the Keras backend, whose graph gives the features."""
+    run_dir = runs.run_path(runs_dir, run_id)
+    familiarity = cached("familiarity", run_dir / FAMILIARITY_FILE, lambda: load_familiarity(run_dir))
+    if familiarity is None or backend != "keras":
+        return [[] for _ in images]
+    from model.features import feature_model  # TensorFlow: imported once a model is in use
+
+    model = cached("features", run_dir / runs.MODEL,
+                   lambda: feature_model(get_predictor(runs_dir, run_id, "keras").model))
+    features = np.asarray(model(np.asarray(images, np.float32)[..., None], training=False))  # no predict():
+    # its per-call setup costs ~50 ms, the forward pass of a few images ~1 ms
+    return [[UNFAMILIAR] if flag else [] for flag in familiarity.unfamiliar(features)]
+
+
 def classify(uploads: Sequence[tuple[str, bytes]], runs_dir: Path | str, run_id: str, backend: str = "keras",
              *, top: int = 3, low_confidence: float = LOW_CONFIDENCE, limits: Limits = Limits(),
              box: tuple[int, int, int, int] | None = None) -> Batch:
@@ -176,9 +203,10 @@ def classify(uploads: Sequence[tuple[str, bytes]], runs_dir: Path | str, run_id:
     if not ready:
         return batch
     started = time.perf_counter()
-    probs = predict_images(runs_dir, run_id, np.stack([item.prepared.image for item in ready]), backend)
+    images = np.stack([item.prepared.image for item in ready])
+    probs = predict_images(runs_dir, run_id, images, backend)
     batch.predict_ms = (time.perf_counter() - started) * 1000 / len(ready)
-    for item, row in zip(ready, probs):
+    for item, row, extra in zip(ready, probs, familiarity_warnings(runs_dir, run_id, images, backend)):
         item.probs = row
-        item.answer = answer(item, row, batch.class_names, top, low_confidence)
+        item.answer = answer(item, row, batch.class_names, top, low_confidence, extra)
     return batch

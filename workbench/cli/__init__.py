@@ -7,6 +7,7 @@
     workbench predict shirt.jpg                                # classify image files
     workbench export RUN --format onnx                         # ONNX / TFLite export
     workbench embed RUN                                        # the 2-D embedding map of the test set
+    workbench familiarity RUN                                  # flag inputs unlike the training images
 
 Arguments live in workbench/cli/parser.py, each subcommand's handler in workbench/cli/commands.py,
 the local multi-worker launcher in workbench/cli/launch.py. Every project error (a WorkbenchError)

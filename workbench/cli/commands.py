@@ -10,6 +10,7 @@ prints the outcome; the return value is the exit code.
     run_label_issues  suspected label errors (K-fold + cleanlab) and near-duplicates of a run
     run_serve     the Dash workbench and JSON API (gunicorn, or Dash's dev server with --debug)
     run_embed     the embedding map of a run (stored in the run folder)
+    run_familiarity  how far inputs may lie from the training images before they are flagged
 """
 
 from __future__ import annotations
@@ -233,4 +234,19 @@ def run_embed(args: argparse.Namespace) -> int:
     coords, computed = run_embedding(run_dir, images)
     state = f"computed in {time.perf_counter() - start:.1f} s" if computed else "already up to date"
     print(f"run {args.run}: map of {len(coords)} test images {state} -> {run_dir / runs.EMBEDDING}")
+    return 0
+
+
+def run_familiarity(args: argparse.Namespace) -> int:
+    """`workbench familiarity RUN`: fit and save the run's familiarity check (model/familiarity.py)."""
+    from model.data import load_raw
+    from model.familiarity import fit_familiarity, save_familiarity
+
+    run_dir = runs.run_path(args.runs_dir, args.run)
+    data = load_raw(args.data_dir, progress=False)
+    familiarity = fit_familiarity(runs.load_model(run_dir), data["train_images"], data["train_labels"],
+                                  data["test_images"])
+    path = save_familiarity(run_dir, familiarity)
+    print(f"run {args.run}: inputs farther than {familiarity.threshold:.1f} (squared Mahalanobis distance, "
+          f"the test set's 99th percentile) are flagged unfamiliar -> {path}")
     return 0

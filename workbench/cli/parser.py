@@ -153,8 +153,14 @@ def _add_embed(sub) -> None:
     p.set_defaults(handler="run_embed")
 
 
+def _add_familiarity(sub) -> None:
+    p = sub.add_parser("familiarity", help="fit a run's check for inputs unlike its training images")
+    add_run_arguments(p)
+    p.set_defaults(handler="run_familiarity")
+
+
 SUBCOMMANDS = (_add_data, _add_train, _add_evaluate, _add_serve, _add_predict, _add_export, _add_import,
-               _add_label_issues, _add_embed)
+               _add_label_issues, _add_embed, _add_familiarity)
 
 
 def build_parser() -> argparse.ArgumentParser:
