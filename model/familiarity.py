@@ -16,7 +16,7 @@ percentile of the Fashion-MNIST test images' distances: an input farther than th
 On the real-photo dev set (photo-default; answers are also flagged below the 0.65 top-1 threshold
 and for the finder's warnings) it raised the share of unflagged answers that are right from 82 % to
 85 % on the odd half (45 -> 41 unflagged) and from 80 % to 85 % on the held-out even half
-(45 -> 40): README, "Real photos".
+(45 -> 40): README, "How well it works".
 
     .venv/bin/workbench familiarity RUN      # computes and saves it (seconds)
 """
