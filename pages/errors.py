@@ -52,7 +52,7 @@ def layout(**query):
             dbc.Col([
                 dbc.RadioItems(id="errors-norm", value=state["norm"], inline=True, options=[
                     {"label": "counts", "value": "counts"}, {"label": "row-normalised", "value": "rows"}]),
-                dcc.Graph(id="errors-matrix", config={"displayModeBar": False}),
+                dcc.Graph(id="errors-matrix", config=figures.STATIC_GRAPH_CONFIG),
                 html.Div("Click a cell to see its test images. Errors are red (darkest: the most "
                          "frequent confusion), right answers green.", className="small text-muted"),
             ], lg=7),
@@ -350,7 +350,7 @@ def detail(cfg: dict, run_id: str, index: int):
                            big_figure(overlay(image, heatmaps[0]), f"Grad-CAM for {names[pred]} (predicted)"),
                            big_figure(overlay(image, heatmaps[1]), other_label)], className="image-pair"),
                  dcc.Link("Explore in Predict →", href=f"/predict?test={index}")], lg=7),
-        dbc.Col(dcc.Graph(figure=figures.confidence_bars(probs, names), config={"displayModeBar": False}), lg=5),
+        dbc.Col(dcc.Graph(figure=figures.confidence_bars(probs, names), config=figures.STATIC_GRAPH_CONFIG), lg=5),
     ], id="errors-detail-content")
 
 

@@ -13,7 +13,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from workbench import DataError, ExplainError, RunError, artifacts, maps
+from workbench import DataError, ExplainError, RunError, artifacts, figures, maps
 from workbench.components import no_run, problem, settings
 from workbench.gallery import detail, gallery, pages
 from workbench.images import png_data_url
@@ -37,7 +37,7 @@ def layout(colour: str = "true", **_other):
         dbc.RadioItems(id="map-colour", value=colour, inline=True,
                        options=[{"label": f"colour by {text}", "value": key} for key, text in maps.COLOUR_BY.items()]),
         html.Div(id="map-hint"),
-        dcc.Loading(dcc.Graph(id="map-graph", config={"scrollZoom": True, "displaylogo": False},
+        dcc.Loading(dcc.Graph(id="map-graph", config={**figures.GRAPH_CONFIG, "scrollZoom": True},
                               clear_on_unhover=True), type="dot"),
         dcc.Tooltip(id="map-tooltip", direction="right"),
         dbc.Card([
