@@ -84,6 +84,7 @@ def layout(**query):
         dash_table.DataTable(id="table-grid", columns=COLUMNS, data=[], sort_action="native", sort_mode="single",
                              sort_by=parse_sort(state["sort"]), page_action="native", page_size=PAGE_SIZE,
                              page_current=state["page"] - 1, style_cell={"fontSize": "0.85rem", "padding": "2px 6px"},
+                             style_table={"overflowX": "auto"},  # a narrow window scrolls the table, not the page
                              style_data_conditional=[{"if": {"state": "active"}, "backgroundColor": "#e8f1fc"}]),
         dcc.Download(id="table-download"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="table-detail-title")), dbc.ModalBody(id="table-detail-body")],
