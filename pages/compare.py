@@ -12,9 +12,9 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from workbench import DataError, ExplainError, RunError, artifacts, insight, list_runs
-from workbench.components import metric_card, problem, rows_table, settings
+from workbench.components import link_notes, metric_card, problem, rows_table, settings
 from workbench.gallery import detail, gallery, pages
-from workbench.urlstate import changed_query
+from workbench.urlstate import ChoiceField, RunField, changed_query, read_query
 
 dash.register_page(__name__, path="/compare", name="Compare", order=5)
 
@@ -22,14 +22,18 @@ HIDDEN = "d-none"
 SIDES = {"a_only": "A right, B wrong", "b_only": "B right, A wrong"}
 
 
-def layout(a: str | None = None, b: str | None = None, side: str = "a_only", **_other):
+def layout(**query):
     run_ids = list_runs(settings()["runs_dir"])
-    a = a if a in run_ids else (run_ids[0] if run_ids else None)
-    b = b if b in run_ids else next((r for r in run_ids if r != a), a)
+    fields = {"a": RunField(tuple(run_ids)), "b": RunField(tuple(run_ids)),  # the URL's parameters
+              "side": ChoiceField(tuple(SIDES), default="a_only")}
+    state, notes = read_query(query, fields)
+    a = state["a"] or (run_ids[0] if run_ids else None)
+    b = state["b"] or next((r for r in run_ids if r != a), a)
     options = [{"label": r, "value": r} for r in run_ids]
     return html.Div([
         dcc.Location(id="compare-url", refresh=False),
         html.H2("Compare runs", className="page-title"),
+        link_notes(notes, "compare"),  # write_url then writes the runs and side shown
         dbc.Row([dbc.Col([html.Div("run A", className="small text-muted"),
                           dcc.Dropdown(id="compare-a", options=options, value=a, clearable=False)], md=4),
                  dbc.Col([html.Div("run B", className="small text-muted"),
@@ -39,7 +43,7 @@ def layout(a: str | None = None, b: str | None = None, side: str = "a_only", **_
         dbc.Row([dbc.Col([html.H5("Per-class accuracy"), html.Div(id="compare-classes")], lg=5),
                  dbc.Col(dbc.Card([
                      dbc.CardHeader(dbc.Row([
-                         dbc.Col(dbc.RadioItems(id="compare-side", value=side if side in SIDES else "a_only",
+                         dbc.Col(dbc.RadioItems(id="compare-side", value=state["side"],
                                                 inline=True, options=[{"label": t, "value": k}
                                                                       for k, t in SIDES.items()])),
                          dbc.Col(dbc.Switch(id="compare-overlay", label="Grad-CAM", value=False), width="auto"),

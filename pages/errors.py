@@ -20,7 +20,7 @@ import numpy as np
 from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
 from workbench import CLASS_NAMES, PROB_COLUMNS, DataError, ExplainError, RunError, artifacts, figures
-from workbench.components import no_run, problem, rows_table, settings
+from workbench.components import link_notes, no_run, problem, rows_table, settings
 from workbench.explain import get_explainer
 from workbench.images import overlay, png_data_url
 from workbench.urlstate import ChoiceField, FlagField, IntField, merge_query, parse_query, read_query, write_query
@@ -47,12 +47,12 @@ def layout(**query):
     return html.Div([
         dcc.Location(id="errors-url", refresh=False),
         html.H2("Errors", className="page-title"),
-        html.Div(notes_view(notes), id="errors-notes"),
+        html.Div(link_notes(notes, "errors"), id="errors-notes"),
         dbc.Row([
             dbc.Col([
                 dbc.RadioItems(id="errors-norm", value=state["norm"], inline=True, options=[
                     {"label": "counts", "value": "counts"}, {"label": "row-normalised", "value": "rows"}]),
-                dcc.Graph(id="errors-matrix", config={"displayModeBar": False}),
+                dcc.Graph(id="errors-matrix", config=figures.STATIC_GRAPH_CONFIG),
                 html.Div("Click a cell to see its test images. Errors are red (darkest: the most "
                          "frequent confusion), right answers green.", className="small text-muted"),
             ], lg=7),
@@ -101,13 +101,6 @@ def read_state(search, run_id: str | None = None) -> tuple[dict, list[str]]:
     return state, notes
 
 
-def notes_view(notes: list[str]):
-    if not notes:
-        return None
-    return dbc.Alert(["Part of the link was ignored: ", "; ".join(notes), "."], color="warning",
-                     dismissable=True, className="problem", id="errors-url-note")
-
-
 def page_count(total: int) -> int:
     return max(1, -(-total // PAGE_SIZE))
 
@@ -141,7 +134,7 @@ def sync_state(search, norm, cam, page, click, _pairs, _thumbs, _prev, _next, is
                "true": cell["true"] if cell else None, "pred": cell["pred"] if cell else None}
     if ctx.triggered_id == "errors-url":  # the URL changed: show what it says
         state, notes = read_state(search, run_id)
-        return no_update, *changed(state, current, is_open), notes_view(notes)
+        return no_update, *changed(state, current, is_open), link_notes(notes, "errors")
     state = next_state(current, ctx.triggered_id, ctx.triggered[0]["value"], click, run_id)
     if state is None:
         return (no_update,) * 8
@@ -350,7 +343,7 @@ def detail(cfg: dict, run_id: str, index: int):
                            big_figure(overlay(image, heatmaps[0]), f"Grad-CAM for {names[pred]} (predicted)"),
                            big_figure(overlay(image, heatmaps[1]), other_label)], className="image-pair"),
                  dcc.Link("Explore in Predict →", href=f"/predict?test={index}")], lg=7),
-        dbc.Col(dcc.Graph(figure=figures.confidence_bars(probs, names), config={"displayModeBar": False}), lg=5),
+        dbc.Col(dcc.Graph(figure=figures.confidence_bars(probs, names), config=figures.STATIC_GRAPH_CONFIG), lg=5),
     ], id="errors-detail-content")
 
 

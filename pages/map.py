@@ -13,31 +13,34 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from workbench import DataError, ExplainError, RunError, artifacts, maps
-from workbench.components import no_run, problem, settings
+from workbench import DataError, ExplainError, RunError, artifacts, figures, maps
+from workbench.components import link_notes, no_run, problem, settings
 from workbench.gallery import detail, gallery, pages
 from workbench.images import png_data_url
-from workbench.urlstate import changed_query
+from workbench.urlstate import ChoiceField, changed_query, read_query
 
 dash.register_page(__name__, path="/map", name="Map", order=3)
 
 HIDDEN = "d-none"
 PROMPT = "Drag a lasso (or pick the box tool) around points of the map to list their images here."
 MAX_SELECTED = 10_000  # a selection holds test indices only: the whole test set at most
+FIELDS = {"colour": ChoiceField(tuple(maps.COLOUR_BY), default="true")}  # the URL's parameters for this page
 
 
-def layout(colour: str = "true", **_other):
-    colour = colour if colour in maps.COLOUR_BY else "true"
+def layout(**query):
+    state, notes = read_query(query, FIELDS)
+    colour = state["colour"]
     return html.Div([
         dcc.Location(id="map-url", refresh=False),  # written by callbacks: history entries, no reload
         html.H2("Map", className="page-title"),
+        link_notes(notes, "map"),  # write_url then writes the colour shown
         html.P("Each dot is a test image, placed by the model's penultimate-layer features (UMAP): images the "
                "model sees as alike sit together. Hover to see one, lasso a region to list its images.",
                className="text-muted small"),
         dbc.RadioItems(id="map-colour", value=colour, inline=True,
                        options=[{"label": f"colour by {text}", "value": key} for key, text in maps.COLOUR_BY.items()]),
         html.Div(id="map-hint"),
-        dcc.Loading(dcc.Graph(id="map-graph", config={"scrollZoom": True, "displaylogo": False},
+        dcc.Loading(dcc.Graph(id="map-graph", config={**figures.GRAPH_CONFIG, "scrollZoom": True},
                               clear_on_unhover=True), type="dot"),
         dcc.Tooltip(id="map-tooltip", direction="right"),
         dbc.Card([

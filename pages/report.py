@@ -42,7 +42,7 @@ def metrics_section(runs_dir, run_id: str):
                     f"{m.get('train_seconds', 0) / 60:.1f} min training"))], className="g-3 mb-3")
     names = artifacts.class_names(runs_dir, run_id)
     reliability = (dcc.Graph(id="report-reliability", figure=figures.reliability_diagram(m["reliability"]),
-                             config={"displayModeBar": False})
+                             config=figures.STATIC_GRAPH_CONFIG)
                    if "reliability" in m else problem("metrics.json has no reliability bins", "No diagram"))
     per_class = rows_table(figures.per_class_rows(m.get("per_class", {}), names))
     return html.Div([cards, dbc.Row([dbc.Col(reliability, lg=6), dbc.Col(per_class, lg=6)])])
@@ -63,7 +63,7 @@ def trust_section(runs_dir, run_id: str):
     names = artifacts.class_names(runs_dir, run_id)
     return html.Div([title, html.P(note, className="small text-muted"),
                      dbc.Row([dbc.Col(rows_table(explain_figures.auc_rows(table), table_id="report-trust"), lg=6),
-                              dbc.Col(dcc.Graph(id="report-sanity", config={"displayModeBar": False},
+                              dbc.Col(dcc.Graph(id="report-sanity", config=figures.STATIC_GRAPH_CONFIG,
                                                 figure=explain_figures.sanity_figure(table["sanity"])), lg=6)]),
                      html.Details([html.Summary("deletion AUC per predicted class"),
                                    rows_table(explain_figures.per_class_rows(table, names))]),

@@ -8,41 +8,37 @@ CSV. Below, the train/test near-duplicate pairs found by `workbench label-issues
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs
-
 import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from workbench import RunError, WorkbenchError, artifacts, suspects as sus
-from workbench.components import no_run, problem, settings
+from workbench.components import link_notes, no_run, problem, settings
+from workbench.urlstate import ChoiceField, IntField, changed_query, read_query
 
 dash.register_page(__name__, path="/suspects", name="Label issues", order=7)
 
 PAGE_SIZE = 12  # tiles per page: two Grad-CAM batches of 12 images stay well under a second on 2 cores
 DUPLICATES_SHOWN = 30  # near-duplicate pairs shown (most similar first): fast-default has 25
+TRAIN_IMAGES = 60_000  # the larger split: at most 5,000 pages of suspects
+FIELDS = {"split": ChoiceField(tuple(sus.SPLITS), default="test"),  # the URL's parameters for this page
+          "page": IntField(1, -(-TRAIN_IMAGES // PAGE_SIZE), default=1)}
 
 
-def _query_page(value) -> int:
-    try:
-        return max(1, int(value))
-    except (TypeError, ValueError):
-        return 1
-
-
-def layout(split: str = "test", page: str = "1", **_other):
-    split = split if split in sus.SPLITS else "test"
+def layout(**query):
+    state, notes = read_query(query, FIELDS)
     return html.Div([
         dcc.Location(id="suspects-url", refresh=False),
         html.H2("Label issues", className="page-title"),
+        link_notes(notes, "suspects"),  # show_suspects then writes the split and page shown
         html.P("Images whose given label the model doubts, ranked by cleanlab's label quality "
                "(lowest first). Mark each one; the marks are saved in the run folder.", className="text-muted"),
         dbc.Row([
-            dbc.Col(dbc.RadioItems(id="suspects-split", value=split, inline=True, options=[
+            dbc.Col(dbc.RadioItems(id="suspects-split", value=state["split"], inline=True, options=[
                 {"label": "test set", "value": "test"}, {"label": "training set", "value": "train"}]),
                 width="auto"),
-            dbc.Col(dbc.Pagination(id="suspects-pager", max_value=1, active_page=_query_page(page),
+            dbc.Col(dbc.Pagination(id="suspects-pager", max_value=1, active_page=state["page"],
                                    fully_expanded=False, size="sm", className="mb-0"), width="auto"),
             dbc.Col([dbc.Button("Export marks (CSV)", id="suspects-export", size="sm", color="secondary"),
                      dcc.Download(id="suspects-download")], width="auto"),
@@ -61,19 +57,24 @@ def layout(split: str = "test", page: str = "1", **_other):
           Input("suspects-url", "search"))
 def show_suspects(run_id, split, page, search):
     if ctx.triggered_id == "suspects-url":  # Back / Forward: the URL wins over the controls
-        query = parse_qs((search or "").lstrip("?"))
-        split, page = query.get("split", ["test"])[0], query.get("page", ["1"])[0]
+        state, _notes = read_query(search, FIELDS)
+        split, page = state["split"], state["page"]
     split = split if split in sus.SPLITS else "test"
-    page = _query_page(page)
+    page = page if isinstance(page, int) and page >= 1 else 1
+
+    def url(page: int):  # the split and page in the URL, the run and other parameters kept
+        written = changed_query(search, {"split": split, "page": page}, run_id)
+        return no_update if written is None else written
+
     if not run_id:
-        return no_run(), 1, page, split, f"?split={split}&page={page}", None
+        return no_run(), 1, page, split, url(page), None
     cfg = settings()
     try:
         found = sus.suspects(cfg["runs_dir"], run_id, split)
         duplicates = duplicates_section(cfg["runs_dir"], run_id, cfg["data_dir"])
     except RunError as exc:
         hint = problem(str(exc), "No label issues yet") if exc.code == "no_label_issues" else problem(str(exc))
-        return hint, 1, 1, split, f"?split={split}&page=1", None
+        return hint, 1, 1, split, url(1), None
     pages = max(1, -(-len(found) // PAGE_SIZE))
     page = min(page, pages)
     try:
@@ -81,7 +82,7 @@ def show_suspects(run_id, split, page, search):
     except WorkbenchError as exc:
         tiles = problem(str(exc))
     header = html.P(f"{len(found):,} suspects in the {split} set; page {page} of {pages}.", className="small")
-    return [header, tiles], pages, page, split, f"?split={split}&page={page}", duplicates
+    return [header, tiles], pages, page, split, url(page), duplicates
 
 
 def suspect_tiles(run_id: str, split: str, rows, cfg: dict):

@@ -15,13 +15,14 @@ from dash import Input, Output, State, callback, ctx, dash_table, dcc, html, no_
 from dash.dash_table.Format import Format, Scheme
 
 from workbench import CLASS_NAMES, DataError, ExplainError, RunError, insight
-from workbench.components import no_run, problem, settings
+from workbench.components import link_notes, no_run, problem, settings
 from workbench.gallery import detail
-from workbench.urlstate import changed_query
+from workbench.urlstate import ChoiceField, FloatField, IntField, changed_query, merge_query, read_query_ignored
 
 dash.register_page(__name__, path="/all-errors", name="All errors", order=4)
 
 PAGE_SIZE = 25  # rows per table page: fits a laptop screen without scrolling
+TEST_IMAGES = 10_000  # the official test split: at most 400 table pages
 DEFAULT_SORT = [{"column_id": "loss", "direction": "desc"}]  # the worst mistakes first
 URL_KEYS = ("show", "true", "pred", "lo", "hi", "sort", "page")  # this page's parameters (the rest are kept)
 NUMBER = Format(precision=3, scheme=Scheme.fixed)
@@ -41,11 +42,13 @@ def _class(value) -> int | None:
     return k if 0 <= k < len(CLASS_NAMES) else None
 
 
-def _unit(value, default: float) -> float:
-    try:
-        return min(1.0, max(0.0, float(value)))
-    except (TypeError, ValueError):
-        return default
+FIELDS = {  # the URL's parameters for this page (write_url writes URL_KEYS back); defaults left out
+    "show": ChoiceField(("errors", "all"), default="errors"),
+    "true": IntField(0, len(CLASS_NAMES) - 1), "pred": IntField(0, len(CLASS_NAMES) - 1),
+    "lo": FloatField(0.0, 1.0, default=0.0), "hi": FloatField(0.0, 1.0, default=1.0),
+    "sort": ChoiceField(tuple(f"{c['id']}:{d}" for c in COLUMNS for d in ("asc", "desc")), default="loss:desc"),
+    "page": IntField(1, -(-TEST_IMAGES // PAGE_SIZE), default=1),
+}
 
 
 def parse_sort(text) -> list[dict]:
@@ -56,33 +59,32 @@ def parse_sort(text) -> list[dict]:
     return DEFAULT_SORT
 
 
-def layout(show: str = "errors", true=None, pred=None, lo=0, hi=1, sort=None, page=1, **_other):
+def layout(**query):
+    state, notes, ignored = read_query_ignored(query, FIELDS)
     options = [{"label": name, "value": k} for k, name in enumerate(CLASS_NAMES)]
-    try:
-        page = max(1, int(page))
-    except (TypeError, ValueError):
-        page = 1
     return html.Div([
         dcc.Location(id="table-url", refresh=False),
         html.H2("All errors", className="page-title"),
+        link_notes(notes, "table"), dcc.Store(id="table-ignored", data=sorted(ignored)),
         dbc.Row([
-            dbc.Col(dbc.Switch(id="table-all", label="every test image (not only errors)", value=show == "all"),
-                    width="auto"),
-            dbc.Col(dcc.Dropdown(id="table-true", options=options, value=_class(true), placeholder="any true class"),
-                    md=2),
-            dbc.Col(dcc.Dropdown(id="table-pred", options=options, value=_class(pred),
+            dbc.Col(dbc.Switch(id="table-all", label="every test image (not only errors)",
+                               value=state["show"] == "all"), width="auto"),
+            dbc.Col(dcc.Dropdown(id="table-true", options=options, value=state["true"],
+                                 placeholder="any true class"), md=2),
+            dbc.Col(dcc.Dropdown(id="table-pred", options=options, value=state["pred"],
                                  placeholder="any predicted class"), md=2),
             dbc.Col([html.Div("confidence", className="small text-muted"),
                      dcc.RangeSlider(id="table-confidence", min=0, max=1, step=0.05,
-                                     value=[_unit(lo, 0.0), _unit(hi, 1.0)], marks={0: "0", 0.5: "0.5", 1: "1"},
+                                     value=[state["lo"], state["hi"]], marks={0: "0", 0.5: "0.5", 1: "1"},
                                      tooltip={"placement": "bottom"})], md=3),
             dbc.Col(dbc.Button("Export CSV", id="table-export", color="secondary", size="sm"), width="auto"),
         ], align="center", className="g-2"),
         html.Div(id="table-problem"),
         html.Div(id="table-count", className="small text-muted my-2"),
         dash_table.DataTable(id="table-grid", columns=COLUMNS, data=[], sort_action="native", sort_mode="single",
-                             sort_by=parse_sort(sort), page_action="native", page_size=PAGE_SIZE,
-                             page_current=page - 1, style_cell={"fontSize": "0.85rem", "padding": "2px 6px"},
+                             sort_by=parse_sort(state["sort"]), page_action="native", page_size=PAGE_SIZE,
+                             page_current=state["page"] - 1, style_cell={"fontSize": "0.85rem", "padding": "2px 6px"},
+                             style_table={"overflowX": "auto"},  # a narrow window scrolls the table, not the page
                              style_data_conditional=[{"if": {"state": "active"}, "backgroundColor": "#e8f1fc"}]),
         dcc.Download(id="table-download"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="table-detail-title")), dbc.ModalBody(id="table-detail-body")],
@@ -120,6 +122,14 @@ def write_url(every, true, pred, confidence, sort_by, page, search, run_id):
     view = url_query(every, true, pred, confidence, sort_by, page)
     url = changed_query(search, {key: view.get(key) for key in URL_KEYS}, run_id)
     return no_update if url is None else url
+
+
+@callback(Output("table-url", "search", allow_duplicate=True), Input("table-ignored", "data"),
+          State("table-url", "search"), prevent_initial_call="initial_duplicate")
+def drop_ignored(keys, search):
+    """The URL's values that the page ignored (and said so) out of it, once, when the page opens with them.
+    (write_url writes only on a change, so that opening a page adds no history entry.)"""
+    return merge_query(search, dict.fromkeys(keys, None)) if keys else no_update
 
 
 def url_query(every, true, pred, confidence, sort_by, page) -> dict:

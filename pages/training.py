@@ -17,7 +17,7 @@ layout = html.Div([
              dbc.Col(dcc.Dropdown(id="training-runs", multi=True, placeholder="choose runs"))],
             align="center", className="mb-2"),
     html.Div(id="training-problem"),
-    dcc.Graph(id="training-curves", config={"displayModeBar": False}),
+    dcc.Graph(id="training-curves", config=figures.STATIC_GRAPH_CONFIG),
     html.H5("Last epoch", className="mt-3"),
     html.Div(id="training-summary"),
 ])

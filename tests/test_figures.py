@@ -120,3 +120,27 @@ def test_overlay_blends_heatmap_by_opacity():
     assert np.all(np.abs(half - (100 + 0.5 * (images.colorize(np.full((1, 1), 0.5))[0, 0] - 100))) <= 1)
     with pytest.raises(ValueError, match="differ in shape"):
         images.overlay(image, heat[:10])
+
+
+def test_graph_configs_offer_no_upload_to_plotly_cloud():
+    for config in (figures.GRAPH_CONFIG, figures.STATIC_GRAPH_CONFIG):
+        assert config["showSendToCloud"] is False and config["showEditInChartStudio"] is False
+        assert config["displaylogo"] is False and config["plotlyServerURL"] == ""
+    assert figures.STATIC_GRAPH_CONFIG["displayModeBar"] is False
+
+
+def test_every_graph_takes_its_config_from_figures():
+    """Each dcc.Graph in pages/ and workbench/ passes config=figures.*GRAPH_CONFIG (or a dict built on it).
+    The Predict pages are left out: they are being changed elsewhere (their graphs show no modebar,
+    or only the draw-a-box button)."""
+    from pathlib import Path
+    import re
+
+    repo = Path(__file__).resolve().parents[1]
+    files = [f for f in [*(repo / "pages").glob("*.py"), *(repo / "workbench").glob("*.py")]
+             if not f.name.startswith("predict")]
+    calls = [(f.name, m.group(0)) for f in files
+             for m in re.finditer(r"dcc\.Graph\((?:[^()]|\([^()]*\))*\)", f.read_text())]
+    assert calls, "no dcc.Graph found: the pattern is wrong"
+    bad = [(name, call) for name, call in calls if not re.search(r"config=(\{\*\*)?figures\.(STATIC_)?GRAPH_CONFIG", call)]
+    assert bad == []

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.urlstate import (MAX_FIELDS, MAX_QUERY_CHARS, ChoiceField, FlagField, IntField, changed_query,
-                                merge_query, parse_query, read_query, write_query)
+from workbench.urlstate import (MAX_FIELDS, MAX_QUERY_CHARS, ChoiceField, FlagField, FloatField, IntField, RunField,
+                                changed_query, merge_query, parse_query, read_query, read_query_ignored, write_query)
 
 FIELDS = {"norm": ChoiceField(("counts", "rows"), default="counts"), "true": IntField(0, 9),
           "page": IntField(1, 200, default=1), "cam": FlagField()}
@@ -63,3 +63,15 @@ def test_hostile_query_strings_are_ignored_not_parsed():
     assert parse_query("?true=" + "9" * 100) == {}  # an overlong value is dropped
     assert read_query({"true": ["3", "4"], "page": None}, FIELDS)[0]["true"] == 3  # repeated key: the first
     assert parse_query("?true=1&true=2&&=&%ZZ") == {"true": "1"}
+
+
+def test_float_and_run_fields_and_the_ignored_values_themselves():
+    fields = {"lo": FloatField(0.0, 1.0, default=0.0), "a": RunField(("fast-default", "photo-default")),
+              "b": RunField(("fast-default",)), "side": ChoiceField(("a_only", "b_only"), default="a_only")}
+    state, notes, ignored = read_query_ignored({"lo": "abc", "a": "nope", "b": "", "side": "zzz", "x": "1"}, fields)
+    assert state == {"lo": 0.0, "a": None, "b": None, "side": "a_only"}
+    assert notes == ["lo='abc' ignored: not a number", "a='nope' ignored: Run 'nope' not found",
+                     "b='' ignored: empty", "side='zzz' ignored: not one of a_only, b_only"]
+    assert ignored == {"lo": "abc", "a": "nope", "b": "", "side": "zzz"}  # what the page drops from the URL
+    assert read_query_ignored("?lo=0.35&a=photo-default", fields)[0]["lo"] == 0.35
+    assert read_query("?lo=1.5", fields)[1] == ["lo='1.5' ignored: outside 0..1"]

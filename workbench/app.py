@@ -149,7 +149,7 @@ def serve_layout():
         persistence_type="session", placeholder="no runs found", className="run-select")
     links = [dbc.NavLink(page["name"], href=page["relative_path"], active=False,  # active, ?run=: a callback
                          id={"type": "nav-link", "path": page["relative_path"]})
-             for page in dash.page_registry.values()]
+             for page in dash.page_registry.values() if not is_not_found_page(page)]
     navbar = dbc.Navbar(dbc.Container([  # below 992 px the links and run picker fold behind a toggler
         dbc.NavbarBrand("Fashion workbench", href="/"),
         dbc.NavbarToggler(id="navbar-toggler", n_clicks=0),
@@ -160,6 +160,11 @@ def serve_layout():
     note = dbc.Alert(id="run-note", is_open=False, color="warning", dismissable=True, className="run-note")
     return html.Div([dcc.Store(id="run-store"), dcc.Location(id="app-url", refresh=False), navbar,
                      dbc.Container([note, dash.page_container], fluid=True, className="page")])
+
+
+def is_not_found_page(page: dict) -> bool:
+    """Dash's custom 404 page (pages/not_found_404.py): shown for unknown paths, not a navbar link."""
+    return page["module"].split(".")[-1] == "not_found_404"
 
 
 # ---------------------------------------------------------------------------------------------

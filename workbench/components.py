@@ -3,6 +3,7 @@
     cfg = settings()                 # runs_dir, backend, data_dir, low_confidence of this app
     problem("file is damaged")       # a visible, specific error in the page
     metric_card("accuracy", "93.5 %"), rows_table(rows), no_run()
+    link_notes(notes, "map")         # "Part of the link was ignored: ..." (urlstate.read_query's notes)
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ def problem(message: str, title: str = "Cannot show this") -> dbc.Alert:
 def no_run() -> dbc.Alert:
     return dbc.Alert("No run selected: train one with `workbench train` or pick a runs folder "
                      "with `workbench serve --runs-dir`.", color="warning", className="problem")
+
+
+def link_notes(notes: list[str], prefix: str) -> dbc.Alert | None:
+    """What of the page's URL was ignored (urlstate.read_query's notes) as a warning with id
+    `<prefix>-url-note`; None when nothing was. The page then writes its URL without those values."""
+    if not notes:
+        return None
+    return dbc.Alert(["Part of the link was ignored: ", "; ".join(notes), "."], color="warning",
+                     dismissable=True, className="problem", id=f"{prefix}-url-note")
 
 
 def metric_card(label: str, value: str, note: str = "") -> dbc.Card:

@@ -6,6 +6,10 @@
     reliability_diagram(metrics["reliability"])         # accuracy vs confidence per bin
     per_class_rows(metrics["per_class"], class_names)   # precision / recall / F1 / support rows
     top_confused_pairs(matrix, class_names)             # the largest off-diagonal cells
+
+Every dcc.Graph takes its `config` from here: GRAPH_CONFIG (a modebar without the Plotly logo and
+without "Share chart", which offers to upload the chart to Plotly Cloud: this is a local tool) or
+STATIC_GRAPH_CONFIG (no modebar at all), e.g. `config={**GRAPH_CONFIG, "scrollZoom": True}`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,14 @@ CORRECT_SCALE = [[0, "#f3faf6"], [1, "#a8dcc0"]]  # confusion diagonal: pale gre
 ERROR_SCALE = [[0, "#fff5f0"], [1, "#f26b4f"]]    # confusion errors: white to a mid red that dark text reads on
 RUN_COLORS = ("#2c7be5", "#e63757", "#00a87e", "#f6a609", "#6f42c1", "#17a2b8")
 MARGIN = dict(l=10, r=10, t=40, b=10)
+GRAPH_CONFIG = {            # dcc.Graph config: nothing leaves the machine
+    "displaylogo": False,   # no Plotly logo (a link to plotly.com)
+    "showSendToCloud": False,        # no "Share chart" button (plotly.js 3 shows it by default)
+    "showEditInChartStudio": False,  # no "Edit in Chart Studio" button
+    "plotlyServerURL": "",           # and nowhere to send a chart to, should a button appear anyway
+    "showLink": False,               # no "Edit chart" link under the graph
+}
+STATIC_GRAPH_CONFIG = {**GRAPH_CONFIG, "displayModeBar": False}  # small read-only charts: no modebar
 
 
 def confidence_bars(probs, class_names: list[str], target: int | None = None) -> go.Figure:

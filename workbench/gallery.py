@@ -78,7 +78,7 @@ def detail(cfg: dict, run_id: str, index: int):
     if true != pred:
         images.append(figure(png_data_url(overlay(image, heatmaps[1]), scale=6), f"Grad-CAM for {names[true]} (true)"))
     bars = dcc.Graph(figure=figures.confidence_bars(artifacts.probabilities(row), names, target=true),
-                     config={"displayModeBar": False})
+                     config=figures.STATIC_GRAPH_CONFIG)
     return dbc.Row([dbc.Col([html.Div(images, className="image-pair"),
                              dcc.Link("Explore in Predict →", href=f"/predict?test={index}")], md=7),
                     dbc.Col(bars, md=5)], className="insight-detail")

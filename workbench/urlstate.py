@@ -58,6 +58,36 @@ class ChoiceField:
 
 
 @dataclass(frozen=True)
+class FloatField:
+    """A decimal number lo..hi (both included), such as a confidence 0..1."""
+    lo: float
+    hi: float
+    default: float | None = None
+
+    def parse(self, raw: str) -> float:
+        if not re.fullmatch(r"-?[0-9]{1,9}(\.[0-9]{1,9})?|-?\.[0-9]{1,9}", raw.strip()):
+            raise ValueError("not a number")
+        value = float(raw)
+        if not self.lo <= value <= self.hi:
+            raise ValueError(f"outside {self.lo:g}..{self.hi:g}")
+        return value
+
+
+@dataclass(frozen=True)
+class RunField:
+    """The id of a run in the runs folder (an unknown one is named as the navbar's run note does)."""
+    runs: tuple[str, ...]
+    default: str | None = None
+
+    def parse(self, raw: str) -> str:
+        if not raw.strip():
+            raise ValueError("empty")
+        if raw not in self.runs:
+            raise ValueError(f"Run '{raw}' not found")
+        return raw
+
+
+@dataclass(frozen=True)
 class FlagField:
     """On or off: 1/0, true/false, on/off, yes/no; written as 1 (off is the default, left out)."""
     default: bool = False
@@ -94,8 +124,15 @@ def parse_query(search: str | dict | None) -> dict[str, str]:
 def read_query(search: str | dict | None, fields: dict) -> tuple[dict, list[str]]:
     """Each field's value from the query (its default when absent or malformed), and one note per
     value that was ignored, saying why ("page='-3' ignored: outside 1..200")."""
+    state, notes, _ignored = read_query_ignored(search, fields)
+    return state, notes
+
+
+def read_query_ignored(search: str | dict | None, fields: dict) -> tuple[dict, list[str], dict[str, str]]:
+    """read_query's state and notes, and the ignored values themselves ({key: value as in the URL}),
+    so that the page can drop them from the address bar (components.link_notes)."""
     query = parse_query(search)
-    state, notes = {}, []
+    state, notes, ignored = {}, [], {}
     for key, field in fields.items():
         state[key] = field.default
         if key not in query:
@@ -104,7 +141,8 @@ def read_query(search: str | dict | None, fields: dict) -> tuple[dict, list[str]
             state[key] = field.parse(query[key])
         except ValueError as exc:
             notes.append(f"{key}={query[key][:MAX_VALUE_CHARS]!r} ignored: {exc}")
-    return state, notes
+            ignored[key] = query[key]
+    return state, notes, ignored
 
 
 def write_query(search: str | dict | None, state: dict, fields: dict) -> str:

@@ -1,0 +1,88 @@
+"""Links and what the pages make of them, in headless Chromium (dash_duo): no chart offers to upload
+itself to Plotly Cloud, a malformed URL value is named in a note and leaves the address bar on the
+Map, Compare, All errors and Label issues pages, the All errors table scrolls in its own box in a
+narrow window, and an unknown path gets a 404 page that links to the real ones.
+
+    python -m pytest --headless tests/test_links_browser.py
+
+The app serves the committed runs fast-default and photo-default (their maps are committed too).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.by import By
+
+from browser_helpers import WAIT, fresh, text_of, until
+from test_insight_browser import RUNS, duo, insight_runs, visit  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.browser
+
+
+def query(duo) -> dict:
+    return {k: v[0] for k, v in parse_qs(urlparse(duo.driver.current_url).query, keep_blank_values=True).items()}
+
+
+def test_the_map_offers_no_share_chart_button(duo):
+    visit(duo, "/map")
+    until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, "#map-graph .legendtext"), WAIT)
+    titles = fresh(lambda: [b.get_attribute("data-title")
+                            for b in duo.driver.find_elements(By.CSS_SELECTOR, "#map-graph .modebar-btn")])
+    assert "Zoom in" in titles  # the modebar is there (shown on hover) ...
+    assert not [t for t in titles if "Share" in t or "Chart Studio" in t], titles  # ... without an upload
+    assert not duo.driver.find_elements(By.CSS_SELECTOR, "#map-graph .modebar-btn--logo")
+
+
+SCRIPT = "<script>alert(1)</script>"
+BAD_LINKS = [  # path, the note's id, what the note says, the URL afterwards (None: the key has gone)
+    (f"/map?colour={SCRIPT}", "#map-url-note",
+     [f"colour='{SCRIPT}' ignored: not one of true, predicted, correct"], {"colour": "true"}),
+    ("/compare?a=nope&b=&side=zzz", "#compare-url-note",
+     ["a='nope' ignored: Run 'nope' not found", "b='' ignored: empty", "side='zzz' ignored"],
+     {"a": RUNS[0], "b": RUNS[1], "side": "a_only"}),
+    ("/all-errors?sort=zzz&page=99999&lo=abc&hi=0.5", "#table-url-note",
+     ["sort='zzz' ignored", "page='99999' ignored: outside 1..400", "lo='abc' ignored: not a number"],
+     {"sort": None, "page": None, "lo": None, "hi": "0.5"}),
+    ("/suspects?split=zzz&page=abc", "#suspects-url-note",
+     ["split='zzz' ignored: not one of test, train", "page='abc' ignored: not a whole number"],
+     {"split": "test", "page": "1"}),
+]
+
+
+@pytest.mark.parametrize("path, note, says, after", BAD_LINKS, ids=[p[0].split("?")[0] for p in BAD_LINKS])
+def test_a_malformed_link_value_is_named_and_leaves_the_url(duo, path, note, says, after):
+    visit(duo, path)
+    duo.wait_for_contains_text(note, "Part of the link was ignored: ", timeout=WAIT)
+    for text in says:
+        assert text in text_of(duo, note)
+    try:
+        until(lambda: all(query(duo).get(key) == value for key, value in after.items()), WAIT)
+    except TimeoutError:
+        raise AssertionError(f"the URL is still {duo.driver.current_url}") from None
+    with pytest.raises(NoAlertPresentException):
+        duo.driver.switch_to.alert  # the script in the colour was shown as text, never run
+
+
+def test_the_all_errors_table_scrolls_in_its_box_not_the_page(duo):
+    duo.driver.set_window_size(500, 900)
+    visit(duo, "/all-errors")
+    until(lambda: text_of(duo, "#table-count").endswith("click a row for Grad-CAM)"), WAIT)
+    until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, "td[data-dash-column='loss']"), WAIT)
+    page, window = duo.driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert page <= window + 1, f"page {page} px wide in a {window} px window"
+
+
+@pytest.mark.parametrize("path", ["/nope", "/label-issues"])
+def test_an_unknown_path_says_so_and_links_to_the_pages(duo, path):
+    visit(duo, path)
+    duo.wait_for_contains_text("#notfound-path", f"There is no page at {path}", timeout=WAIT)
+    assert text_of(duo, "h2.page-title") == "Page not found"
+    links = {a.get_attribute("pathname"): a.text for a in duo.find_elements("#notfound-pages a")}
+    navbar = {a.get_attribute("pathname") for a in duo.find_elements("a.nav-link")}
+    assert set(links) == navbar and links["/suspects"] == "Label issues"  # every page, and only pages
+    assert "Page not found" not in {a.text for a in duo.find_elements("a.nav-link")}  # not in the navbar
+    duo.find_element("#notfound-pages a[href='/suspects']").click()
+    until(lambda: urlparse(duo.driver.current_url).path == "/suspects", WAIT)
