@@ -35,14 +35,20 @@ class IntField:
     lo: int
     hi: int
     default: int | None = None
+    PATTERN = r"-?[0-9]{1,9}"   # class constants: what the text must look like, and its name
+    KIND = "whole number"
 
-    def parse(self, raw: str) -> int:
-        if not re.fullmatch(r"-?[0-9]{1,9}", raw.strip()):
-            raise ValueError("not a whole number")
-        value = int(raw)
+    def parse(self, raw: str):
+        if not re.fullmatch(self.PATTERN, raw.strip()):
+            raise ValueError(f"not a {self.KIND}")
+        value = self.convert(raw)
         if not self.lo <= value <= self.hi:
-            raise ValueError(f"outside {self.lo}..{self.hi}")
+            raise ValueError(f"outside {self.lo:g}..{self.hi:g}")
         return value
+
+    @staticmethod
+    def convert(raw: str):
+        return int(raw)
 
 
 @dataclass(frozen=True)
@@ -58,19 +64,17 @@ class ChoiceField:
 
 
 @dataclass(frozen=True)
-class FloatField:
+class FloatField(IntField):
     """A decimal number lo..hi (both included), such as a confidence 0..1."""
     lo: float
     hi: float
     default: float | None = None
+    PATTERN = r"-?[0-9]{1,9}(\.[0-9]{1,9})?|-?\.[0-9]{1,9}"
+    KIND = "number"
 
-    def parse(self, raw: str) -> float:
-        if not re.fullmatch(r"-?[0-9]{1,9}(\.[0-9]{1,9})?|-?\.[0-9]{1,9}", raw.strip()):
-            raise ValueError("not a number")
-        value = float(raw)
-        if not self.lo <= value <= self.hi:
-            raise ValueError(f"outside {self.lo:g}..{self.hi:g}")
-        return value
+    @staticmethod
+    def convert(raw: str):
+        return float(raw)
 
 
 @dataclass(frozen=True)
