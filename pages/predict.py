@@ -64,7 +64,7 @@ def layout(test: str | None = None, **_):
                 dbc.RadioItems(id="predict-item", options=[], value=0, className="mt-2 item-list"),
                 html.Div([
                     html.Div(PHOTO_HINT, className="small text-muted"),
-                    dcc.Graph(id="predict-photo", config={"displaylogo": False, "modeBarButtons": [["drawrect"]]}),
+                    dcc.Graph(id="predict-photo", config={**figures.GRAPH_CONFIG, "modeBarButtons": [["drawrect"]]}),
                     dbc.Button("Use the whole photo", id="predict-whole", size="sm", color="link", className="p-0"),
                 ], id="predict-photo-box", className=HIDDEN),
                 html.Div(id="predict-steps", className="mt-2"),
@@ -73,7 +73,7 @@ def layout(test: str | None = None, **_):
                     className=empty),
             dbc.Col([
                 html.Div(id="predict-caption", className="predict-caption"),
-                dcc.Loading(dcc.Graph(id="predict-bars", config={"displayModeBar": False}), type="dot"),
+                dcc.Loading(dcc.Graph(id="predict-bars", config=figures.STATIC_GRAPH_CONFIG), type="dot"),
                 html.Div(id="predict-hint"),
                 dbc.Button("Why not …?", id="predict-whynot", color="link", className="p-0"),
                 html.Div("Click anywhere on a class's row to explain that class instead.", className="small text-muted"),

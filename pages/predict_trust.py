@@ -18,7 +18,7 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import Input, Output, State, callback, ctx, dcc, html
 
-from workbench import IMAGE_SIZE, ExplainError, RunError, explain_figures, trust
+from workbench import IMAGE_SIZE, ExplainError, RunError, explain_figures, figures, trust
 from workbench.classify import run_for_photos
 from workbench.components import problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, get_explainer
@@ -40,7 +40,7 @@ def colour_bar():
 def trust_section():
     """The faithfulness curve and the side-by-side button, placed under the images."""
     return html.Div([
-        dcc.Loading(dcc.Graph(id="predict-faith", config={"displayModeBar": False},
+        dcc.Loading(dcc.Graph(id="predict-faith", config=figures.STATIC_GRAPH_CONFIG,
                               style={"height": "260px"}), type="dot"),
         dbc.Button("Compare all methods", id="predict-compare-button", color="secondary", outline=True,
                    size="sm", className="mt-1"),

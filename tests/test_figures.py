@@ -130,15 +130,12 @@ def test_graph_configs_offer_no_upload_to_plotly_cloud():
 
 
 def test_every_graph_takes_its_config_from_figures():
-    """Each dcc.Graph in pages/ and workbench/ passes config=figures.*GRAPH_CONFIG (or a dict built on it).
-    The Predict pages are left out: they are being changed elsewhere (their graphs show no modebar,
-    or only the draw-a-box button)."""
+    """Each dcc.Graph in pages/ and workbench/ passes config=figures.*GRAPH_CONFIG (or a dict built on it)."""
     from pathlib import Path
     import re
 
     repo = Path(__file__).resolve().parents[1]
-    files = [f for f in [*(repo / "pages").glob("*.py"), *(repo / "workbench").glob("*.py")]
-             if not f.name.startswith("predict")]
+    files = [*(repo / "pages").glob("*.py"), *(repo / "workbench").glob("*.py")]
     calls = [(f.name, m.group(0)) for f in files
              for m in re.finditer(r"dcc\.Graph\((?:[^()]|\([^()]*\))*\)", f.read_text())]
     assert calls, "no dcc.Graph found: the pattern is wrong"
