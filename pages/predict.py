@@ -354,11 +354,11 @@ def caption(store, item_index, selected_run, use_photo_run):
     item = chosen(store, item_index)
     if item is None:
         return ""
-    if item.get("label") is not None:
-        return [html.Strong(item["name"]), f" · true class: {CLASS_NAMES[item['label']]}"]
     run_id = answering_run(item, selected_run, use_photo_run)
-    return [html.Strong(item["name"]), " · inside your box" if item.get("box") else "",
-            html.Span(f" · run {run_id}", className="text-muted")]
+    run = html.Span(f" · run {run_id}", className="text-muted") if run_id else ""
+    if item.get("label") is not None:
+        return [html.Strong(item["name"]), f" · true class: {CLASS_NAMES[item['label']]}", run]
+    return [html.Strong(item["name"]), " · inside your box" if item.get("box") else "", run]
 
 
 def hint(probs: np.ndarray, names: list[str], item: dict):

@@ -105,7 +105,7 @@ def test_threshold_override_reaches_the_page_and_a_rejected_upload_keeps_the_res
     duo.wait_for_page(url=f"{duo.server_url}/predict?test={index}", timeout=WAIT)
     duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)
     duo.wait_for_element("#predict-hint .low-confidence", timeout=WAIT)
-    assert text_of(duo, "#predict-caption") == f"test image #{index} · true class: {label}"
+    assert text_of(duo, "#predict-caption") == f"test image #{index} · true class: {label} · run {run_id}"
     assert "photo" not in text_of(duo, "#predict-hint .low-confidence")  # a test image is no photo
     shown = attribute(duo, "#predict-input", "src")
     (tmp_path / "notes.png").write_text("this is not an image")
@@ -114,7 +114,7 @@ def test_threshold_override_reaches_the_page_and_a_rejected_upload_keeps_the_res
     assert "Upload rejected; the result below is still your earlier image" in text_of(duo, "#predict-message")
     assert attribute(duo, "#predict-input", "src") == shown  # the earlier result stays
     assert displayed(duo, "#predict-bars") and not displayed(duo, "#predict-empty")
-    assert text_of(duo, "#predict-caption") == f"test image #{index} · true class: {label}"
+    assert text_of(duo, "#predict-caption") == f"test image #{index} · true class: {label} · run {run_id}"
 
 
 def test_photo_shows_the_found_outline_and_a_drawn_box_reruns_the_finder(workbench, tmp_path, data_dir):
