@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from model.errors import RunError
+from model.runs import FAMILIARITY
 
 if TYPE_CHECKING:  # keras (TensorFlow) only where a model is fitted: reading the file stays light
     import keras
 
-FAMILIARITY_FILE = "familiarity.npz"
 SAMPLE = 10_000        # training images (and as many photo-like copies) for the centres: seconds on 2 cores
 PERCENTILE = 99.0      # of the test images' distances: the threshold (1 % of test images are flagged)
 RIDGE = 1e-6           # added to the covariance's diagonal: dead ReLU channels make it singular
@@ -78,7 +78,7 @@ def fit_familiarity(model: keras.Model, train_images: np.ndarray, train_labels: 
 
 def save_familiarity(run_dir: Path | str, familiarity: Familiarity) -> Path:
     """Write <run_dir>/familiarity.npz atomically (a reader never sees half a file)."""
-    path = Path(run_dir) / FAMILIARITY_FILE
+    path = Path(run_dir) / FAMILIARITY
     partial = path.with_suffix(".partial.npz")
     np.savez(partial, means=familiarity.means, precision=familiarity.precision,
              threshold=np.float64(familiarity.threshold))
@@ -88,7 +88,7 @@ def save_familiarity(run_dir: Path | str, familiarity: Familiarity) -> Path:
 
 def load_familiarity(run_dir: Path | str) -> Familiarity | None:
     """The run's Familiarity, None when it has none; RunError when the file is damaged."""
-    path = Path(run_dir) / FAMILIARITY_FILE
+    path = Path(run_dir) / FAMILIARITY
     if not path.is_file():
         return None
     try:

@@ -43,6 +43,7 @@ CONFUSION_PNG = "confusion_matrix.png"
 FAITHFULNESS = "faithfulness.json"  # per-method deletion / insertion AUC and sanity check (workbench/trust.py)
 CLASS_IMAGES = "class_images.npz"  # what the model thinks each class looks like (workbench/teaching.py)
 EMBEDDING = "embedding.npz"  # 2-D UMAP map of the test set's penultimate features (model/embedding.py)
+FAMILIARITY = "familiarity.npz"  # class centres, shared precision and threshold of model/familiarity.py
 BACKUP_DIR = "backup"
 LABEL_ISSUES_DIR = "label_issues"  # model/label_issues.py: out-of-fold training probabilities and their settings
 OOF_TRAIN = "oof_train.npz"        # in LABEL_ISSUES_DIR: probs (60000, 10) float16, labels, folds

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from model import familiarity as fam
+from model import runs
 from model.data import load_raw
 from model.errors import RunError
 from workbench.classify import UNFAMILIAR, familiarity_warnings
@@ -55,9 +56,9 @@ def test_a_damaged_file_is_a_run_error_and_a_run_without_one_flags_nothing(runs_
     run = tmp_path / "copy"
     shutil.copytree(runs_dir / "fast-default", run, ignore=shutil.ignore_patterns("label_issues*", "*.parquet",
                                                                                    "embedding.npz"))
-    (run / fam.FAMILIARITY_FILE).write_bytes(b"not a zip")
+    (run / runs.FAMILIARITY).write_bytes(b"not a zip")
     with pytest.raises(RunError) as caught:
         fam.load_familiarity(run)
     assert caught.value.code == "bad_familiarity" and "workbench familiarity copy" in str(caught.value)
-    (run / fam.FAMILIARITY_FILE).unlink()
+    (run / runs.FAMILIARITY).unlink()
     assert familiarity_warnings(tmp_path, "copy", noise(2)) == [[], []]

@@ -26,7 +26,7 @@ import numpy as np
 
 from model import runs
 from model.errors import ImageError, SettingError
-from model.familiarity import FAMILIARITY_FILE, load_familiarity
+from model.familiarity import load_familiarity
 from model.runs import list_runs
 from workbench import artifacts
 from workbench.cache import cached
@@ -180,9 +180,11 @@ def familiarity_warnings(runs_dir: Path | str, run_id: str, images: np.ndarray,
                          backend: str = "keras") -> list[list[str]]:
     """Per image [UNFAMILIAR] when the run's familiarity check flags it, else []. Only where the run
     has one (`workbench familiarity RUN`) and with the Keras backend, whose graph gives the features."""
+    if backend != "keras":
+        return [[] for _ in images]
     run_dir = runs.run_path(runs_dir, run_id)
-    familiarity = cached("familiarity", run_dir / FAMILIARITY_FILE, lambda: load_familiarity(run_dir))
-    if familiarity is None or backend != "keras":
+    familiarity = cached("familiarity", run_dir / runs.FAMILIARITY, lambda: load_familiarity(run_dir))
+    if familiarity is None:
         return [[] for _ in images]
     from model.features import feature_model  # TensorFlow: imported once a model is in use
 
