@@ -157,8 +157,17 @@ def report(title: str, result: dict, low_confidence: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from model.data import load_splits
-    from workbench.inference import get_predictor
+    from model.errors import WorkbenchError
+
+    args = parse_args(argv)
+    try:
+        return run_real_photos(args) if args.real else run_rendered(args)
+    except WorkbenchError as exc:  # missing data, an unknown run, a folder without labels.csv: in words
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from workbench.classify import LOW_CONFIDENCE
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -172,9 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--low-confidence", type=float, default=LOW_CONFIDENCE)
     parser.add_argument("--save-dir", default=None, help="write the rendered JPEGs here")
     add_real_arguments(parser)
-    args = parser.parse_args(argv)
-    if args.real:
-        return run_real_photos(args)
+    return parser.parse_args(argv)
+
+
+def run_rendered(args: argparse.Namespace) -> int:
+    """The rendered-photo benchmark: test images rendered as photos, then the photo path."""
+    from model.data import load_splits
+    from workbench.inference import get_predictor
 
     test = load_splits(args.data_dir, progress=False).test
     pick = np.linspace(0, len(test) - 1, min(args.n, len(test))).round().astype(int)

@@ -57,9 +57,18 @@ class Outcome:
 
 def load_labels(folder: Path, half: str) -> list[tuple[str, int]]:
     """(file, label) rows of labels.csv, only odd or even trailing numbers when asked."""
-    with open(folder / "labels.csv", newline="") as handle:
-        rows = [(row["file"], int(row["label"])) for row in csv.DictReader(handle)]
-    return [row for row in rows if half == "all" or file_half(row[0]) == half]
+    from model.errors import DataError
+
+    try:
+        with open(folder / "labels.csv", newline="") as handle:
+            rows = [(row["file"], int(row["label"])) for row in csv.DictReader(handle)]
+        return [row for row in rows if half == "all" or file_half(row[0]) == half]
+    except FileNotFoundError:
+        raise DataError(f"{folder} has no labels.csv: a real-photo folder holds labels.csv (columns file, "
+                        "label) and images/", code="no_labels") from None
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{folder / 'labels.csv'} is not a labels table (columns file, label with a "
+                        f"class number, files numbered like name_001.jpg): {exc!r}", code="bad_labels") from None
 
 
 def file_half(name: str) -> str:

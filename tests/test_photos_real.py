@@ -100,3 +100,22 @@ def test_against_compares_the_two_runs_on_the_same_inputs(tmp_path, capsys):
     # both trousers right for A (Trouser) and wrong for B (T-shirt/top); the refused photo wrong for both
     assert "all: A 66.7%, B 0.0%; only A right 2, only B right 0" in printed
     assert "odd: A 50.0%, B 0.0%; only A right 1, only B right 0" in printed
+
+
+def run_benchmark(*args: str):
+    import subprocess
+
+    return subprocess.run([sys.executable, "benchmarks/photos.py", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_a_folder_without_labels_or_a_missing_data_dir_is_named_not_a_traceback(tmp_path):
+    no_labels = run_benchmark("--real", str(tmp_path))
+    (tmp_path / "labels.csv").write_text("file,label\nshirt.jpg,6\n")   # no number to halve by
+    unnumbered = run_benchmark("--real", str(tmp_path), "--half", "odd")
+    no_data = run_benchmark("--data-dir", str(tmp_path / "missing"), "--n", "5")
+    for result in (no_labels, unnumbered, no_data):
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "has no labels.csv" in no_labels.stderr
+    assert "is not a labels table" in unnumbered.stderr and "name_001.jpg" in unnumbered.stderr
+    assert str(tmp_path / "missing") in no_data.stderr
