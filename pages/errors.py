@@ -22,6 +22,7 @@ from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, 
 from workbench import CLASS_NAMES, PROB_COLUMNS, DataError, ExplainError, RunError, artifacts, figures
 from workbench.components import link_notes, no_run, problem, rows_table, settings
 from workbench.explain import get_explainer
+from workbench.gallery import detail, detail_footer, footer_state, step_in
 from workbench.images import overlay, png_data_url
 from workbench.urlstate import ChoiceField, FlagField, IntField, merge_query, parse_query, read_query, write_query
 
@@ -72,11 +73,7 @@ def layout(**query):
         ], className="mt-3", id="errors-gallery-card"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="errors-detail-title")),
                    dbc.ModalBody(id="errors-detail-body"),
-                   dbc.ModalFooter([dbc.Button("← previous", id="errors-prev", n_clicks=0, color="secondary",
-                                               outline=True, size="sm"),
-                                    html.Span(id="errors-position", className="small text-muted"),
-                                    dbc.Button("next →", id="errors-next", n_clicks=0, color="secondary",
-                                               outline=True, size="sm")], className="justify-content-between")],
+                   detail_footer("errors")],
                   id="errors-detail", size="xl", is_open=state["image"] is not None),
         dcc.Store(id="errors-cell", data=cell), dcc.Store(id="errors-image", data=state["image"]),
         dcc.Store(id="errors-scrolled"),
@@ -187,10 +184,8 @@ def step_image(current: dict, run_id, step: int) -> dict | None:
     if current["true"] is None or current["image"] is None or not run_id:
         return None
     order = cell_order(run_id, current["true"], current["pred"])
-    if current["image"] not in order:
-        return None
-    position = min(max(order.index(current["image"]) + step, 0), len(order) - 1)
-    return {**current, "image": order[position], "page": position // PAGE_SIZE + 1}
+    image = step_in(order, current["image"], step)
+    return None if image is None else {**current, "image": image, "page": order.index(image) // PAGE_SIZE + 1}
 
 
 def valid_cell(cell) -> dict | None:
@@ -312,41 +307,7 @@ def show_detail(index, run_id, cell):
     cell, cfg = valid_cell(cell), settings()
     try:
         order = cell_order(run_id, cell["true"], cell["pred"]) if cell else []
-        body = detail(cfg, run_id, index)
+        body = detail(cfg, run_id, index, "errors")
     except (RunError, DataError, ExplainError) as exc:
         return f"Test image #{index}", problem(str(exc)), True, True, None
-    if index not in order:
-        return f"Test image #{index}", body, True, True, None
-    position = order.index(index)
-    return (f"Test image #{index}", body, position == 0, position == len(order) - 1,
-            f"{position + 1} of {len(order)} in this cell")
-
-
-def detail(cfg: dict, run_id: str, index: int):
-    """A test image large, its Grad-CAM for the predicted class beside the one for the true class (the
-    runner-up's when the prediction is right), and the saved probabilities."""
-    frame = artifacts.predictions(cfg["runs_dir"], run_id)
-    rows = frame[frame["index"] == index]
-    if rows.empty:
-        raise RunError(f"test image #{index} is not in this run's predictions", "no_such_image")
-    row = rows.iloc[0]
-    probs = artifacts.probabilities(row)
-    names = artifacts.class_names(cfg["runs_dir"], run_id)
-    true, pred = int(row["label"]), int(row["predicted"])
-    other = true if true != pred else int(np.argsort(probs)[-2])
-    image = artifacts.test_images(cfg["data_dir"])[index]
-    heatmaps = get_explainer(cfg["runs_dir"], run_id).explain(np.stack([image, image]), [pred, other])
-    other_label = f"Grad-CAM for {names[other]} (true)" if true != pred else \
-        f"Grad-CAM for {names[other]} (runner-up)"
-    return dbc.Row([
-        dbc.Col([html.Div([big_figure(image, f"true: {names[true]}"),
-                           big_figure(overlay(image, heatmaps[0]), f"Grad-CAM for {names[pred]} (predicted)"),
-                           big_figure(overlay(image, heatmaps[1]), other_label)], className="image-pair"),
-                 dcc.Link("Explore in Predict →", href=f"/predict?test={index}")], lg=7),
-        dbc.Col(dcc.Graph(figure=figures.confidence_bars(probs, names), config=figures.STATIC_GRAPH_CONFIG), lg=5),
-    ], id="errors-detail-content")
-
-
-def big_figure(image: np.ndarray, caption: str):
-    return html.Figure([html.Img(src=png_data_url(image, scale=6), className="big-image"),
-                        html.Figcaption(caption, className="cam-caption")])
+    return (f"Test image #{index}", body, *footer_state(order, index, "in this cell"))

@@ -16,7 +16,7 @@ from dash.dash_table.Format import Format, Scheme
 
 from workbench import CLASS_NAMES, DataError, ExplainError, RunError, insight
 from workbench.components import link_notes, no_run, problem, settings
-from workbench.gallery import detail
+from workbench.gallery import detail, detail_footer, footer_state, step_in
 from workbench.urlstate import ChoiceField, FloatField, IntField, changed_query, merge_query, read_query_ignored
 
 dash.register_page(__name__, path="/all-errors", name="All errors", order=4)
@@ -87,8 +87,9 @@ def layout(**query):
                              style_table={"overflowX": "auto"},  # a narrow window scrolls the table, not the page
                              style_data_conditional=[{"if": {"state": "active"}, "backgroundColor": "#e8f1fc"}]),
         dcc.Download(id="table-download"),
-        dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="table-detail-title")), dbc.ModalBody(id="table-detail-body")],
-                  id="table-detail", size="xl", is_open=False),
+        dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="table-detail-title")), dbc.ModalBody(id="table-detail-body"),
+                   detail_footer("table")], id="table-detail", size="xl", is_open=False),
+        dcc.Store(id="table-open"),  # the test image open in the detail view
     ])
 
 
@@ -153,14 +154,29 @@ def export_csv(_clicks, shown, run_id):
             "type": "text/csv"}
 
 
-@callback(Output("table-detail", "is_open"), Output("table-detail-title", "children"),
-          Output("table-detail-body", "children"),
-          Input("table-grid", "active_cell"), State("run-store", "data"), prevent_initial_call=True)
-def open_detail(cell, run_id):
-    if not cell or cell.get("row_id") is None or not run_id:
-        return no_update, no_update, no_update
-    index = int(cell["row_id"])
+@callback(Output("table-detail", "is_open"), Output("table-open", "data"),
+          Input("table-grid", "active_cell"), Input("table-prev", "n_clicks"), Input("table-next", "n_clicks"),
+          State("table-open", "data"), State("table-grid", "derived_virtual_data"), prevent_initial_call=True)
+def open_detail(cell, _prev, _next, current, shown):
+    """A clicked row opens its image; previous / next step through the rows in the table's order."""
+    if ctx.triggered_id in ("table-prev", "table-next"):
+        order = [int(row["id"]) for row in shown or []]
+        index = step_in(order, current, -1 if ctx.triggered_id == "table-prev" else 1)
+        return (True, index) if index is not None else (no_update, no_update)
+    if not cell or cell.get("row_id") is None:
+        return no_update, no_update
+    return True, int(cell["row_id"])
+
+
+@callback(Output("table-detail-title", "children"), Output("table-detail-body", "children"),
+          Output("table-prev", "disabled"), Output("table-next", "disabled"), Output("table-position", "children"),
+          Input("table-open", "data"), State("table-grid", "derived_virtual_data"), State("run-store", "data"))
+def show_detail(index, shown, run_id):
+    if not isinstance(index, int) or not run_id:
+        return no_update, no_update, True, True, None
+    order = [int(row["id"]) for row in shown or []]
     try:
-        return True, f"Test image #{index}", detail(settings(), run_id, index)
+        body = detail(settings(), run_id, index, "table")
     except (RunError, DataError, ExplainError) as exc:
-        return True, f"Test image #{index}", problem(str(exc))
+        body = problem(str(exc))
+    return (f"Test image #{index}", body, *footer_state(order, index, "in the table's order"))

@@ -109,6 +109,18 @@ def test_table_filter_and_sort_follow_the_url(duo):
     assert set(column(duo, "predicted")) == {"T-shirt/top"}
     assert f"pred={CLASS_NAMES.index('T-shirt/top')}" in duo.driver.current_url
     screenshot(duo, "all-errors")
+    # a row opens its image; next / previous step through the rows in the table's (sorted) order
+    shown = [int(i) for i in column(duo, "index")]
+    duo.find_element("td[data-dash-column='true']").click()
+    until(lambda: text_of(duo, "#table-detail-title") == f"Test image #{shown[0]}", WAIT)
+    until(lambda: text_of(duo, "#table-position") == f"1 of {len(pair)} in the table's order", WAIT)
+    assert duo.find_element("#table-prev").get_attribute("disabled") is not None
+    duo.find_element("#table-next").click()
+    until(lambda: text_of(duo, "#table-detail-title") == f"Test image #{shown[1]}", WAIT)
+    until(lambda: len(duo.driver.find_elements(By.CSS_SELECTOR, "#table-detail-content img.big-image")) == 3, WAIT)
+    assert duo.find_element("#table-prev").get_attribute("disabled") is None
+    duo.find_element("#table-prev").click()
+    until(lambda: text_of(duo, "#table-detail-title") == f"Test image #{shown[0]}", WAIT)
 
 
 def test_compare_two_runs_shows_counts_and_verdict(duo):

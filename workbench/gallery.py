@@ -1,7 +1,9 @@
 """Galleries and the detail view of test images, shared by the Map, All errors and Compare pages.
 
     tiles, total = gallery(cfg, run_id, indices, page, with_overlay, "map")   # one page of clickable tiles
-    body = detail(cfg, run_id, index)      # image, Grad-CAM for the predicted and the true class, bars
+    body = detail(cfg, run_id, index)      # image, Grad-CAM for the predicted and the true (or runner-up) class
+    footer = detail_footer("table")        # ← previous · "k of n" · next → under a detail view
+    index = step_in(order, index, +1)      # the next image of an ordered list, held at its ends
 
 Only component builders live here (no callbacks: Dash registers a page's callbacks when it runs the
 page file, so decorators in a helper module would reach the first app only). Each tile is an
@@ -58,27 +60,55 @@ def tile(index: int, image: np.ndarray, true: str, predicted: str, confidence: f
                        **{"data-index": str(index)})
 
 
-def detail(cfg: dict, run_id: str, index: int):
-    """A test image large, Grad-CAM for the predicted class beside the true class's, and the probabilities."""
+def detail_footer(prefix: str) -> dbc.ModalFooter:
+    """A detail view's footer: buttons PREFIX-prev and PREFIX-next around the position PREFIX-position."""
+    def button(label, name):
+        return dbc.Button(label, id=f"{prefix}-{name}", n_clicks=0, color="secondary", outline=True, size="sm")
+
+    return dbc.ModalFooter([button("← previous", "prev"), html.Span(id=f"{prefix}-position",
+                                                                    className="small text-muted"),
+                            button("next →", "next")], className="justify-content-between")
+
+
+def step_in(order: list[int], index: int, step: int) -> int | None:
+    """The image `step` places from `index` in `order`, held at the ends; None when it is not there."""
+    if index not in order:
+        return None
+    return order[min(max(order.index(index) + step, 0), len(order) - 1)]
+
+
+def footer_state(order: list[int], index: int, where: str) -> tuple[bool, bool, str | None]:
+    """The footer's (previous disabled, next disabled, "k of n WHERE") for `index` in `order`."""
+    if index not in order:
+        return True, True, None
+    position = order.index(index)
+    return position == 0, position == len(order) - 1, f"{position + 1} of {len(order):,} {where}"
+
+
+def detail(cfg: dict, run_id: str, index: int, prefix: str = "insight"):
+    """A test image large, Grad-CAM for the predicted class beside the true class's (the runner-up's
+    when the answer is right), the probabilities and a link to Predict; its id is PREFIX-detail-content."""
     frame = artifacts.predictions(cfg["runs_dir"], run_id)
     row = frame[frame["index"] == index]
     if row.empty:
         raise artifacts.runs.RunError(f"run {run_id!r} has no prediction for test image #{index}", "no_image")
     row = row.iloc[0]
+    probs = artifacts.probabilities(row)
     names = artifacts.class_names(cfg["runs_dir"], run_id)
     true, pred = int(row["label"]), int(row["predicted"])
+    other = true if true != pred else int(np.argsort(probs)[-2])
     image = artifacts.test_images(cfg["data_dir"])[index]
-    heatmaps = get_explainer(cfg["runs_dir"], run_id).explain(np.stack([image, image]), [pred, true], "gradcam")
-
-    def figure(src, caption):
-        return html.Figure([html.Img(src=src, className="big-image"), html.Figcaption(caption)])
-
-    images = [figure(png_data_url(image, scale=6), f"true: {names[true]}"),
-              figure(png_data_url(overlay(image, heatmaps[0]), scale=6), f"Grad-CAM for {names[pred]} (predicted)")]
-    if true != pred:
-        images.append(figure(png_data_url(overlay(image, heatmaps[1]), scale=6), f"Grad-CAM for {names[true]} (true)"))
-    bars = dcc.Graph(figure=figures.confidence_bars(artifacts.probabilities(row), names, target=true),
-                     config=figures.STATIC_GRAPH_CONFIG)
+    heatmaps = get_explainer(cfg["runs_dir"], run_id).explain(np.stack([image, image]), [pred, other], "gradcam")
+    images = [big_figure(image, f"true: {names[true]}"),
+              big_figure(overlay(image, heatmaps[0]), f"Grad-CAM for {names[pred]} (predicted)"),
+              big_figure(overlay(image, heatmaps[1]),
+                         f"Grad-CAM for {names[other]} ({'true' if true != pred else 'runner-up'})")]
+    bars = dcc.Graph(figure=figures.confidence_bars(probs, names, target=true), config=figures.STATIC_GRAPH_CONFIG)
     return dbc.Row([dbc.Col([html.Div(images, className="image-pair"),
-                             dcc.Link("Explore in Predict →", href=f"/predict?test={index}")], md=7),
-                    dbc.Col(bars, md=5)], className="insight-detail")
+                             dcc.Link("Explore in Predict →", href=f"/predict?test={index}")], lg=7),
+                    dbc.Col(bars, lg=5)], className="insight-detail", id=f"{prefix}-detail-content")
+
+
+def big_figure(image: np.ndarray, caption: str):
+    return html.Figure([html.Img(src=png_data_url(image, scale=6), className="big-image"),
+                        html.Figcaption(caption, className="cam-caption")])
