@@ -14,7 +14,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from workbench import DataError, ExplainError, RunError, artifacts, insight, list_runs
 from workbench.components import link_notes, metric_card, problem, rows_table, settings
 from workbench.gallery import detail, gallery, pages
-from workbench.urlstate import ChoiceField, RunField, changed_query, read_query
+from workbench.urlstate import ChoiceField, RunField, changed_query, read_query, written_on_open
 
 dash.register_page(__name__, path="/compare", name="Compare", order=5)
 
@@ -22,11 +22,15 @@ HIDDEN = "d-none"
 SIDES = {"a_only": "A right, B wrong", "b_only": "B right, A wrong"}
 
 
+def fields(run_ids: list[str]) -> dict:
+    """The URL's parameters for this page: the two runs and the side whose images are shown."""
+    return {"a": RunField(tuple(run_ids)), "b": RunField(tuple(run_ids)),
+            "side": ChoiceField(tuple(SIDES), default="a_only")}
+
+
 def layout(**query):
     run_ids = list_runs(settings()["runs_dir"])
-    fields = {"a": RunField(tuple(run_ids)), "b": RunField(tuple(run_ids)),  # the URL's parameters
-              "side": ChoiceField(tuple(SIDES), default="a_only")}
-    state, notes = read_query(query, fields)
+    state, notes = read_query(query, fields(run_ids))
     a = state["a"] or (run_ids[0] if run_ids else None)
     b = state["b"] or next((r for r in run_ids if r != a), a)
     options = [{"label": r, "value": r} for r in run_ids]
@@ -66,7 +70,10 @@ def comparison(run_a: str, run_b: str) -> dict:
 @callback(Output("compare-url", "search"), Input("compare-a", "value"), Input("compare-b", "value"),
           Input("compare-side", "value"), State("compare-url", "search"))
 def write_url(run_a, run_b, side, search):
-    """Runs A and B and the side shown in the URL, its other parameters (the navbar's run) kept."""
+    """Runs A and B and the side shown in the URL, its other parameters (the navbar's run) kept; not as
+    the page opens, unless to drop values it ignored."""
+    if ctx.triggered_id is None and not written_on_open(search, fields(list_runs(settings()["runs_dir"]))):
+        return no_update
     url = changed_query(search, {"a": run_a or None, "b": run_b or None, "side": side or None})
     return no_update if url is None else url
 

@@ -17,7 +17,7 @@ from workbench import DataError, ExplainError, RunError, artifacts, figures, map
 from workbench.components import link_notes, no_run, problem, settings
 from workbench.gallery import detail, gallery, pages
 from workbench.images import png_data_url
-from workbench.urlstate import ChoiceField, changed_query, read_query
+from workbench.urlstate import ChoiceField, changed_query, read_query, written_on_open
 
 dash.register_page(__name__, path="/map", name="Map", order=3)
 
@@ -78,7 +78,10 @@ def show_hint(run_id):
           State("run-store", "data"))
 def write_url(colour, search, run_id):
     """The colouring and the run shown in the URL, its other parameters kept. A run chosen in the
-    navbar is written there by the app, so only the colouring (and the page load) triggers this."""
+    navbar is written there by the app, so only the colouring triggers this (and the page load, only
+    to drop a malformed colour)."""
+    if ctx.triggered_id is None and not written_on_open(search, FIELDS):
+        return no_update
     url = changed_query(search, {"colour": colour if colour in maps.COLOUR_BY else "true"}, run_id)
     return no_update if url is None else url
 

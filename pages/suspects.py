@@ -15,7 +15,7 @@ from dash.exceptions import PreventUpdate
 
 from workbench import RunError, WorkbenchError, artifacts, suspects as sus
 from workbench.components import link_notes, no_run, problem, settings
-from workbench.urlstate import ChoiceField, IntField, changed_query, read_query
+from workbench.urlstate import ChoiceField, IntField, changed_query, read_query, written_on_open
 
 dash.register_page(__name__, path="/suspects", name="Label issues", order=7)
 
@@ -56,13 +56,16 @@ def layout(**query):
           Input("run-store", "data"), Input("suspects-split", "value"), Input("suspects-pager", "active_page"),
           Input("suspects-url", "search"))
 def show_suspects(run_id, split, page, search):
+    chosen = ctx.triggered_id in ("suspects-split", "suspects-pager")
     if ctx.triggered_id == "suspects-url":  # Back / Forward: the URL wins over the controls
         state, _notes = read_query(search, FIELDS)
         split, page = state["split"], state["page"]
     split = split if split in sus.SPLITS else "test"
     page = page if isinstance(page, int) and page >= 1 else 1
 
-    def url(page: int):  # the split and page in the URL, the run and other parameters kept
+    def url(page: int):  # the split and page in the URL, the run and other parameters kept: when the
+        if not chosen and not written_on_open(search, FIELDS):  # user picks them (the app writes the run)
+            return no_update                                    # or to drop values the URL had wrong
         written = changed_query(search, {"split": split, "page": page}, run_id)
         return no_update if written is None else written
 

@@ -86,3 +86,18 @@ def test_an_unknown_path_says_so_and_links_to_the_pages(duo, path):
     assert "Page not found" not in {a.text for a in duo.find_elements("a.nav-link")}  # not in the navbar
     duo.find_element("#notfound-pages a[href='/suspects']").click()
     until(lambda: urlparse(duo.driver.current_url).path == "/suspects", WAIT)
+
+
+OPENED = [("/map", "#map-graph .legendtext"), ("/compare", "#compare-summary *"),
+          ("/all-errors", "td[data-dash-column='index']"), ("/suspects", "#suspects-pager"),
+          ("/errors", "#errors-matrix .main-svg")]
+
+
+@pytest.mark.parametrize("path, ready", OPENED, ids=[p for p, _ in OPENED])
+def test_opening_a_page_adds_no_history_entry_so_back_leaves_it(duo, path, ready):
+    visit(duo, "/")
+    duo.driver.get(duo.server_url + path)
+    until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, ready), WAIT)
+    duo.driver.execute_script("return new Promise(done => setTimeout(done, 1500))")  # callbacks settle
+    duo.driver.back()  # a page that wrote its URL as it opened would be rewritten here, trapping Back
+    until(lambda: urlparse(duo.driver.current_url).path == "/", WAIT)

@@ -178,3 +178,10 @@ def changed_query(search: str | dict | None, updates: dict, run_id: str | None =
     run shown as run=; None when that is the query already (nothing to write)."""
     query = merge_query(search, {**updates, "run": run_id} if run_id else updates)
     return None if parse_query(query) == parse_query(search) else query
+
+
+def written_on_open(search: str | dict | None, fields: dict) -> bool:
+    """Whether a page that is just opening should write its URL: only to drop values it ignored. A
+    write adds a history entry, so a page that wrote its URL each time it opened would write it again
+    each time Back reached it, and Back could never leave the page."""
+    return bool(read_query_ignored(search, fields)[2])
