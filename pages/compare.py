@@ -16,7 +16,7 @@ from workbench.components import link_notes, metric_card, problem, rows_table, s
 from workbench.gallery import detail, gallery, pages
 from workbench.urlstate import ChoiceField, RunField, changed_query, read_query, written_on_open
 
-dash.register_page(__name__, path="/compare", name="Compare", order=5)
+dash.register_page(__name__, path="/compare", name="Compare", order=6)
 
 HIDDEN = "d-none"
 SIDES = {"a_only": "A right, B wrong", "b_only": "B right, A wrong"}

@@ -17,7 +17,7 @@ from workbench import WorkbenchError, list_runs
 from workbench.components import problem, settings
 from workbench.imports import job_status, max_model_bytes, start_import
 
-dash.register_page(__name__, path="/import", name="Import a model", order=5)
+dash.register_page(__name__, path="/import", name="Import", order=10)
 
 POLL_MS = 700  # progress refresh while an import runs
 SCALES = [{"label": "work it out (try 0-1 and 0-255 on validation images)", "value": "auto"},

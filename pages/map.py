@@ -19,7 +19,7 @@ from workbench.gallery import detail, gallery, pages
 from workbench.images import png_data_url
 from workbench.urlstate import ChoiceField, changed_query, read_query, written_on_open
 
-dash.register_page(__name__, path="/map", name="Map", order=3)
+dash.register_page(__name__, path="/map", name="Map", order=4)
 
 HIDDEN = "d-none"
 PROMPT = "Drag a lasso (or pick the box tool) around points of the map to list their images here."

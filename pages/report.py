@@ -13,7 +13,7 @@ from workbench.images import colorize, png_data_url
 from workbench.components import metric_card, no_run, problem, rows_table, settings
 from workbench.inference import get_predictor
 
-dash.register_page(__name__, path="/report", name="Model report", order=4)
+dash.register_page(__name__, path="/report", name="Report", order=7)
 
 layout = html.Div([html.H2("Model report", className="page-title"),
                    dcc.Loading(html.Div(id="report-body"), type="dot")])

@@ -17,7 +17,7 @@ from workbench import RunError, WorkbenchError, artifacts, suspects as sus
 from workbench.components import link_notes, no_run, problem, settings
 from workbench.urlstate import ChoiceField, IntField, changed_query, read_query, written_on_open
 
-dash.register_page(__name__, path="/suspects", name="Label issues", order=7)
+dash.register_page(__name__, path="/suspects", name="Label issues", order=5)
 
 PAGE_SIZE = 12  # tiles per page: two Grad-CAM batches of 12 images stay well under a second on 2 cores
 DUPLICATES_SHOWN = 30  # near-duplicate pairs shown (most similar first): fast-default has 25

@@ -19,7 +19,7 @@ from workbench.components import link_notes, no_run, problem, settings
 from workbench.gallery import detail, detail_footer, footer_state, step_in
 from workbench.urlstate import ChoiceField, FloatField, IntField, changed_query, merge_query, read_query_ignored
 
-dash.register_page(__name__, path="/all-errors", name="All errors", order=4)
+dash.register_page(__name__, path="/all-errors", name="All errors", order=3)
 
 PAGE_SIZE = 25  # rows per table page: fits a laptop screen without scrolling
 TEST_IMAGES = 10_000  # the official test split: at most 400 table pages

@@ -20,7 +20,7 @@ from workbench.components import no_run, problem, settings
 from workbench.explain import get_explainer
 from workbench.images import overlay, png_data_url
 
-dash.register_page(__name__, path="/teach", name="Teach", order=6)
+dash.register_page(__name__, path="/teach", name="Teach", order=9)
 
 layout = html.Div([
     html.Div([

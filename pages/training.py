@@ -9,7 +9,7 @@ from dash import Input, Output, callback, dcc, html
 from workbench import RunError, artifacts, figures, list_runs
 from workbench.components import no_run, problem, rows_table, settings
 
-dash.register_page(__name__, path="/training", name="Training", order=3)
+dash.register_page(__name__, path="/training", name="Training", order=8)
 
 layout = html.Div([
     html.H2("Training", className="page-title"),
