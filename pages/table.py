@@ -96,8 +96,8 @@ def layout(**query):
 @callback(Output("table-grid", "data"), Output("table-count", "children"), Output("table-problem", "children"),
           Output("table-grid", "page_current"),
           Input("run-store", "data"), Input("table-all", "value"), Input("table-true", "value"),
-          Input("table-pred", "value"), Input("table-confidence", "value"))
-def show_rows(run_id, every, true, pred, confidence):
+          Input("table-pred", "value"), Input("table-confidence", "value"), State("table-grid", "page_current"))
+def show_rows(run_id, every, true, pred, confidence, current):
     page = 0 if ctx.triggered_id in ("table-all", "table-true", "table-pred", "table-confidence") else no_update
     if not run_id:
         return [], "", no_run(), page
@@ -110,6 +110,10 @@ def show_rows(run_id, every, true, pred, confidence):
     shown = insight.filter_rows(rows, _class(true), _class(pred), (float(lo), float(hi)), errors_only=not every)
     what = "test images" if every else "misclassified test images"
     count = f"{len(shown):,} {what} of {len(rows):,} (sort by clicking a column title; click a row for Grad-CAM)"
+    pages = max(1, -(-len(shown) // PAGE_SIZE))
+    if page is no_update and isinstance(current, int) and current >= pages:  # a link's page past the end
+        count += f"; the link's page {current + 1} is past the last, so page {pages} is shown"
+        page = pages - 1
     data = shown[insight.ROW_COLUMNS].assign(id=shown["index"]).to_dict("records")
     return data, count, None, page
 

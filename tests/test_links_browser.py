@@ -17,7 +17,8 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 
 from browser_helpers import WAIT, fresh, text_of, until
-from test_insight_browser import RUNS, duo, insight_runs, visit  # noqa: F401 (fixtures)
+from model import runs
+from test_insight_browser import REPO, RUNS, duo, insight_runs, visit  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -101,3 +102,14 @@ def test_opening_a_page_adds_no_history_entry_so_back_leaves_it(duo, path, ready
     duo.driver.execute_script("return new Promise(done => setTimeout(done, 1500))")  # callbacks settle
     duo.driver.back()  # a page that wrote its URL as it opened would be rewritten here, trapping Back
     until(lambda: urlparse(duo.driver.current_url).path == "/", WAIT)
+
+
+def test_a_table_page_past_the_last_shows_the_last_page_and_says_so(duo):
+    frame = runs.read_predictions(REPO / "runs" / RUNS[0])
+    errors = frame[(frame["label"] == 6) & (frame["predicted"] == 0)]  # Shirts taken for T-shirts
+    last = -(-len(errors) // 25)
+    visit(duo, "/all-errors?true=6&pred=0&page=300")
+    duo.wait_for_contains_text("#table-count", f"the link's page 300 is past the last, so page {last} is shown",
+                               timeout=WAIT)
+    until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, "td[data-dash-column='index']"), WAIT)  # not blank
+    until(lambda: query(duo).get("page") == str(last), WAIT)
