@@ -14,7 +14,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from workbench import DataError, ExplainError, RunError, artifacts, insight, list_runs
 from workbench.components import link_notes, metric_card, problem, rows_table, settings
 from workbench.gallery import detail, gallery, pages
-from workbench.urlstate import ChoiceField, RunField, changed_query, read_query, written_on_open
+from workbench.urlstate import ChoiceField, RunField, changed_query, has_ignored, read_query
 
 dash.register_page(__name__, path="/compare", name="Compare", order=6)
 
@@ -28,16 +28,21 @@ def fields(run_ids: list[str]) -> dict:
             "side": ChoiceField(tuple(SIDES), default="a_only")}
 
 
+def runs_named(state: dict, run_ids: list[str]) -> tuple[str | None, str | None]:
+    """Runs A and B from the URL's state; by default the first run and another one."""
+    a = state["a"] or (run_ids[0] if run_ids else None)
+    return a, state["b"] or next((r for r in run_ids if r != a), a)
+
+
 def layout(**query):
     run_ids = list_runs(settings()["runs_dir"])
     state, notes = read_query(query, fields(run_ids))
-    a = state["a"] or (run_ids[0] if run_ids else None)
-    b = state["b"] or next((r for r in run_ids if r != a), a)
+    a, b = runs_named(state, run_ids)
     options = [{"label": r, "value": r} for r in run_ids]
     return html.Div([
         dcc.Location(id="compare-url", refresh=False),
         html.H2("Compare runs", className="page-title"),
-        link_notes(notes, "compare"),  # write_url then writes the runs and side shown
+        link_notes(notes, "compare"),  # sync_url then drops the values ignored
         dbc.Row([dbc.Col([html.Div("run A", className="small text-muted"),
                           dcc.Dropdown(id="compare-a", options=options, value=a, clearable=False)], md=4),
                  dbc.Col([html.Div("run B", className="small text-muted"),
@@ -67,15 +72,23 @@ def comparison(run_a: str, run_b: str) -> dict:
                                 artifacts.class_names(runs_dir, run_a), run_a, run_b)
 
 
-@callback(Output("compare-url", "search"), Input("compare-a", "value"), Input("compare-b", "value"),
-          Input("compare-side", "value"), State("compare-url", "search"))
-def write_url(run_a, run_b, side, search):
-    """Runs A and B and the side shown in the URL, its other parameters (the navbar's run) kept; not as
-    the page opens, unless to drop values it ignored."""
-    if ctx.triggered_id is None and not written_on_open(search, fields(list_runs(settings()["runs_dir"]))):
-        return no_update
+@callback(Output("compare-url", "search"), Output("compare-a", "value"), Output("compare-b", "value"),
+          Output("compare-side", "value"), Input("compare-a", "value"), Input("compare-b", "value"),
+          Input("compare-side", "value"), Input("compare-url", "search"))
+def sync_url(run_a, run_b, side, search):
+    """Runs A and B, the side shown and the URL in step, one callback both ways: Back or Forward
+    changed the URL -> show what it names; a control changed -> write it, the URL's other parameters
+    (the navbar's run) kept. Opening the page writes nothing, unless to drop values it ignored."""
+    run_ids = list_runs(settings()["runs_dir"])
+    if ctx.triggered_id not in ("compare-a", "compare-b", "compare-side"):  # opening, Back, Forward
+        state = read_query(search, fields(run_ids))[0]
+        wanted = dict(zip(("a", "b"), runs_named(state, run_ids)), side=state["side"])
+        url = changed_query(search, wanted) if has_ignored(search, fields(run_ids)) else None
+        shown = {"a": run_a, "b": run_b, "side": side}
+        return (no_update if url is None else url,
+                *(wanted[k] if wanted[k] != shown[k] else no_update for k in ("a", "b", "side")))
     url = changed_query(search, {"a": run_a or None, "b": run_b or None, "side": side or None})
-    return no_update if url is None else url
+    return no_update if url is None else url, no_update, no_update, no_update
 
 
 @callback(Output("compare-summary", "children"), Output("compare-classes", "children"),

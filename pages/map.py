@@ -17,7 +17,7 @@ from workbench import DataError, ExplainError, RunError, artifacts, figures, map
 from workbench.components import link_notes, no_run, problem, settings
 from workbench.gallery import detail, gallery, pages
 from workbench.images import png_data_url
-from workbench.urlstate import ChoiceField, changed_query, read_query, written_on_open
+from workbench.urlstate import ChoiceField, changed_query, has_ignored, read_query
 
 dash.register_page(__name__, path="/map", name="Map", order=4)
 
@@ -33,7 +33,7 @@ def layout(**query):
     return html.Div([
         dcc.Location(id="map-url", refresh=False),  # written by callbacks: history entries, no reload
         html.H2("Map", className="page-title"),
-        link_notes(notes, "map"),  # write_url then writes the colour shown
+        link_notes(notes, "map"),  # sync_url then drops a malformed colour
         html.P("Each dot is a test image, placed by the model's penultimate-layer features (UMAP): images the "
                "model sees as alike sit together. Hover to see one, lasso a region to list its images.",
                className="text-muted small"),
@@ -74,16 +74,19 @@ def show_hint(run_id):
                      f"`workbench embed {run_id}` computes it ahead of time.", color="info", id="map-computing")
 
 
-@callback(Output("map-url", "search"), Input("map-colour", "value"), State("map-url", "search"),
-          State("run-store", "data"))
-def write_url(colour, search, run_id):
-    """The colouring and the run shown in the URL, its other parameters kept. A run chosen in the
-    navbar is written there by the app, so only the colouring triggers this (and the page load, only
-    to drop a malformed colour)."""
-    if ctx.triggered_id is None and not written_on_open(search, FIELDS):
-        return no_update
+@callback(Output("map-url", "search"), Output("map-colour", "value"),
+          Input("map-colour", "value"), Input("map-url", "search"), State("run-store", "data"))
+def sync_url(colour, search, run_id):
+    """The colouring and the URL in step, one callback both ways (Dash allows a loop only inside
+    one): Back or Forward changed the URL -> show its colouring; the colouring changed -> write it, the
+    run shown and the URL's other parameters kept. A run chosen in the navbar is written by the app.
+    Opening the page writes nothing (urlstate.has_ignored), unless to drop a malformed colour."""
+    if ctx.triggered_id != "map-colour":  # opening, Back or Forward: the URL wins
+        wanted = read_query(search, FIELDS)[0]["colour"]
+        url = changed_query(search, {"colour": wanted}, run_id) if has_ignored(search, FIELDS) else None
+        return no_update if url is None else url, wanted if wanted != colour else no_update
     url = changed_query(search, {"colour": colour if colour in maps.COLOUR_BY else "true"}, run_id)
-    return no_update if url is None else url
+    return no_update if url is None else url, no_update
 
 
 @callback(Output("map-graph", "figure"), Output("map-hint", "children", allow_duplicate=True),

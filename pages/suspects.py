@@ -15,7 +15,7 @@ from dash.exceptions import PreventUpdate
 
 from workbench import RunError, WorkbenchError, artifacts, suspects as sus
 from workbench.components import link_notes, no_run, problem, settings
-from workbench.urlstate import ChoiceField, IntField, changed_query, read_query, written_on_open
+from workbench.urlstate import ChoiceField, IntField, changed_query, has_ignored, read_query
 
 dash.register_page(__name__, path="/suspects", name="Label issues", order=5)
 
@@ -64,7 +64,7 @@ def show_suspects(run_id, split, page, search):
     page = page if isinstance(page, int) and page >= 1 else 1
 
     def url(page: int):  # the split and page in the URL, the run and other parameters kept: when the
-        if not chosen and not written_on_open(search, FIELDS):  # user picks them (the app writes the run)
+        if not chosen and not has_ignored(search, FIELDS):  # user picks them (the app writes the run)
             return no_update                                    # or to drop values the URL had wrong
         written = changed_query(search, {"split": split, "page": page}, run_id)
         return no_update if written is None else written

@@ -113,3 +113,35 @@ def test_a_table_page_past_the_last_shows_the_last_page_and_says_so(duo):
                                timeout=WAIT)
     until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, "td[data-dash-column='index']"), WAIT)  # not blank
     until(lambda: query(duo).get("page") == str(last), WAIT)
+
+
+def test_back_on_the_map_undoes_a_colouring(duo):
+    visit(duo, "/")
+    duo.driver.get(duo.server_url + "/map?colour=correct")
+    legend = "#map-graph .legendtext"
+    until(lambda: fresh(lambda: [e.text for e in duo.find_elements(legend)]) == ["correct", "wrong"], WAIT)
+    duo.find_element("label[for='_dbcprivate_radioitems_map-colour_input_predicted']").click()
+    until(lambda: query(duo).get("colour") == "predicted", WAIT)
+    until(lambda: "wrong" not in fresh(lambda: [e.text for e in duo.find_elements(legend)]), WAIT)
+    duo.driver.back()
+    until(lambda: query(duo).get("colour") == "correct", WAIT)
+    until(lambda: fresh(lambda: [e.text for e in duo.find_elements(legend)]) == ["correct", "wrong"], WAIT)
+    duo.driver.back()  # and on, out of the page
+    until(lambda: urlparse(duo.driver.current_url).path == "/", WAIT)
+
+
+def test_back_on_compare_undoes_a_side_and_a_run_pick(duo):
+    visit(duo, "/")
+    duo.driver.get(duo.server_url + f"/compare?a={RUNS[0]}&b={RUNS[1]}")
+    until(lambda: text_of(duo, "#compare-counts"), WAIT)
+    duo.find_element("label[for='_dbcprivate_radioitems_compare-side_input_b_only']").click()
+    until(lambda: query(duo).get("side") == "b_only", WAIT)
+    duo.select_dcc_dropdown("#compare-b", RUNS[0])
+    until(lambda: query(duo).get("b") == RUNS[0], WAIT)
+    duo.driver.back()
+    until(lambda: query(duo).get("b") == RUNS[1] and text_of(duo, "#compare-b") == RUNS[1], WAIT)
+    duo.driver.back()
+    until(lambda: "side" not in query(duo), WAIT)
+    assert duo.find_element("#_dbcprivate_radioitems_compare-side_input_a_only").is_selected()
+    duo.driver.back()  # and on, out of the page
+    until(lambda: urlparse(duo.driver.current_url).path == "/", WAIT)

@@ -75,3 +75,11 @@ def test_float_and_run_fields_and_the_ignored_values_themselves():
     assert ignored == {"lo": "abc", "a": "nope", "b": "", "side": "zzz"}  # what the page drops from the URL
     assert read_query_ignored("?lo=0.35&a=photo-default", fields)[0]["lo"] == 0.35
     assert read_query("?lo=1.5", fields)[1] == ["lo='1.5' ignored: outside 0..1"]
+
+
+def test_has_ignored_is_true_only_for_a_malformed_or_unknown_value():
+    from workbench.urlstate import has_ignored
+
+    fields = {"colour": ChoiceField(("true", "predicted"), default="true"), "page": IntField(1, 9, default=1)}
+    assert not has_ignored("", fields) and not has_ignored("?colour=predicted&page=3&run=x", fields)
+    assert has_ignored("?colour=<b>", fields) and has_ignored("?page=0", fields) and has_ignored({"page": "a"}, fields)

@@ -180,8 +180,9 @@ def changed_query(search: str | dict | None, updates: dict, run_id: str | None =
     return None if parse_query(query) == parse_query(search) else query
 
 
-def written_on_open(search: str | dict | None, fields: dict) -> bool:
-    """Whether a page that is just opening should write its URL: only to drop values it ignored. A
-    write adds a history entry, so a page that wrote its URL each time it opened would write it again
-    each time Back reached it, and Back could never leave the page."""
+def has_ignored(search: str | dict | None, fields: dict) -> bool:
+    """Whether the URL holds values the page ignores; the page then writes its URL to drop them.
+    Otherwise a page writes its URL only when the user changes its view, not as it opens: a write
+    adds a history entry, so a page that wrote its URL each time it opened would write it again each
+    time Back reached it, and Back could never leave the page."""
     return bool(read_query_ignored(search, fields)[2])
