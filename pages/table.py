@@ -98,7 +98,9 @@ def layout(**query):
           Input("run-store", "data"), Input("table-all", "value"), Input("table-true", "value"),
           Input("table-pred", "value"), Input("table-confidence", "value"), State("table-grid", "page_current"))
 def show_rows(run_id, every, true, pred, confidence, current):
-    page = 0 if ctx.triggered_id in ("table-all", "table-true", "table-pred", "table-confidence") else no_update
+    """The filtered rows. A filter the user changes starts again at page 1 (sync_url); a link's page
+    past the filtered table's end, as the page opens, shows the last page and says so."""
+    page = no_update
     if not run_id:
         return [], "", no_run(), page
     runs_dir = settings()["runs_dir"]
@@ -111,22 +113,43 @@ def show_rows(run_id, every, true, pred, confidence, current):
     what = "test images" if every else "misclassified test images"
     count = f"{len(shown):,} {what} of {len(rows):,} (sort by clicking a column title; click a row for Grad-CAM)"
     pages = max(1, -(-len(shown) // PAGE_SIZE))
-    if page is no_update and isinstance(current, int) and current >= pages:  # a link's page past the end
+    opening = ctx.triggered_id in (None, "run-store")
+    if opening and isinstance(current, int) and current >= pages:  # a link's page past the end
         count += f"; the link's page {current + 1} is past the last, so page {pages} is shown"
         page = pages - 1
     data = shown[insight.ROW_COLUMNS].assign(id=shown["index"]).to_dict("records")
     return data, count, None, page
 
 
-@callback(Output("table-url", "search"),
+FILTERS = ("table-all", "table-true", "table-pred", "table-confidence")
+
+
+@callback(Output("table-url", "search"), Output("table-all", "value"), Output("table-true", "value"),
+          Output("table-pred", "value"), Output("table-confidence", "value"), Output("table-grid", "sort_by"),
+          Output("table-grid", "page_current", allow_duplicate=True),
           Input("table-all", "value"), Input("table-true", "value"), Input("table-pred", "value"),
           Input("table-confidence", "value"), Input("table-grid", "sort_by"), Input("table-grid", "page_current"),
-          State("table-url", "search"), State("run-store", "data"), prevent_initial_call=True)
-def write_url(every, true, pred, confidence, sort_by, page, search, run_id):
-    """The view's state and the run shown in the URL, its other parameters kept."""
-    view = url_query(every, true, pred, confidence, sort_by, page)
+          Input("table-url", "search"), State("table-grid", "data"), State("run-store", "data"),
+          prevent_initial_call=True)
+def sync_url(every, true, pred, confidence, sort_by, page, search, rows, run_id):
+    """The view and the URL in step, one callback both ways (Dash allows a loop only inside one): Back
+    or Forward changed the URL -> show its view; the user changed the view -> write it, with the run
+    shown and the URL's other parameters kept. A changed filter starts again at page 1."""
+    shown = [bool(every), _class(true), _class(pred), confidence, sort_by, page]
+    if ctx.triggered_id == "table-url":
+        wanted = controls(read_query_ignored(search, FIELDS)[0])
+        wanted[-1] = min(wanted[-1], max(0, -(-len(rows or []) // PAGE_SIZE) - 1))  # past the end: show_rows
+        return no_update, *(w if w != now else no_update for w, now in zip(wanted, shown))
+    first = 0 if ctx.triggered_id in FILTERS else page
+    view = url_query(every, true, pred, confidence, sort_by, first)
     url = changed_query(search, {key: view.get(key) for key in URL_KEYS}, run_id)
-    return no_update if url is None else url
+    return no_update if url is None else url, *(no_update,) * 5, first if first != page else no_update
+
+
+def controls(state: dict) -> list:
+    """The controls' values for the URL's state, in sync_url's order."""
+    return [state["show"] == "all", state["true"], state["pred"], [state["lo"], state["hi"]],
+            parse_sort(state["sort"]), state["page"] - 1]
 
 
 @callback(Output("table-url", "search", allow_duplicate=True), Input("table-ignored", "data"),
