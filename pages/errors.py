@@ -129,9 +129,10 @@ def sync_state(search, norm, cam, page, click, _pairs, _thumbs, _prev, _next, is
     cell = valid_cell(cell)
     current = {"norm": norm, "cam": bool(cam), "page": page, "image": image,
                "true": cell["true"] if cell else None, "pred": cell["pred"] if cell else None}
-    if ctx.triggered_id == "errors-url":  # the URL changed: show what it says
-        state, notes = read_state(search, run_id)
-        return no_update, *changed(state, current, is_open), link_notes(notes, "errors")
+    if ctx.triggered_id == "errors-url":  # the URL changed: show what it says, and drop what was ignored
+        state, notes = read_state(search, run_id)  # (written here, the clean URL does not trigger this again)
+        url = write_query(search, state, FIELDS) if notes else no_update
+        return url, *changed(state, current, is_open), link_notes(notes, "errors")
     state = next_state(current, ctx.triggered_id, ctx.triggered[0]["value"], click, run_id)
     if state is None:
         return (no_update,) * 8
