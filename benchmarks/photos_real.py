@@ -47,6 +47,7 @@ class Outcome:
     label: int
     predicted: int = -1                 # -1: refused
     probability: float = 0.0
+    runner_up: int = -1                 # the second class, which the Predict page names for a flagged answer
     refusal: str = ""
     warnings: list[str] = field(default_factory=list)
     prep_ms: float = 0.0
@@ -97,6 +98,7 @@ def run_one(path: Path, label: int, predictor, explainer, flags=None) -> Outcome
         explainer.explain(prepared.image[None], int(probs.argmax()))
     outcome.model_ms = (time.perf_counter() - started) * 1000
     outcome.predicted, outcome.probability = int(probs.argmax()), float(probs.max())
+    outcome.runner_up = int(np.argsort(probs)[-2])
     outcome.warnings, outcome.image = [*prepared.warnings, *extra], prepared.image
     outcome.thumb = thumbnail(dict(prepared.steps)["original"], prepared)
     return outcome
@@ -165,9 +167,11 @@ def print_flagged(outcomes: list[Outcome], right: np.ndarray, low_confidence: fl
     flagged = np.array([o.probability < low_confidence or bool(o.warnings) for o in outcomes]) & answered
     warned = np.array([bool(o.warnings) for o in outcomes])
     calm = answered & ~flagged
-    rate = lambda pick: f"{right[pick].mean():.0%}" if pick.any() else "-"  # noqa: E731
+    second = right | np.array([o.runner_up == o.label for o in outcomes])
+    rate = lambda pick, hit=right: f"{hit[pick].mean():.0%}" if pick.any() else "-"  # noqa: E731
     print(f"  flagged {flagged.sum()} (top-1 < {low_confidence} or a warning; {warned.sum()} warnings): "
-          f"right {rate(flagged)}; unflagged {calm.sum()}: right {rate(calm)}")
+          f"right {rate(flagged)}, the true class in the top two {rate(flagged, second)}; "
+          f"unflagged {calm.sum()}: right {rate(calm)}")
 
 
 def calibrate(outcomes: list[Outcome], target: float = CALIBRATION_TARGET) -> float | None:

@@ -380,7 +380,9 @@ def hint(probs: np.ndarray, names: list[str], item: dict):
         threshold = settings()["low_confidence"]
         opening = (f"Low confidence: the top class has only {top:.1%} (answers under {threshold:.0%} are "
                    "flagged). " if low else "Treat this answer with care. ")
-        notes.append(dbc.Alert([opening, *[f"{w[:1].upper()}{w[1:]}. " for w in warnings], why],
+        second = int(np.argsort(probs)[-2])  # a flagged photo's true class is the runner-up about as
+        maybe = f"It may also be {names[second]} ({probs[second]:.1%}). "  # often as the top class
+        notes.append(dbc.Alert([opening, maybe, *[f"{w[:1].upper()}{w[1:]}. " for w in warnings], why],
                                color="warning", className="low-confidence mt-2 mb-0"))
     return notes
 

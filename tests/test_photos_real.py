@@ -119,3 +119,15 @@ def test_a_folder_without_labels_or_a_missing_data_dir_is_named_not_a_traceback(
     assert "has no labels.csv" in no_labels.stderr
     assert "is not a labels table" in unnumbered.stderr and "name_001.jpg" in unnumbered.stderr
     assert str(tmp_path / "missing") in no_data.stderr
+
+
+def test_flagged_answers_count_how_often_the_runner_up_is_the_true_class(capsys):
+    module = load_module()
+    Outcome = module.Outcome
+    outcomes = [Outcome("a_001.jpg", 2, 0, 0.40, runner_up=2),   # flagged, the runner-up is right
+                Outcome("a_003.jpg", 2, 0, 0.50, runner_up=4),   # flagged, neither is right
+                Outcome("a_005.jpg", 1, 1, 0.95, runner_up=3)]   # unflagged, right
+    module.print_flagged(outcomes, np.array([o.predicted == o.label for o in outcomes]), 0.65)
+    printed = capsys.readouterr().out
+    assert "flagged 2 (top-1 < 0.65 or a warning; 0 warnings): right 0%, the true class in the top two 50%" in printed
+    assert "unflagged 1: right 100%" in printed

@@ -107,6 +107,9 @@ def test_threshold_override_reaches_the_page_and_a_rejected_upload_keeps_the_res
     duo.wait_for_element("#predict-hint .low-confidence", timeout=WAIT)
     assert text_of(duo, "#predict-caption") == f"test image #{index} · true class: {label} · run {run_id}"
     assert "photo" not in text_of(duo, "#predict-hint .low-confidence")  # a test image is no photo
+    probs = confident[runs.PROB_COLUMNS].to_numpy(float)
+    second = int(probs.argsort()[-2])
+    assert f"It may also be {CLASS_NAMES[second]} (" in text_of(duo, "#predict-hint")  # the runner-up named
     shown = attribute(duo, "#predict-input", "src")
     (tmp_path / "notes.png").write_text("this is not an image")
     duo.find_element("#predict-upload input[type=file]").send_keys(str(tmp_path / "notes.png"))
