@@ -32,6 +32,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
 from model.data import CLASS_NAMES, load_raw
 from test_preprocess import encode, load_benchmark, png_header_only
 from workbench.classify import PHOTO_RUN_ID, run_for_photos
+from workbench.limits import ApiLimits
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -261,6 +262,27 @@ def test_json_cut_short_is_named_as_such(server, api_schema):
     assert "not valid JSON (cut short or malformed)" in check_error(cut, 400, "bad_json", api_schema)["detail"]
     listed = predict(server, json=[1, 2])
     assert "not a JSON object" in check_error(listed, 400, "bad_json", api_schema)["detail"]
+    null = predict(server, data="null", headers={"Content-Type": "application/json"})
+    assert "not a JSON object" in check_error(null, 400, "bad_json", api_schema)["detail"]  # valid, not an object
+
+
+@pytest.mark.parametrize("top", ["Infinity", "-Infinity", "1e400", "NaN", "2.0"])
+def test_a_top_that_is_no_whole_number_is_a_400_even_infinite(server, photos, api_schema, top):
+    body = '{"images": [{"name": "a.jpg", "data": "%s"}], "top": %s}' % (
+        base64.b64encode(photos[0][0]).decode(), top)
+    check_error(predict(server, data=body, headers={"Content-Type": "application/json"}), 400, "bad_parameter",
+                api_schema)
+
+
+def test_a_run_named_twice_must_agree_and_a_long_name_is_cut(server, photos, api_schema):
+    image = {"name": "x" * 5000, "data": base64.b64encode(photos[0][0]).decode()}
+    clash = predict(server, params={"run": "fast-default"}, json={"images": [image], "run": "photo-default"})
+    assert "run is given twice" in check_error(clash, 400, "bad_parameter", api_schema)["detail"]
+    same = predict(server, params={"run": "fast-default", "top": "2"},
+                   json={"images": [image], "run": "fast-default", "top": 2})
+    assert same.status_code == 200, same.text
+    name = same.json()["results"][0]["name"]
+    assert len(name) == ApiLimits().max_name_chars and name.endswith("…")
 
 
 def test_unknown_run_is_404(server, photos, api_schema):

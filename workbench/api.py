@@ -130,10 +130,17 @@ def register_error_handlers(api: flask.Blueprint, server: flask.Flask) -> None:
 # request parsing
 
 def request_options(limits: ApiLimits) -> dict:
-    """run, top and gradcam from the query string, the form, or the JSON body (in that order)."""
+    """run, top, gradcam and box from the query string, the form or the JSON body; given in two of
+    them, a value must agree (a URL's run= and a body's "run" naming two runs is refused)."""
     body = json_body() if flask.request.is_json else {}
     sources = [flask.request.args, flask.request.form if not flask.request.is_json else {}, body]
-    raw = {key: next((s[key] for s in sources if key in s), None) for key in ("run", "top", "gradcam", "box")}
+    raw = {}
+    for key in ("run", "top", "gradcam", "box"):
+        given = [source[key] for source in sources if key in source]
+        if len({str(value).strip().lower() for value in given}) > 1:  # "3" in the URL is 3 in the body
+            raise RequestError(f"{key} is given twice with different values (in the URL and in the body); "
+                               "give it once")
+        raw[key] = given[0] if given else None
     return {"run": parse_run(raw["run"]), "top": parse_top(raw["top"], limits.max_top),
             "gradcam": parse_flag(raw["gradcam"], "gradcam"), "box": parse_box(raw["box"])}
 
@@ -143,7 +150,7 @@ def json_body() -> dict:
         body = flask.request.get_json(silent=True)
     except RecursionError:  # nesting deeper than Python's JSON parser goes: not an upload body
         raise RequestError("the JSON body is nested too deeply", "bad_json") from None
-    if body is None:
+    if body is None and flask.request.get_data(cache=True).strip() != b"null":
         raise RequestError('the body is not valid JSON (cut short or malformed); expected {"images": '
                            '[{"name": ..., "data": "<base64>"}, ...]}', "bad_json")
     if not isinstance(body, dict):
@@ -164,8 +171,10 @@ def parse_top(value, max_top: int) -> int:
     if value is None or value == "":
         return 3
     try:
+        if isinstance(value, (bool, float)):  # 2.0, true, and JSON's Infinity (int() would overflow)
+            raise ValueError
         top = int(value)
-        if isinstance(value, (bool, float)) or not 1 <= top <= max_top:
+        if not 1 <= top <= max_top:
             raise ValueError
     except (TypeError, ValueError):
         raise RequestError(f"top must be an integer 1..{max_top}, received {value!r}") from None
@@ -186,9 +195,9 @@ def read_uploads(limits: ApiLimits) -> list[tuple[str, bytes]]:
     """(name, bytes) of every uploaded image: multipart files, or base64 in a JSON body."""
     request = flask.request
     if request.is_json:
-        uploads = json_images(json_body())
+        uploads = json_images(json_body(), limits.max_name_chars)
     elif request.mimetype == "multipart/form-data":
-        uploads = [(f.filename or f"{key}[{i}]", data)
+        uploads = [(upload_name(f.filename, f"{key}[{i}]", limits.max_name_chars), data)
                    for key in request.files for i, f in enumerate(request.files.getlist(key))
                    if (data := f.read()) or f.filename]  # a form's empty file input is no upload
     else:
@@ -203,7 +212,14 @@ def read_uploads(limits: ApiLimits) -> list[tuple[str, bytes]]:
     return uploads
 
 
-def json_images(body: dict) -> list[tuple[str, bytes]]:
+def upload_name(name, fallback: str, max_chars: int) -> str:
+    """The name an answer gives an upload: the client's, cut to max_chars, or `fallback` without one."""
+    if not isinstance(name, str) or not name:
+        return fallback
+    return name if len(name) <= max_chars else f"{name[:max_chars - 1]}…"
+
+
+def json_images(body: dict, max_name_chars: int) -> list[tuple[str, bytes]]:
     images = body.get("images")
     if not isinstance(images, list):
         raise RequestError("'images' must be a list of {\"name\": ..., \"data\": \"<base64>\"}", "bad_json")
@@ -211,7 +227,7 @@ def json_images(body: dict) -> list[tuple[str, bytes]]:
     for i, item in enumerate(images):
         if not isinstance(item, dict) or not isinstance(item.get("data"), str):
             raise RequestError(f"images[{i}] must be an object with a base64 string 'data'", "bad_json", index=i)
-        name = item.get("name") if isinstance(item.get("name"), str) else f"images[{i}]"
+        name = upload_name(item.get("name"), f"images[{i}]", max_name_chars)
         uploads.append((name, image_bytes(item["data"], name, i)))
     return uploads
 

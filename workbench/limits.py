@@ -21,6 +21,7 @@ class ApiLimits:
     max_files: int = 16                    # a batch for a page of thumbnails; bigger jobs use the CLI
     max_request_bytes: int = 64 * 2**20    # 64 MiB: a full batch of phone photos, base64-inflated
     max_top: int = NUM_CLASSES             # at most every class
+    max_name_chars: int = 200              # of an upload's name, which answers and errors repeat
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ApiLimits:
