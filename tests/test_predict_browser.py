@@ -150,3 +150,8 @@ def test_photo_shows_the_found_outline_and_a_drawn_box_reruns_the_finder(workben
     duo.find_element("#predict-whole").click()
     until(lambda: "inside your box" not in text_of(duo, "#predict-caption"), timeout=WAIT)
     until(lambda: attribute(duo, "#predict-input", "src") == whole, timeout=WAIT)
+    # a box of a few pixels is refused in words, and the result stays
+    duo.driver.execute_script(draw.replace("x0: 135, y0: 5, x1: 252, y1: 123", "x0: 20, y0: 20, x1: 24, y1: 24"))
+    duo.wait_for_contains_text("#predict-message", "The box was not used", timeout=WAIT)
+    assert "28x28" in text_of(duo, "#predict-message")
+    assert attribute(duo, "#predict-input", "src") == whole

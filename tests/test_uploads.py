@@ -3,8 +3,11 @@ back to the photo's own pixels (plotly's drawrect and a dragged box), with junk 
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from workbench.preprocess import DISPLAY_SIZE
 from workbench.uploads import chosen, decode, drawn_box, encode
@@ -24,9 +27,22 @@ def test_a_drawn_box_is_scaled_to_the_photos_pixels():
 
 
 @pytest.mark.parametrize("relayout", [None, {"autosize": True}, {"shapes": [{"x0": "a", "x1": 1, "y0": 0, "y1": 9}]},
-                                      {"shapes": [{"x0": 1}]}, {"shapes": [{"x0": 0, "x1": 1, "y0": 0, "y1": 1}]}])
-def test_no_box_from_junk_or_a_box_under_8_pixels(relayout):
+                                      {"shapes": [{"x0": 1}]}, {"shapes": [{"x0": 3, "x1": 3, "y0": 0, "y1": 9}]}])
+def test_no_box_from_junk_or_an_empty_box(relayout):
     assert drawn_box(relayout, {"size": [200, 100]}) is None
+
+
+def test_a_tiny_box_is_kept_for_the_finder_to_refuse_in_words():
+    from workbench.preprocess import ImageError, prepare_image
+
+    box = drawn_box({"shapes": [{"x0": 0, "x1": 5, "y0": 0, "y1": 5}]}, {"size": [200, 100]})
+    assert box == (0, 0, 5, 5)
+    photo = Image.new("RGB", (200, 100), "white")
+    buffer = io.BytesIO()
+    photo.save(buffer, "PNG")
+    with pytest.raises(ImageError, match="28x28") as raised:
+        prepare_image(buffer.getvalue(), box=box)
+    assert raised.value.code == "bad_box"
 
 
 def test_chosen_falls_back_to_the_first_item():

@@ -56,7 +56,8 @@ def box_of(item: dict | None) -> tuple[int, int, int, int] | None:
 
 
 def drawn_box(relayout: dict | None, item: dict) -> tuple[int, int, int, int] | None:
-    """The last rectangle drawn (or moved) on the photo, in the original photo's pixels."""
+    """The last rectangle drawn (or moved) on the photo, in the original photo's pixels; None for
+    junk or an empty one. A box too small to look in is returned, for prepare_image to refuse in words."""
     shapes = (relayout or {}).get("shapes")
     if shapes:
         shape = shapes[-1]
@@ -74,7 +75,7 @@ def drawn_box(relayout: dict | None, item: dict) -> tuple[int, int, int, int] | 
     width, height = item["size"]
     box = (max(0, round(x0 * scale)), max(0, round(y0 * scale)), min(width, round(x1 * scale)),
            min(height, round(y1 * scale)))
-    return box if box[2] - box[0] >= 8 and box[3] - box[1] >= 8 else None
+    return box if box[2] > box[0] and box[3] > box[1] else None  # too small: prepare_image says so
 
 
 def step_image(image: np.ndarray, height: int = 84) -> np.ndarray:
