@@ -13,7 +13,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from workbench import DataError, ExplainError, RunError, artifacts, insight, list_runs
 from workbench.components import link_notes, metric_card, problem, rows_table, settings
-from workbench.gallery import detail, gallery, pages
+from workbench.gallery import detail, detail_footer, footer_state, gallery, pages, step_in
 from workbench.urlstate import ChoiceField, RunField, changed_query, has_ignored, read_query
 
 dash.register_page(__name__, path="/compare", name="Compare", order=6)
@@ -62,7 +62,9 @@ def layout(**query):
                      dbc.CardBody(dcc.Loading(html.Div(id="compare-gallery"), type="dot"))]), lg=7)],
                 className="mt-3"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="compare-detail-title")),
-                   dbc.ModalBody(id="compare-detail-body")], id="compare-detail", size="xl", is_open=False),
+                   dbc.ModalBody(id="compare-detail-body"), detail_footer("compare")],
+                  id="compare-detail", size="xl", is_open=False),
+        dcc.Store(id="compare-open"),  # the test image open in the detail view
     ])
 
 
@@ -143,17 +145,42 @@ def show_gallery(run_a, run_b, side, page, with_overlay):
         "" if n_pages > 1 else HIDDEN
 
 
-@callback(Output("compare-detail", "is_open"), Output("compare-detail-title", "children"),
-          Output("compare-detail-body", "children"),
-          Input({"type": "compare-thumb", "index": ALL}, "n_clicks"), State("compare-a", "value"),
-          State("compare-b", "value"), State("compare-side", "value"), prevent_initial_call=True)
-def open_detail(_clicks, run_a, run_b, side):
-    if not isinstance(ctx.triggered_id, dict) or not ctx.triggered[0]["value"]:
-        return no_update, no_update, no_update
-    index = int(ctx.triggered_id["index"])
-    wrong_run = run_b if side != "b_only" else run_a
+@callback(Output("compare-detail", "is_open"), Output("compare-open", "data"),
+          Input({"type": "compare-thumb", "index": ALL}, "n_clicks"), Input("compare-prev", "n_clicks"),
+          Input("compare-next", "n_clicks"), Input("compare-a", "value"), Input("compare-b", "value"),
+          Input("compare-side", "value"), State("compare-open", "data"), prevent_initial_call=True)
+def open_detail(_clicks, _prev, _next, run_a, run_b, side, current):
+    """A clicked tile opens its image; previous / next step through the side's images; another view
+    (a run or side picked, or Back) closes it."""
+    trigger = ctx.triggered_id
+    if trigger in ("compare-a", "compare-b", "compare-side"):
+        return False, None
+    if trigger in ("compare-prev", "compare-next"):
+        index = step_in(side_order(run_a, run_b, side), current, -1 if trigger == "compare-prev" else 1)
+        return (True, index) if index is not None else (no_update, no_update)
+    if not isinstance(trigger, dict) or not ctx.triggered[0]["value"]:  # a tile (re-)rendered, not clicked
+        return no_update, no_update
+    return True, int(trigger["index"])
+
+
+@callback(Output("compare-detail-title", "children"), Output("compare-detail-body", "children"),
+          Output("compare-prev", "disabled"), Output("compare-next", "disabled"),
+          Output("compare-position", "children"),
+          Input("compare-open", "data"), State("compare-a", "value"), State("compare-b", "value"),
+          State("compare-side", "value"))
+def show_detail(index, run_a, run_b, side):
+    if not isinstance(index, int) or not run_a or not run_b:
+        return no_update, no_update, True, True, None
+    side = side if side in SIDES else "a_only"
+    wrong_run = run_b if side == "a_only" else run_a
     title = f"Test image #{index}: run {wrong_run}'s answer"
     try:
-        return True, title, detail(settings(), wrong_run, index)
+        order, body = side_order(run_a, run_b, side), detail(settings(), wrong_run, index, "compare")
     except (RunError, DataError, ExplainError) as exc:
-        return True, title, problem(str(exc))
+        return title, problem(str(exc)), True, True, None
+    return title, body, *footer_state(order, index, f"with {SIDES[side]}")
+
+
+def side_order(run_a: str, run_b: str, side: str) -> list[int]:
+    """The test images of one side of the comparison, in gallery order."""
+    return [int(i) for i in comparison(run_a, run_b)[side if side in SIDES else "a_only"]]

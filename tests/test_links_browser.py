@@ -168,3 +168,21 @@ def test_back_on_all_errors_undoes_a_filter_then_a_sort(duo):
     until(lambda: duo.find_elements("th[data-dash-column='loss'] .column-header--sort"), WAIT)
     duo.driver.back()  # and on, out of the page
     until(lambda: urlparse(duo.driver.current_url).path == "/", WAIT)
+
+
+def test_compare_detail_steps_through_its_side_and_back_closes_it(duo):
+    visit(duo, f"/compare?a={RUNS[0]}&b={RUNS[1]}")
+    until(lambda: text_of(duo, "#compare-counts"), WAIT)
+    duo.find_element("label[for='_dbcprivate_radioitems_compare-side_input_b_only']").click()
+    until(lambda: query(duo).get("side") == "b_only", WAIT)
+    until(lambda: f"captions give {RUNS[0]}'s" in text_of(duo, "#compare-gallery"), WAIT)  # B right, A wrong
+    first, second = fresh(lambda: [t.get_attribute("data-index")
+                                   for t in duo.driver.find_elements(By.CSS_SELECTOR, "#compare-tiles .tile")][:2])
+    duo.find_element(f"#compare-tiles .tile[data-index='{first}']").click()
+    until(lambda: text_of(duo, "#compare-detail-title").startswith(f"Test image #{first}:"), WAIT)
+    until(lambda: text_of(duo, "#compare-position").startswith("1 of "), WAIT)
+    duo.find_element("#compare-next").click()
+    until(lambda: text_of(duo, "#compare-detail-title").startswith(f"Test image #{second}:"), WAIT)
+    duo.driver.back()  # to side a_only: that side's view, without the other side's image over it
+    until(lambda: "side" not in query(duo), WAIT)
+    until(lambda: not duo.driver.find_elements(By.CSS_SELECTOR, ".modal.show"), WAIT)
