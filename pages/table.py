@@ -183,9 +183,13 @@ def export_csv(_clicks, shown, run_id):
 
 @callback(Output("table-detail", "is_open"), Output("table-open", "data"),
           Input("table-grid", "active_cell"), Input("table-prev", "n_clicks"), Input("table-next", "n_clicks"),
-          State("table-open", "data"), State("table-grid", "derived_virtual_data"), prevent_initial_call=True)
-def open_detail(cell, _prev, _next, current, shown):
-    """A clicked row opens its image; previous / next step through the rows in the table's order."""
+          Input("table-url", "search"), State("table-open", "data"), State("table-grid", "derived_virtual_data"),
+          prevent_initial_call=True)
+def open_detail(cell, _prev, _next, _search, current, shown):
+    """A clicked row opens its image; previous / next step through the rows in the table's order;
+    another view (Back or Forward) closes it."""
+    if ctx.triggered_id == "table-url":
+        return False, None
     if ctx.triggered_id in ("table-prev", "table-next"):
         order = [int(row["id"]) for row in shown or []]
         index = step_in(order, current, -1 if ctx.triggered_id == "table-prev" else 1)

@@ -160,7 +160,10 @@ def test_back_on_all_errors_undoes_a_filter_then_a_sort(duo):
     until(lambda: query(duo).get("sort") == "confidence:asc", WAIT)
     duo.select_dcc_dropdown("#table-pred", "T-shirt/top")
     until(lambda: query(duo).get("pred") == "0" and text_of(duo, "#table-count") != count, WAIT)
+    duo.find_element("td[data-dash-column='true']").click()  # an image open when Back is pressed ...
+    until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, ".modal.show"), WAIT)
     duo.driver.back()
+    until(lambda: not duo.driver.find_elements(By.CSS_SELECTOR, ".modal.show"), WAIT)  # ... closes
     until(lambda: "pred" not in query(duo) and text_of(duo, "#table-count") == count, WAIT)
     assert query(duo).get("sort") == "confidence:asc"
     duo.driver.back()
