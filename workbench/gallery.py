@@ -1,4 +1,4 @@
-"""Galleries and the detail view of test images, shared by the Map, All errors and Compare pages.
+"""Galleries and the detail view of test images, shared by the Errors, Map, All errors and Compare pages.
 
     tiles, total = gallery(cfg, run_id, indices, page, with_overlay, "map")   # one page of clickable tiles
     body = detail(cfg, run_id, index)      # image, Grad-CAM for the predicted and the true (or runner-up) class
