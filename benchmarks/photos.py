@@ -223,7 +223,9 @@ def add_real_arguments(parser: argparse.ArgumentParser) -> None:
 def run_real_photos(args: argparse.Namespace) -> int:
     """--real: the labelled-photo benchmark of benchmarks/photos_real.py."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from photos_real import run_real
+    from photos_real import load_labels, run_real
+
+    load_labels(Path(args.real), args.half)  # a folder without labels says so before a model loads
     from workbench.classify import familiarity_warnings
     from workbench.explain import get_explainer
     from workbench.inference import get_predictor
