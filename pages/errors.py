@@ -23,6 +23,7 @@ from workbench import CLASS_NAMES, PROB_COLUMNS, DataError, ExplainError, RunErr
 from workbench.components import link_notes, no_run, problem, rows_table, settings
 from workbench.explain import get_explainer
 from workbench.gallery import detail, detail_footer, footer_state, step_in
+from workbench.gallery import pages as page_count
 from workbench.images import overlay, png_data_url
 from workbench.urlstate import ChoiceField, FlagField, IntField, merge_query, parse_query, read_query, write_query
 
@@ -91,15 +92,11 @@ def read_state(search, run_id: str | None = None) -> tuple[dict, list[str]]:
     if state["true"] is None:
         state["page"] = 1
     elif run_id and state["page"] > 1:
-        pages = page_count(len(cell_order(run_id, state["true"], state["pred"])))
+        pages = page_count(len(cell_order(run_id, state["true"], state["pred"])), PAGE_SIZE)
         if state["page"] > pages:
             notes.append(f"page={state['page']} ignored: this cell has {pages} page{'s' * (pages > 1)}")
             state["page"] = 1
     return state, notes
-
-
-def page_count(total: int) -> int:
-    return max(1, -(-total // PAGE_SIZE))
 
 
 def cell_order(run_id: str, true: int, pred: int) -> list[int]:
@@ -261,11 +258,11 @@ def show_gallery(cell, page, with_overlay, run_id):
     title = f"true {names[cell['true']]} → predicted {names[cell['pred']]}"
     try:
         total = len(cell_order(run_id, cell["true"], cell["pred"]))
-        page = min(page, page_count(total))  # a page beyond the end (another run's cell): the last one
+        page = min(page, page_count(total, PAGE_SIZE))  # a page beyond the end (another run's cell): the last one
         tiles = gallery_tiles(cfg, run_id, cell["true"], cell["pred"], page, bool(with_overlay))
     except (RunError, DataError, ExplainError) as exc:
         return problem(str(exc), "No gallery"), title, 1, HIDDEN
-    pages = page_count(total)
+    pages = page_count(total, PAGE_SIZE)
     return (html.Div(tiles, className="tiles gallery", id="errors-tiles"), f"{title}: {total} images", pages,
             "" if pages > 1 else HIDDEN)
 

@@ -15,6 +15,7 @@ from dash.exceptions import PreventUpdate
 
 from workbench import RunError, WorkbenchError, artifacts, suspects as sus
 from workbench.components import link_notes, no_run, problem, settings
+from workbench.gallery import pages as page_count
 from workbench.urlstate import ChoiceField, IntField, changed_query, has_ignored, read_query
 
 dash.register_page(__name__, path="/suspects", name="Label issues", order=5)
@@ -78,7 +79,7 @@ def show_suspects(run_id, split, page, search):
     except RunError as exc:
         hint = problem(str(exc), "No label issues yet") if exc.code == "no_label_issues" else problem(str(exc))
         return hint, 1, 1, split, url(1), None
-    pages = max(1, -(-len(found) // PAGE_SIZE))
+    pages = page_count(len(found), PAGE_SIZE)
     page = min(page, pages)
     try:
         tiles = suspect_tiles(run_id, split, found.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE], cfg)

@@ -17,6 +17,7 @@ from dash.dash_table.Format import Format, Scheme
 from workbench import CLASS_NAMES, DataError, ExplainError, RunError, insight
 from workbench.components import link_notes, no_run, problem, settings
 from workbench.gallery import detail, detail_footer, footer_state, step_in
+from workbench.gallery import pages as page_count
 from workbench.urlstate import ChoiceField, FloatField, IntField, changed_query, merge_query, read_query_ignored
 
 dash.register_page(__name__, path="/all-errors", name="All errors", order=3)
@@ -112,7 +113,7 @@ def show_rows(run_id, every, true, pred, confidence, current):
     shown = insight.filter_rows(rows, _class(true), _class(pred), (float(lo), float(hi)), errors_only=not every)
     what = "test images" if every else "misclassified test images"
     count = f"{len(shown):,} {what} of {len(rows):,} (sort by clicking a column title; click a row for Grad-CAM)"
-    pages = max(1, -(-len(shown) // PAGE_SIZE))
+    pages = page_count(len(shown), PAGE_SIZE)
     opening = ctx.triggered_id in (None, "run-store")
     if opening and isinstance(current, int) and current >= pages:  # a link's page past the end
         count += f"; the link's page {current + 1} is past the last, so page {pages} is shown"
@@ -138,7 +139,7 @@ def sync_url(every, true, pred, confidence, sort_by, page, search, rows, run_id)
     shown = [bool(every), _class(true), _class(pred), confidence, sort_by, page]
     if ctx.triggered_id == "table-url":
         wanted = controls(read_query_ignored(search, FIELDS)[0])
-        wanted[-1] = min(wanted[-1], max(0, -(-len(rows or []) // PAGE_SIZE) - 1))  # past the end: show_rows
+        wanted[-1] = min(wanted[-1], page_count(len(rows or []), PAGE_SIZE) - 1)  # past the end: show_rows
         return no_update, *(w if w != now else no_update for w, now in zip(wanted, shown))
     first = 0 if ctx.triggered_id in FILTERS else page
     view = url_query(every, true, pred, confidence, sort_by, first)

@@ -24,8 +24,9 @@ from workbench.images import overlay, png_data_url
 PAGE_SIZE = 48   # tiles per page: one screenful (8 rows of 6), one Grad-CAM batch well under a second
 
 
-def pages(total: int) -> int:
-    return max(1, -(-total // PAGE_SIZE))
+def pages(total: int, size: int = PAGE_SIZE) -> int:
+    """How many pages of `size` hold `total` items (at least one, an empty page)."""
+    return max(1, -(-total // size))
 
 
 def gallery(cfg: dict, run_id: str, indices, page: int, with_overlay: bool, prefix: str) -> tuple[list, int]:

@@ -59,8 +59,11 @@ class ChoiceField:
 
     def parse(self, raw: str) -> str:
         if raw not in self.choices:
-            raise ValueError(f"not one of {', '.join(self.choices)}")
+            raise ValueError(self.refusal(raw))
         return raw
+
+    def refusal(self, raw: str) -> str:
+        return f"not one of {', '.join(self.choices)}"
 
 
 @dataclass(frozen=True)
@@ -78,17 +81,12 @@ class FloatField(IntField):
 
 
 @dataclass(frozen=True)
-class RunField:
-    """The id of a run in the runs folder (an unknown one is named as the navbar's run note does)."""
-    runs: tuple[str, ...]
-    default: str | None = None
+class RunField(ChoiceField):
+    """The id of a run in the runs folder, the choices (an unknown one is named as the navbar's run
+    note does, not by listing every run)."""
 
-    def parse(self, raw: str) -> str:
-        if not raw.strip():
-            raise ValueError("empty")
-        if raw not in self.runs:
-            raise ValueError(f"Run '{raw}' not found")
-        return raw
+    def refusal(self, raw: str) -> str:
+        return "empty" if not raw.strip() else f"Run '{raw}' not found"
 
 
 @dataclass(frozen=True)
