@@ -14,7 +14,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from workbench import DataError, ExplainError, RunError, artifacts, insight, list_runs
 from workbench.components import link_notes, metric_card, problem, rows_table, settings
 from workbench.gallery import detail, detail_footer, footer_state, gallery, pages, step_in
-from workbench.urlstate import ChoiceField, RunField, changed_query, has_ignored, read_query
+from workbench.urlstate import ChoiceField, RunField, changed_query, read_query, read_query_ignored
 
 dash.register_page(__name__, path="/compare", name="Compare", order=6)
 
@@ -83,9 +83,9 @@ def sync_url(run_a, run_b, side, search):
     (the navbar's run) kept. Opening the page writes nothing, unless to drop values it ignored."""
     run_ids = list_runs(settings()["runs_dir"])
     if ctx.triggered_id not in ("compare-a", "compare-b", "compare-side"):  # opening, Back, Forward
-        state = read_query(search, fields(run_ids))[0]
+        state, _notes, ignored = read_query_ignored(search, fields(run_ids))
         wanted = dict(zip(("a", "b"), runs_named(state, run_ids)), side=state["side"])
-        url = changed_query(search, wanted) if has_ignored(search, fields(run_ids)) else None
+        url = changed_query(search, wanted) if ignored else None
         shown = {"a": run_a, "b": run_b, "side": side}
         return (no_update if url is None else url,
                 *(wanted[k] if wanted[k] != shown[k] else no_update for k in ("a", "b", "side")))

@@ -17,7 +17,7 @@ from workbench import DataError, ExplainError, RunError, artifacts, figures, map
 from workbench.components import link_notes, no_run, problem, settings
 from workbench.gallery import detail, gallery, pages
 from workbench.images import png_data_url
-from workbench.urlstate import ChoiceField, changed_query, has_ignored, read_query
+from workbench.urlstate import ChoiceField, changed_query, read_query, read_query_ignored
 
 dash.register_page(__name__, path="/map", name="Map", order=4)
 
@@ -80,10 +80,11 @@ def sync_url(colour, search, run_id):
     """The colouring and the URL in step, one callback both ways (Dash allows a loop only inside
     one): Back or Forward changed the URL -> show its colouring; the colouring changed -> write it, the
     run shown and the URL's other parameters kept. A run chosen in the navbar is written by the app.
-    Opening the page writes nothing (urlstate.has_ignored), unless to drop a malformed colour."""
+    Opening the page writes nothing (see urlstate.has_ignored), unless to drop a malformed colour."""
     if ctx.triggered_id != "map-colour":  # opening, Back or Forward: the URL wins
-        wanted = read_query(search, FIELDS)[0]["colour"]
-        url = changed_query(search, {"colour": wanted}, run_id) if has_ignored(search, FIELDS) else None
+        state, _notes, ignored = read_query_ignored(search, FIELDS)
+        wanted = state["colour"]
+        url = changed_query(search, {"colour": wanted}, run_id) if ignored else None
         return no_update if url is None else url, wanted if wanted != colour else no_update
     url = changed_query(search, {"colour": colour if colour in maps.COLOUR_BY else "true"}, run_id)
     return no_update if url is None else url, no_update
