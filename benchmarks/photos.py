@@ -6,7 +6,7 @@
     .venv/bin/python benchmarks/photos.py --real ../shared/data/real-photos-dev --sheet /tmp/sheet.png
                                           # real labelled photos instead: see benchmarks/photos_real.py
 
-We hold no labelled garment photos, so test images are rendered the way photos look: upscaled 6-16x,
+Real labelled photos are few (the dev set), so here test images are rendered the way photos look: upscaled 6-16x,
 inverted to dark-on-light, placed off-centre on a light background of random size and aspect,
 blurred, noised, JPEG-compressed, and a third of them stored rotated with an EXIF orientation tag.
 `--hard` adds what product photos have: a coloured garment, a soft drop shadow, an uneven
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's start-up lines would bury the numbers
 
 EXIF_ORIENTATION = 0x0112
 # EXIF orientation tag -> the transpose that stores an upright image so that exif_transpose undoes it

@@ -22,7 +22,8 @@ def feature_model(model: keras.Model) -> keras.Model:
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     if not dense:
         raise RunError("the model has no final Dense layer: no penultimate features to show", "no_features")
-    return keras.Model(model.inputs, dense[-1].input, name="penultimate_features")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # a list would make Keras
+    return keras.Model(inputs, dense[-1].input, name="penultimate_features")  # warn on each array call
 
 
 def penultimate_features(model: keras.Model, images: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:

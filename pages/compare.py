@@ -11,7 +11,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from workbench import DataError, ExplainError, RunError, artifacts, insight, list_runs
+from workbench import DataError, ExplainError, RunError, insight, list_runs
 from workbench.components import link_notes, metric_card, problem, rows_table, settings
 from workbench.gallery import detail, detail_footer, footer_state, gallery, pages, step_in
 from workbench.urlstate import ChoiceField, RunField, changed_query, read_query, read_query_ignored
@@ -69,9 +69,7 @@ def layout(**query):
 
 
 def comparison(run_a: str, run_b: str) -> dict:
-    runs_dir = settings()["runs_dir"]
-    return insight.compare_runs(artifacts.predictions(runs_dir, run_a), artifacts.predictions(runs_dir, run_b),
-                                artifacts.class_names(runs_dir, run_a), run_a, run_b)
+    return insight.run_comparison(settings()["runs_dir"], run_a, run_b)
 
 
 @callback(Output("compare-url", "search"), Output("compare-a", "value"), Output("compare-b", "value"),

@@ -4,7 +4,8 @@ The 10,000 test images sit where the model's penultimate features put them (UMAP
 the run folder; the first view of a run computes it, ~1 minute). Colour by true class, predicted
 class or correct / wrong (in the URL: /map?colour=correct). Hover shows the image; a lasso or box
 selection lists the selected images below (paginated, Grad-CAM optional); a click on a point or a
-tile opens the detail view with Grad-CAM for the predicted and the true class.
+tile opens the detail view with Grad-CAM for the predicted and the true class, and its previous /
+next buttons step through the selection.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from workbench import DataError, ExplainError, RunError, artifacts, figures, maps
 from workbench.components import link_notes, no_run, problem, settings
-from workbench.gallery import detail, gallery, pages
+from workbench.gallery import detail, detail_footer, footer_state, gallery, pages, step_in
 from workbench.images import png_data_url
 from workbench.urlstate import ChoiceField, changed_query, read_query, read_query_ignored
 
@@ -53,9 +54,10 @@ def layout(**query):
             dbc.CardBody(dcc.Loading(html.Div(html.Div(PROMPT, className="text-muted"), id="map-gallery"),
                                      type="dot")),
         ], className="mt-3"),
-        dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="map-detail-title")), dbc.ModalBody(id="map-detail-body")],
-                  id="map-detail", size="xl", is_open=False),
+        dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="map-detail-title")), dbc.ModalBody(id="map-detail-body"),
+                   detail_footer("map")], id="map-detail", size="xl", is_open=False),
         dcc.Store(id="map-selection"),
+        dcc.Store(id="map-open"),  # the test image open in the detail view
     ])
 
 
@@ -159,20 +161,39 @@ def show_gallery(indices, page, with_overlay, run_id):
             "" if n_pages > 1 else HIDDEN)
 
 
-@callback(Output("map-detail", "is_open"), Output("map-detail-title", "children"),
-          Output("map-detail-body", "children"),
+@callback(Output("map-detail", "is_open"), Output("map-open", "data"),
           Input("map-graph", "clickData"), Input({"type": "map-thumb", "index": ALL}, "n_clicks"),
-          State("run-store", "data"), prevent_initial_call=True)
-def open_detail(click, _clicks, run_id):
-    if isinstance(ctx.triggered_id, dict):
+          Input("map-prev", "n_clicks"), Input("map-next", "n_clicks"), Input("run-store", "data"),
+          State("map-open", "data"), State("map-selection", "data"), prevent_initial_call=True)
+def open_detail(click, _clicks, _prev, _next, _run_id, current, selection):
+    """A clicked point or tile opens its image; previous / next step through the selection in
+    gallery order; another run closes it."""
+    trigger = ctx.triggered_id
+    if trigger == "run-store":
+        return False, None
+    if trigger in ("map-prev", "map-next"):
+        index = step_in(list(selection or []), current, -1 if trigger == "map-prev" else 1)
+        return (True, index) if index is not None else (no_update, no_update)
+    if isinstance(trigger, dict):
         if not ctx.triggered[0]["value"]:
-            return no_update, no_update, no_update  # tiles re-rendered, nothing clicked
-        index = int(ctx.triggered_id["index"])
-    elif click and click.get("points"):
-        index = int(click["points"][0]["customdata"])
-    else:
-        return no_update, no_update, no_update
+            return no_update, no_update  # tiles re-rendered, nothing clicked
+        return True, int(trigger["index"])
+    if click and click.get("points") and "customdata" in click["points"][0]:
+        return True, int(click["points"][0]["customdata"])
+    return no_update, no_update
+
+
+@callback(Output("map-detail-title", "children"), Output("map-detail-body", "children"),
+          Output("map-prev", "disabled"), Output("map-next", "disabled"), Output("map-position", "children"),
+          Input("map-open", "data"), State("map-selection", "data"), State("run-store", "data"))
+def show_detail(index, selection, run_id):
+    """The open image; the footer steps through the selection when the image is in it (a point
+    clicked outside the selection has no previous or next)."""
+    if not isinstance(index, int) or not run_id:
+        return no_update, no_update, True, True, None
+    title = f"Test image #{index}"
     try:
-        return True, f"Test image #{index}", detail(settings(), run_id, index)
+        body = detail(settings(), run_id, index)
     except (RunError, DataError, ExplainError) as exc:
-        return True, f"Test image #{index}", problem(str(exc))
+        return title, problem(str(exc)), True, True, None
+    return title, body, *footer_state(list(selection or []), index, "in the selection")

@@ -4,6 +4,7 @@ rows, the run comparison's checks, and the embedding map's cache (reused, recomp
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -100,6 +101,26 @@ def test_compare_runs_pairs_images_and_refuses_other_test_sets():
     assert info.value.code == "different_test_sets"
     with pytest.raises(RunError):
         insight.compare_runs(a, a.assign(label=[0, 1, 2]), NAMES)
+
+
+def test_run_comparison_computed_once_and_again_when_a_run_changes(tmp_path, monkeypatch):
+    from model import runs
+    from workbench import cache
+    cache.clear()
+    labels = np.array([0, 1, 3])
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        runs.write_predictions(tmp_path / run, labels, tiny_probs())
+    calls = []
+    real = insight.compare_runs
+    monkeypatch.setattr(insight, "compare_runs", lambda *args: calls.append(args) or real(*args))
+    first = insight.run_comparison(tmp_path, "a", "b")
+    assert insight.run_comparison(tmp_path, "a", "b") is first and len(calls) == 1
+    b_probs = tiny_probs()
+    b_probs[0] = np.roll(b_probs[0], 1)                       # B re-evaluated: now wrong on image 0
+    runs.write_predictions(tmp_path / "b", labels, b_probs)
+    os.utime(tmp_path / "b" / runs.PREDICTIONS, ns=(1, 1))    # a new stamp even on a coarse clock
+    assert insight.run_comparison(tmp_path, "a", "b")["a_only"] == [0] and len(calls) == 2
 
 
 def test_embedding_cached_reused_and_recomputed_when_stale(tmp_path, monkeypatch):

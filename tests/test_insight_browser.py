@@ -88,6 +88,14 @@ def test_map_lasso_selection_opens_its_images(duo):
     tiles[0].click()
     until(lambda: f"#{index}" in text_of(duo, "#map-detail-title"), WAIT)
     until(lambda: len(duo.driver.find_elements(By.CSS_SELECTOR, ".insight-detail img.big-image")) >= 2, WAIT)
+    # previous / next step through the selection in the gallery's order
+    until(lambda: text_of(duo, "#map-position") == f"1 of {len(expected)} in the selection", WAIT)
+    assert duo.find_element("#map-prev").get_attribute("disabled")
+    duo.find_element("#map-next").click()
+    until(lambda: text_of(duo, "#map-detail-title") == f"Test image #{expected[1]}", WAIT)
+    until(lambda: text_of(duo, "#map-position") == f"2 of {len(expected)} in the selection", WAIT)
+    duo.find_element("#map-prev").click()
+    until(lambda: text_of(duo, "#map-detail-title") == f"Test image #{expected[0]}", WAIT)
 
 
 def test_table_filter_and_sort_follow_the_url(duo):

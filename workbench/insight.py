@@ -22,7 +22,7 @@ from model.errors import RunError
 from model.label_issues import test_label_quality
 from model.runs import PROB_COLUMNS
 from workbench import artifacts
-from workbench.cache import cached
+from workbench.cache import cached, file_stamp
 
 EXACT_BELOW = 25      # discordant pairs: below this McNemar uses the exact binomial test (the usual rule,
                       # e.g. Fagerland et al. 2013), from it on the chi-squared test with continuity correction
@@ -145,6 +145,16 @@ def per_class_delta(pred_a: pd.DataFrame, pred_b: pd.DataFrame, names: list[str]
                          "delta (B - A)": acc_b - acc_a})
     frame = pd.DataFrame(rows)
     return frame.sort_values("delta (B - A)", key=np.abs, ascending=False, kind="stable") if rows else frame
+
+
+def run_comparison(runs_dir, run_a: str, run_b: str) -> dict:
+    """compare_runs of two runs' saved predictions, computed once per pair of predictions files
+    (the Compare page asks for it in each callback: summary, gallery, each step of the detail view)."""
+    path_a, path_b = (runs.run_path(runs_dir, run) / runs.PREDICTIONS for run in (run_a, run_b))
+    return cached("comparison", path_a,
+                  lambda: compare_runs(artifacts.predictions(runs_dir, run_a), artifacts.predictions(runs_dir, run_b),
+                                       artifacts.class_names(runs_dir, run_a), run_a, run_b),
+                  str(path_b.resolve()), file_stamp(path_b))
 
 
 def compare_runs(pred_a: pd.DataFrame, pred_b: pd.DataFrame, names: list[str],
