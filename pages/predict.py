@@ -374,8 +374,8 @@ def hint(probs: np.ndarray, names: list[str], item: dict):
     if low or warnings:
         why = ("This test image sits between classes for this model." if not photo else
                "Photos far from Fashion-MNIST (cluttered background, several garments, unusual angle) often "
-               "look like this. The finder takes your box's edges as background: draw it around the whole "
-               "garment, with a little background inside each edge." if item.get("box") else
+               "look like this. The finder takes what lies outside your box as background: draw the box "
+               "around the whole garment, not through it." if item.get("box") else
                "Photos far from Fashion-MNIST (cluttered background, several garments, unusual angle) often "
                "look like this; drawing a box around the garment on the photo may help.")
         threshold = settings()["low_confidence"]
