@@ -84,6 +84,8 @@ def start(_, contents, filename, run_id, scale, class_order):
           Output("run-select", "options"), Output("run-select", "value"),
           Input("import-poll", "n_intervals"), State("import-job", "data"), prevent_initial_call=True)
 def poll(_, job_id):
+    if job_id is None:  # nothing started (the page was just opened): nothing to report
+        return no_update, True, no_update, no_update
     status = job_status(job_id)
     if status is None:
         return problem("this import is no longer known to the server (was it restarted?)", "Import lost"), \

@@ -10,6 +10,7 @@ errors, training (no history), predict (explanations off, saying why), and the J
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 import requests
@@ -68,6 +69,8 @@ def test_import_form_then_every_page_and_the_api(dash_duo, tmp_path, data_dir):
     dash_duo.driver.set_window_size(1440, 1100)
     dash_duo.start_server(create_app(runs_dir, data_dir=data_dir))
     open_page(dash_duo, "/import")
+    time.sleep(3 * 0.7)  # a few poll intervals: a page just opened has no import to report on
+    assert text_of(dash_duo, "#import-status") == "", "the status speaks before any import"
 
     upload_and_import(dash_duo, sources / "notes.txt", "notes")  # refused at once, by name
     dash_duo.wait_for_contains_text("#import-status .problem", "notes.txt is not a model file", timeout=WAIT)
