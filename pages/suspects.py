@@ -104,9 +104,9 @@ def suspect_tiles(run_id: str, split: str, rows, cfg: dict):
             pictures += [_figure(cam_given[i], "CAM given"), _figure(cam_suggested[i], "CAM suggested")]
         cards.append(dbc.Col(dbc.Card(dbc.CardBody([
             html.Div(f"#{row.rank} · {split} image {row.index}", className="fw-bold small"),
-            html.Div(pictures, className="d-flex gap-1"),
+            html.Div(pictures, className="d-flex flex-wrap gap-1"),
             html.Div(f"given {names[row.given]} ({row.p_given:.2f}) → suggested {names[row.suggested]} "
-                     f"({row.p_suggested:.2f})", className="small text-nowrap"),
+                     f"({row.p_suggested:.2f})", className="small"),  # wraps on a phone
             html.Div(f"label quality {row.label_quality:.3f}", className="small text-muted"),
             _mark_buttons(key, current.get(key, {}).get("mark")),
         ]), className="suspect-tile h-100"), md=6, lg=4, className="mb-2"))

@@ -19,7 +19,8 @@ from workbench.explain import METHODS
 
 pytestmark = pytest.mark.browser
 
-PAGES = ("/", "/predict?test=0", "/errors", "/training", "/report", "/teach", "/import")
+PAGES = ("/", "/predict?test=0", "/errors", "/all-errors", "/map", "/compare", "/suspects", "/training", "/report",
+         "/teach", "/import")
 
 
 @pytest.fixture
@@ -93,7 +94,8 @@ def test_no_page_scrolls_sideways_on_a_phone_or_a_projector(duo, width, height):
         visit(duo, path)
         until(lambda: duo.driver.execute_script("return document.readyState") == "complete", timeout=WAIT)
         until(lambda: not duo.find_elements("._dash-loading-callback"), timeout=WAIT)
-        scroll = duo.driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+        scroll = duo.driver.execute_script(  # clientWidth: the visible width, without a scrollbar
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
         assert scroll[0] <= scroll[1], f"{path} at {width}px: page {scroll[0]} px wide in a {scroll[1]} px window"
         if path.startswith("/predict") and width == 1280:  # the explanation controls above the fold
             duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)
