@@ -56,12 +56,14 @@ def model_key(run_dir: Path) -> str:
 
 def read_embedding(path: Path, settings: MapSettings, key: str) -> np.ndarray | None:
     """The stored coordinates when made with these settings for this key, else None (missing, stale, damaged)."""
-    try:
-        with np.load(path) as stored:
-            same = (json.loads(str(stored["settings"])) == asdict(settings) and str(stored["key"]) == key)
-            return stored["coords"] if same else None
-    except (OSError, KeyError, ValueError):
+    if not path.is_file():
         return None
+    try:
+        stored = runs.read_npz(path, ("settings", "key", "coords"))
+        same = json.loads(str(stored["settings"])) == asdict(settings) and str(stored["key"]) == key
+    except (RunError, ValueError):  # damaged: computed again
+        return None
+    return stored["coords"] if same else None
 
 
 def write_embedding(path: Path, coords: np.ndarray, settings: MapSettings, key: str, seconds: float) -> None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from model.errors import RunError
+from model import runs
 from model.runs import FAMILIARITY
 
 if TYPE_CHECKING:  # keras (TensorFlow) only where a model is fitted: reading the file stays light
@@ -92,10 +93,10 @@ def load_familiarity(run_dir: Path | str) -> Familiarity | None:
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:
-            familiarity = Familiarity(data["means"], data["precision"], float(data["threshold"]))
-    except (OSError, KeyError, ValueError) as exc:
-        raise RunError(f"{path.name} of run {Path(run_dir).name!r} is damaged ({exc}); recompute it with "
+        data = runs.read_npz(path, ("means", "precision", "threshold"))
+        familiarity = Familiarity(data["means"], data["precision"], float(data["threshold"]))
+    except (RunError, TypeError, ValueError) as exc:
+        raise RunError(f"{path.name} of run {Path(run_dir).name!r} is damaged; recompute it with "
                        f"`workbench familiarity {Path(run_dir).name}`", "bad_familiarity") from exc
     if familiarity.means.ndim != 2 or familiarity.precision.shape != (familiarity.means.shape[1],) * 2:
         raise RunError(f"{path.name} of run {Path(run_dir).name!r} has inconsistent shapes; recompute it",

@@ -83,19 +83,21 @@ def out_of_fold_probabilities(images: np.ndarray, labels: np.ndarray, cache_dir:
         cache_dir.mkdir(parents=True)
         _atomic_write(cache_dir / runs.OOF_SETTINGS, lambda f: f.write(json.dumps(record, indent=2).encode()))
     total = settings.folds * settings.epochs
-    if (cache_dir / runs.OOF_TRAIN).is_file():
+    done = _read_cached(cache_dir / runs.OOF_TRAIN, ("probs",))
+    if done is not None:
         if progress:
             progress(total, total)
-        return np.load(cache_dir / runs.OOF_TRAIN)["probs"].astype(np.float32)
+        return done["probs"].astype(np.float32)
     probs = np.zeros((len(labels), NUM_CLASSES), np.float32)
     fold_of = np.zeros(len(labels), np.uint8)
     for k, (train_idx, held_idx) in enumerate(fold_indices(labels, settings)):
         path = cache_dir / f"fold_{k}.npz"
-        if not path.is_file():
+        saved = _read_cached(path, ("held", "probs"))
+        if saved is None:
             held = train_fold(images, labels, train_idx, held_idx, settings, k,
                               lambda epoch: progress and progress(k * settings.epochs + epoch, total))
             _atomic_write(path, lambda f: np.savez(f, held=held_idx, probs=held))
-        saved = np.load(path)
+            saved = {"held": held_idx, "probs": held}
         probs[saved["held"]], fold_of[saved["held"]] = saved["probs"], k
         if progress:
             progress((k + 1) * settings.epochs, total)
@@ -104,6 +106,17 @@ def out_of_fold_probabilities(images: np.ndarray, labels: np.ndarray, cache_dir:
     for k in range(settings.folds):
         (cache_dir / f"fold_{k}.npz").unlink(missing_ok=True)
     return probs
+
+
+def _read_cached(path: Path, keys: tuple[str, ...]) -> dict | None:
+    """A cached archive's arrays; None when it is missing or damaged (then it is computed again)."""
+    if not path.is_file():
+        return None
+    try:
+        return runs.read_npz(path, keys)
+    except RunError:
+        path.unlink(missing_ok=True)
+        return None
 
 
 def fold_indices(labels: np.ndarray, settings: FoldSettings) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -22,6 +22,7 @@ when its content does not match model/run_schema.py (checked here, once, as the 
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,20 @@ def read_json(run_dir: Path, name: str) -> dict:
     if not isinstance(data, dict):
         raise RunError(f"run {Path(run_dir).name!r}: {name} should hold a JSON object")
     return data
+
+
+def read_npz(path: Path | str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The named arrays of a NumPy archive in a run folder (no pickled objects). RunError naming the
+    run and the file when it is unreadable: truncated, not an archive, or without one of `keys`."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {key: stored[key] for key in keys}
+    except KeyError as exc:
+        raise RunError(f"run {path.parent.name!r}: {path.name} lacks {exc}", "damaged_file", file=path.name) from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated, garbage, pickled data
+        raise RunError(f"run {path.parent.name!r}: {path.name} is damaged (not a readable NumPy archive)",
+                       "damaged_file", file=path.name) from exc
 
 
 def read_config(run_dir: Path) -> dict:

@@ -52,13 +52,20 @@ def test_fit_sets_the_threshold_at_the_test_percentile_and_round_trips(default_r
     assert fam.load_familiarity(tmp_path / "nowhere") is None
 
 
-def test_a_damaged_file_is_a_run_error_and_a_run_without_one_flags_nothing(runs_dir, tmp_path):
+def test_a_damaged_file_is_a_run_error_answers_still_come_and_a_run_without_one_flags_nothing(runs_dir, tmp_path):
     run = tmp_path / "copy"
     shutil.copytree(runs_dir / "fast-default", run, ignore=shutil.ignore_patterns("label_issues*", "*.parquet",
                                                                                    "embedding.npz"))
-    (run / runs.FAMILIARITY).write_bytes(b"not a zip")
-    with pytest.raises(RunError) as caught:
-        fam.load_familiarity(run)
-    assert caught.value.code == "bad_familiarity" and "workbench familiarity copy" in str(caught.value)
+    whole = (run / runs.FAMILIARITY).read_bytes()
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, means=np.array([{"a": 1}], dtype=object), precision=np.eye(2), threshold=np.array(1.0))
+    for damage in (b"not a zip", whole[: len(whole) // 2], pickled.read_bytes()):  # garbage, truncated, objects
+        (run / runs.FAMILIARITY).write_bytes(damage)
+        with pytest.raises(RunError) as caught:
+            fam.load_familiarity(run)
+        assert caught.value.code == "bad_familiarity" and "workbench familiarity copy" in str(caught.value)
+        assert "allow_pickle" not in str(caught.value)  # numpy's advice to load it unsafely is not passed on
+        warnings = familiarity_warnings(tmp_path, "copy", noise(2))  # the answer comes, saying what was skipped
+        assert len(warnings) == 2 and "skipped" in warnings[0][0] and "familiarity.npz" in warnings[0][0]
     (run / runs.FAMILIARITY).unlink()
     assert familiarity_warnings(tmp_path, "copy", noise(2)) == [[], []]

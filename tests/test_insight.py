@@ -151,3 +151,6 @@ def test_embedding_cached_reused_and_recomputed_when_stale(tmp_path, monkeypatch
     assert computed and len(calls) == 3                                   # another model: recomputed
     path.write_bytes(b"damaged")
     assert embedding.read_embedding(path, settings, "model-1") is None
+    embedding.write_embedding(path, coords, settings, "model-1", 1.0)
+    path.write_bytes(path.read_bytes()[:100])                             # truncated: a zip without its end
+    assert embedding.read_embedding(path, settings, "model-1") is None

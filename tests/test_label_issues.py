@@ -56,6 +56,10 @@ def test_interrupted_run_resumes_at_the_next_fold_and_a_finished_one_is_reused(t
     monkeypatch.setattr(label_issues, "train_fold", no_training)
     again = out_of_fold_probabilities(images, labels, cache, TINY)
     assert np.allclose(again, probs, atol=1e-3)  # float16 storage
+    done = (cache / runs.OOF_TRAIN).read_bytes()
+    (cache / runs.OOF_TRAIN).write_bytes(done[: len(done) // 2])  # truncated: computed again, not a crash
+    with pytest.raises(AssertionError, match="cache"):
+        out_of_fold_probabilities(images, labels, cache, TINY)
     with pytest.raises(AssertionError, match="cache"):  # other settings: computed again
         out_of_fold_probabilities(images, labels, cache, FoldSettings(folds=2, epochs=2, width=4))
 

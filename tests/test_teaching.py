@@ -26,3 +26,7 @@ def test_feature_maps_per_block_and_class_pictures_computed_once(tmp_path, data_
     assert str(np.load(stored)["model_digest"]) == trust.model_digest(tmp_path, "tiny")
     monkeypatch.setattr(teaching, "compute_class_images", lambda *_: (_ for _ in ()).throw(AssertionError))
     assert np.array_equal(teaching.class_images(tmp_path, "tiny"), first)  # read back, not recomputed
+    stored.write_bytes(stored.read_bytes()[:200])  # truncated (a full disk): computed again and rewritten
+    monkeypatch.setattr(teaching, "compute_class_images", lambda *_: first[::-1].copy())
+    assert np.array_equal(teaching.class_images(tmp_path, "tiny"), first[::-1])
+    assert np.array_equal(np.load(stored)["images"], first[::-1])

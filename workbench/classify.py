@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from model import runs
-from model.errors import ImageError, SettingError
+from model.errors import ImageError, RunError, SettingError
 from model.familiarity import load_familiarity
 from model.runs import list_runs
 from workbench import artifacts
@@ -183,7 +183,10 @@ def familiarity_warnings(runs_dir: Path | str, run_id: str, images: np.ndarray,
     if backend != "keras":
         return [[] for _ in images]
     run_dir = runs.run_path(runs_dir, run_id)
-    familiarity = cached("familiarity", run_dir / runs.FAMILIARITY, lambda: load_familiarity(run_dir))
+    try:
+        familiarity = cached("familiarity", run_dir / runs.FAMILIARITY, lambda: load_familiarity(run_dir))
+    except RunError as exc:  # an optional check: the answer still comes, with the reason it was skipped
+        return [[f"the check for inputs unlike the training images was skipped: {exc}"] for _ in images]
     if familiarity is None:
         return [[] for _ in images]
     from model.features import feature_model  # TensorFlow: imported once a model is in use

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model import runs
+from model.errors import RunError
 from workbench.cache import cached
 from workbench.explain import get_explainer, layer_label, useful_layers
 
@@ -83,9 +84,12 @@ def class_images(runs_dir, run_id: str) -> np.ndarray:
     path = runs.run_path(runs_dir, run_id) / runs.CLASS_IMAGES
     digest = model_digest(runs_dir, run_id)
     if path.is_file():
-        with np.load(path) as stored:
-            if str(stored["model_digest"]) == digest:
-                return stored["images"]
+        try:
+            stored = runs.read_npz(path, ("model_digest", "images"))
+        except RunError:  # damaged: computed again and rewritten
+            stored = {"model_digest": None}
+        if str(stored["model_digest"]) == digest:
+            return stored["images"]
     images = compute_class_images(get_explainer(runs_dir, run_id).model)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(tmp, images=images, model_digest=np.array(digest))
