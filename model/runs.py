@@ -219,6 +219,9 @@ def load_model(run_dir: Path):
     import keras
 
     path = _require(run_dir, MODEL)
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" of a file that is there
+        raise RunError(f"run {Path(run_dir).name!r}: {MODEL} is corrupt: not a Keras model archive (cut short "
+                       "or overwritten?); train the run again or import the model again", file=MODEL)
     _register_custom_objects()
     try:
         return keras.saving.load_model(path, compile=False)
