@@ -13,6 +13,7 @@ Metrics (metrics.json):
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -21,6 +22,8 @@ import pandas as pd
 
 from model import runs
 from model.data import CLASS_NAMES, Split, load_splits
+
+LOG = logging.getLogger(__name__)
 
 BOOTSTRAP_SAMPLES = 10_000  # resamples of the test set for the accuracy interval
 CALIBRATION_BINS = 10       # equal-width confidence bins for ECE and the reliability diagram
@@ -169,12 +172,22 @@ def _model(run_dir: Path, config: dict):
     return _OnnxModel(path) if path.name == runs.ONNX_MODEL else runs.load_model(run_dir)
 
 
+def readable_history(run_dir: Path):
+    """The training history, or None when it is missing or damaged: the test numbers do not need it,
+    only the training speed and the learning-curve plot, which are then left out."""
+    try:
+        return runs.read_history(run_dir)
+    except runs.RunError as exc:
+        LOG.warning("%s: training speed and learning curves left out", exc)
+        return None
+
+
 def evaluate_run(run_dir: Path, test: Split | None = None, data_dir=None) -> dict:
     """Evaluate run_dir's model (model.keras, or an imported run's model.onnx) on the test set; write
     metrics, predictions, confusion and plots (no learning curves for an imported run: no history)."""
     run_dir = Path(run_dir)
     config = runs.read_config(run_dir)
-    history = None if runs.is_imported(config) else runs.read_history(run_dir)
+    history = None if runs.is_imported(config) else readable_history(run_dir)
     model = _model(run_dir, config)
     if test is None:
         test = load_splits(data_dir, val_size=0, progress=False).test

@@ -135,6 +135,13 @@ def test_evaluate_command_rewrites_metrics(tiny_run, tmp_path, capsys):
     rewritten = runs.read_metrics(tmp_path / "copy")
     assert rewritten["test_accuracy"] == pytest.approx(runs.read_metrics(tiny_run)["test_accuracy"], abs=2e-4)
     assert "test accuracy" in capsys.readouterr().out
+    # unreadable metrics (evaluate rewrites them) and history (only speed and curves need it) do not block it
+    (tmp_path / "copy" / runs.METRICS).write_bytes(b"\xff\xfe garbage")
+    (tmp_path / "copy" / runs.HISTORY).write_text("epoch,loss\n1,2,3,4\n\x00")
+    assert cli.main(["evaluate", "copy", "--runs-dir", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "metrics.json is corrupt" in err and "written anew" in err and "learning curves left out" in err
+    assert runs.read_metrics(tmp_path / "copy")["test_accuracy"] == pytest.approx(rewritten["test_accuracy"])
 
 
 class SimulatedKill(Exception):

@@ -77,7 +77,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from model.evaluate import evaluate_run
 
     run_dir = runs.run_path(args.runs_dir, args.run)
-    previous = runs.read_metrics(run_dir).get("test_accuracy") if (run_dir / runs.METRICS).is_file() else None
+    previous = previous_accuracy(run_dir)
     metrics = evaluate_run(run_dir, data_dir=args.data_dir)
     lo, hi = metrics["test_accuracy_ci95"]
     print(f"run {args.run}: test accuracy {metrics['test_accuracy']:.4f} (95% CI {lo:.4f}-{hi:.4f}) "
@@ -88,6 +88,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"  {name:<12} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  "
               f"f1 {scores['f1']:.3f}")
     return 0
+
+
+def previous_accuracy(run_dir) -> float | None:
+    """The accuracy metrics.json held before evaluate rewrites it; None when there is none or it is
+    unreadable (evaluate exists to write it again)."""
+    try:
+        return runs.read_metrics(run_dir).get("test_accuracy") if (run_dir / runs.METRICS).is_file() else None
+    except runs.RunError as exc:
+        print(f"note: {exc}; it is written anew", file=sys.stderr)
+        return None
 
 
 def run_export(args: argparse.Namespace) -> int:
