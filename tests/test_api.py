@@ -283,6 +283,17 @@ def test_a_run_named_twice_must_agree_and_a_long_name_is_cut(server, photos, api
     assert same.status_code == 200, same.text
     name = same.json()["results"][0]["name"]
     assert len(name) == ApiLimits().max_name_chars and name.endswith("…")
+    twice = predict(server, params=[("top", "2"), ("top", "5")], files={"file": ("a.jpg", photos[0][0])})
+    assert "top is given twice" in check_error(twice, 400, "bad_parameter", api_schema)["detail"]  # one URL
+
+
+def test_gradcam_takes_json_booleans_and_0_or_1(server, photos, api_schema):
+    image = {"name": "a.jpg", "data": base64.b64encode(photos[0][0]).decode()}
+    for flag, drawn in ((1, True), (0, False), (True, True)):
+        answer = predict(server, json={"images": [image], "gradcam": flag})
+        assert answer.status_code == 200, answer.text
+        assert ("gradcam_png" in answer.json()["results"][0]) == drawn, flag
+    check_error(predict(server, json={"images": [image], "gradcam": 2}), 400, "bad_parameter", api_schema)
 
 
 def test_unknown_run_is_404(server, photos, api_schema):

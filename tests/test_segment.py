@@ -170,6 +170,8 @@ def test_a_box_drawn_tight_around_the_garment_or_just_inside_keeps_its_edges(bac
     ((50, 50, 52, 90), "holds only 2x40 pixels of the 100x100 photo; draw it around the whole garment"),
     ((90, 90, 100, 100), "holds only 10x10 pixels"),      # a tiny corner of background: no garment fits
     ((500, 500, 900, 900), "lies outside the 100x100 photo"),
+    ((0, 0, 99999, 99999), "reaches beyond the 100x100 photo: x must lie within 0..100"),  # not cut silently
+    ((10, 10, 101, 90), "reaches beyond the 100x100 photo"),
 ])
 def test_a_bad_box_is_refused_in_words(box, words):
     with pytest.raises(ImageError, match="box") as caught:

@@ -136,10 +136,11 @@ def request_options(limits: ApiLimits) -> dict:
     sources = [flask.request.args, flask.request.form if not flask.request.is_json else {}, body]
     raw = {}
     for key in ("run", "top", "gradcam", "box"):
-        given = [source[key] for source in sources if key in source]
+        given = [value for source in sources if key in source
+                 for value in (source.getlist(key) if hasattr(source, "getlist") else [source[key]])]
         if len({str(value).strip().lower() for value in given}) > 1:  # "3" in the URL is 3 in the body
-            raise RequestError(f"{key} is given twice with different values (in the URL and in the body); "
-                               "give it once")
+            raise RequestError(f"{key} is given twice with different values (in the URL, the form or the "
+                               "body); give it once")
         raw[key] = given[0] if given else None
     return {"run": parse_run(raw["run"]), "top": parse_top(raw["top"], limits.max_top),
             "gradcam": parse_flag(raw["gradcam"], "gradcam"), "box": parse_box(raw["box"])}
@@ -184,8 +185,8 @@ def parse_top(value, max_top: int) -> int:
 def parse_flag(value, name: str) -> bool:
     if value is None or value == "" or value is False:
         return False
-    if value is True:
-        return True
+    if value is True or (type(value) is int and value in (0, 1)):  # JSON's 1 and 0 as "1" and "0"
+        return bool(value)
     if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
         return value.lower() in ("1", "true", "yes", "on")
     raise RequestError(f"{name} must be true or false, received {value!r}")

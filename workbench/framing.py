@@ -103,10 +103,12 @@ def crop_to_box(image, box, full_size) -> tuple[object, tuple[float, float], flo
     if box is None:
         return image, (0.0, 0.0), factor
     x0, y0, x1, y1 = (int(v) for v in box)
-    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(full_size[0], x1), min(full_size[1], y1)
     photo = f"the {full_size[0]}x{full_size[1]} photo"
-    if x1 <= x0 or y1 <= y0:
+    if x0 >= full_size[0] or y0 >= full_size[1]:
         raise ImageError(f"the box {tuple(box)} lies outside {photo}", "bad_box")
+    if x0 < 0 or y0 < 0 or x1 > full_size[0] or y1 > full_size[1]:  # not cut silently: a box for another
+        raise ImageError(f"the box {tuple(box)} reaches beyond {photo}: x must lie within "  # size or photo
+                         f"0..{full_size[0]} and y within 0..{full_size[1]} (upright photo pixels)", "bad_box")
     if x1 - x0 < SIZE or y1 - y0 < SIZE:  # fewer pixels than the model's input: no garment to find
         raise ImageError(f"the box {tuple(box)} holds only {x1 - x0}x{y1 - y0} pixels of {photo}; draw it "
                          f"around the whole garment (at least {SIZE}x{SIZE} pixels)", "bad_box")
