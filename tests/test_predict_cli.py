@@ -90,6 +90,13 @@ def test_unknown_run_is_one_line_error(capsys, runs_dir, photo_files):
     assert code == 2 and err.startswith("error: run 'no-such-run'") and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("top", ["0", "-1", "11", "abc"])
+def test_a_top_outside_1_to_10_is_refused_as_the_api_does(capsys, runs_dir, photo_files, top):
+    with pytest.raises(SystemExit) as caught:
+        run_cli(capsys, runs_dir, "--top", top, photo_files["bag.jpg"])
+    assert caught.value.code == 2 and f"must be a whole number 1..10, received '{top}'" in capsys.readouterr().err
+
+
 def test_low_confidence_threshold_is_a_flag(capsys, runs_dir, photo_files):
     _, out, _ = run_cli(capsys, runs_dir, "--json", "--low-confidence", "1.01", photo_files["bag.jpg"])
     assert json.loads(out)["results"][0]["low_confidence"] is True

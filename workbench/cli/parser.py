@@ -6,9 +6,21 @@ from __future__ import annotations
 
 import argparse
 
+from model.data import NUM_CLASSES
 from model.runs import DEFAULT_RUN_ID, DEFAULT_RUNS_DIR
 from model.runtimes import BACKENDS
 from workbench.classify import LOW_CONFIDENCE, PHOTO_RUN_ID  # no TensorFlow at import: --help stays fast
+
+
+def top_count(text: str) -> int:
+    """--top: a whole number of classes, 1..10 (the API's range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= NUM_CLASSES:
+        raise argparse.ArgumentTypeError(f"must be a whole number 1..{NUM_CLASSES}, received {text!r}")
+    return value
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +105,7 @@ def _add_predict(sub) -> None:
                                                f"when present, else {DEFAULT_RUN_ID})")
     p.add_argument("--backend", choices=BACKENDS, default="keras",
                    help="prediction runtime (default keras)")
-    p.add_argument("--top", type=int, default=3, help="classes to show per image (default 3)")
+    p.add_argument("--top", type=top_count, default=3, help="classes to show per image, 1..10 (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--low-confidence", type=float, default=None,
                    help=f"flag answers whose top probability is below this (default: "
