@@ -105,6 +105,21 @@ def test_kill_9_anywhere_then_rerun_gives_the_uninterrupted_result(tmp_path, dat
     assert_same_run(run_dir, tmp_path / "whole")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("stop, code, says", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
+                                              (signal.SIGINT, 130, "interrupted")])
+def test_sigterm_or_ctrl_c_says_what_was_kept_and_keeps_it(tmp_path, data_dir, stop, code, says):
+    run_dir = tmp_path / "stopped"
+    process = start(tmp_path, "stopped", data_dir)
+    wait_for(lambda: (run_dir / runs.BACKUP_DIR / "epoch-0001.weights.h5").exists(), process, "epoch 1's checkpoint")
+    process.send_signal(stop)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == code, out[-2000:]
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(f"{says}: finished epochs are kept in ") and "the same command resumes" in last
+    assert str(run_dir / runs.BACKUP_DIR) in last and checkpoints.saved_epochs(run_dir)
+
+
 def _peek(process: subprocess.Popen) -> str:
     """Lines the process printed so far (read without blocking past what is there)."""
     import select

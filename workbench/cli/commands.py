@@ -16,7 +16,9 @@ prints the outcome; the return value is the exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -59,8 +61,15 @@ def run_train(args: argparse.Namespace) -> int:
                         precision=args.precision, width=getattr(args, "width", None))
     from model.train import train
 
-    run_dir = train(recipe, args.runs_dir, args.run_id, data_dir=args.data_dir, limit=args.limit,
-                    progress=not args.no_progress)
+    try:
+        with stop_on_sigterm(enabled=cluster is None):  # a cluster's workers: TensorFlow's own handling
+            run_dir = train(recipe, args.runs_dir, args.run_id, data_dir=args.data_dir, limit=args.limit,
+                            progress=not args.no_progress)
+    except (KeyboardInterrupt, Terminated) as exc:
+        backup = Path(args.runs_dir) / (args.run_id or f"{recipe.name}-{recipe.seed}") / runs.BACKUP_DIR
+        print(f"{str(exc) or 'interrupted'}: finished epochs are kept in {backup}; the same command resumes "
+              "from there", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     if not distributed.is_chief(cluster):
         print(f"worker {cluster.index} of {cluster.num_workers} done; the chief (worker 0) writes {run_dir}")
         return 0
@@ -70,6 +79,28 @@ def run_train(args: argparse.Namespace) -> int:
           f"macro F1 {metrics['macro_f1']:.4f}, ECE {metrics['ece']:.4f}, "
           f"{metrics['train_seconds']:.0f} s training -> {run_dir}")
     return 0
+
+
+class Terminated(Exception):
+    """SIGTERM during training (a scheduler or `kill`): stopped like Ctrl-C, between two steps."""
+
+
+@contextlib.contextmanager
+def stop_on_sigterm(enabled: bool = True):
+    """SIGTERM raises Terminated in the main thread while the block runs (else the process dies
+    without a word); the previous handler comes back afterwards."""
+    if not enabled:
+        yield
+        return
+
+    def handler(_signum, _frame):
+        raise Terminated("terminated (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
