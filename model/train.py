@@ -192,9 +192,10 @@ def prepare_run_dir(runs_dir: Path, run_id: str, config: dict, write: bool = Tru
         if not (run_dir / runs.BACKUP_DIR).is_dir():
             raise runs.RunError(f"run {run_id!r} is already finished; choose another --run-id "
                                 f"or delete {run_dir} to train it again")
-        if old.get("settings") != json.loads(json.dumps(config["settings"])):
-            raise runs.RunError(f"run {run_id!r} was started with other settings; resume it with the "
-                                f"same flags, or choose another --run-id")
+        changed = changed_settings(old, config)
+        if changed:
+            raise runs.RunError(f"run {run_id!r} was started with other settings ({'; '.join(changed)}); "
+                                f"resume it with the same flags, or choose another --run-id")
         if write:
             LOG.info("resuming run %r from %s", run_id, run_dir / runs.BACKUP_DIR)
     if not write:
@@ -203,6 +204,16 @@ def prepare_run_dir(runs_dir: Path, run_id: str, config: dict, write: bool = Tru
     (run_dir / runs.BACKUP_DIR).mkdir(exist_ok=True)
     runs.write_json(run_dir, runs.CONFIG, config)
     return run_dir
+
+
+def changed_settings(old: dict, config: dict) -> list[str]:
+    """What differs between an unfinished run's settings and a resume's: "epochs 3, now 5" each."""
+    def recorded(c: dict) -> dict:
+        return {**json.loads(json.dumps(c.get("settings") or {})), "limit": c.get("limit")}
+
+    had, wanted = recorded(old), recorded(config)
+    return [f"{key} {had.get(key)}, now {wanted.get(key)}" for key in sorted(set(had) | set(wanted))
+            if had.get(key) != wanted.get(key)]
 
 
 def subset(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int):

@@ -180,8 +180,10 @@ def test_interrupted_run_resumes_with_continuous_history(tmp_path, data_dir):
     assert json.loads((run_dir / runs.BACKUP_DIR / "training_metadata.json").read_text())["epoch"] == 2
     assert not (run_dir / runs.MODEL).exists()
 
-    with pytest.raises(runs.RunError, match="other settings"):
+    with pytest.raises(runs.RunError, match=r"other settings \(epochs 3, now 5\)"):
         train(get_recipe("fast", epochs=5, batch_size=64, val_size=200, width=8), tmp_path, "resume", **kwargs)
+    with pytest.raises(runs.RunError, match=r"other settings \(limit 200, now 300\)"):  # other images
+        train(recipe, tmp_path, "resume", **{**kwargs, "limit": 300})
 
     recorder = EpochRecorder()
     train(recipe, tmp_path, "resume", extra_callbacks=[recorder], **kwargs)
