@@ -40,6 +40,8 @@ class ImportSettings:
                                # class tells 10 % (wrong scale) from 80 % (right one) beyond doubt
     batch_size: int = 250      # prediction batch: small enough for a 224 px ResNet50 in a few GB
     probability_tolerance: float = 1e-3  # rows summing to 1 within this (and >= 0) are probabilities
+    near_chance: float = 0.2   # test accuracy under this (twice chance, 10 %): say the model may be
+                               # fed or read wrongly (class order, input scale, another image size)
     close_scales: float = 0.02           # scales within 2 points on the probe images: say the choice is weak
                                          # (a ReLU net without much bias barely cares about the scale)
 
@@ -255,6 +257,10 @@ def import_model(path: Path | str, runs_dir: Path | str, run_id: str, input_scal
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     progress("done")
+    if metrics["test_accuracy"] < SETTINGS.near_chance:
+        notes.append(f"test accuracy {metrics['test_accuracy']:.1%} is near chance (10 %): check that the model "
+                     "was trained on Fashion-MNIST and give its class order (--class-order) or input scale "
+                     "(--input-scale) if they differ from the standard ones")
     return ImportResult(run_dir, conv.record(), logits, saved["gradcam_layer"], metrics["test_accuracy"], notes)
 
 

@@ -328,6 +328,10 @@ def test_class_order_swaps_outputs(models, imported, tmp_path, data_dir):
     plain = runs.read_predictions(imported / "cnn")[runs.PROB_COLUMNS].to_numpy()
     swapped = runs.read_predictions(result.run_dir)[runs.PROB_COLUMNS].to_numpy()
     assert np.allclose(swapped[:, [1, 0]], plain[:, [0, 1]], atol=1e-5)
+    assert not [note for note in result.notes if "near chance" in note]
+    shifted = import_model(models["cnn"], tmp_path, "shifted", input_scale="0-1", class_order="1,2,3,4,5,6,7,8,9,0",
+                           data_dir=data_dir)  # every class read as another: accuracy near zero, and said so
+    assert shifted.test_accuracy < 0.2 and any("near chance (10 %)" in note for note in shifted.notes)
 
 
 def test_cli_import_prints_the_convention_and_refuses_a_taken_id(models, tmp_path, data_dir, capsys):
