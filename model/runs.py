@@ -209,6 +209,17 @@ def model_file(run_dir: Path, config: dict | None = None) -> Path:
     return Path(run_dir) / (ONNX_MODEL if config.get("model_file") == ONNX_MODEL else MODEL)
 
 
+def check_model_file(run_dir: Path, config: dict | None = None) -> Path:
+    """The run's model file when it is there and, for model.keras, a zip archive (cheap: not loaded);
+    else RunError naming it. Keras would say "File not found" of a .keras file that is not a zip."""
+    path = model_file(run_dir, config)
+    _require(run_dir, path.name)
+    if path.name == MODEL and not zipfile.is_zipfile(path):
+        raise RunError(f"run {Path(run_dir).name!r}: {MODEL} is corrupt: not a Keras model archive (cut short "
+                       "or overwritten?); train the run again or import the model again", file=MODEL)
+    return path
+
+
 def is_imported(config: dict) -> bool:
     """Whether the run was imported (`workbench import`) rather than trained: it has no history."""
     return bool(config.get("imported"))
@@ -218,10 +229,7 @@ def load_model(run_dir: Path):
     """The run's Keras model, loaded with safe_mode on."""
     import keras
 
-    path = _require(run_dir, MODEL)
-    if not zipfile.is_zipfile(path):  # Keras would say "File not found" of a file that is there
-        raise RunError(f"run {Path(run_dir).name!r}: {MODEL} is corrupt: not a Keras model archive (cut short "
-                       "or overwritten?); train the run again or import the model again", file=MODEL)
+    path = check_model_file(run_dir, {})
     _register_custom_objects()
     try:
         return keras.saving.load_model(path, compile=False)

@@ -130,7 +130,23 @@ def test_health_and_models(server, api_schema):
     models = requests.get(f"{server}/api/v1/models", timeout=TIMEOUT)
     assert models.json()["default"] == "fast-default"
     assert models.json()["models"][0]["run_id"] == "fast-default" and models.json()["models"][0]["has_model"]
+    assert all(model["problems"] == [] for model in models.json()["models"])  # the committed runs are whole
     api_schema["/api/v1/models"]["GET"].validate_response(models)
+
+
+def test_the_models_list_names_what_is_wrong_with_a_damaged_run(default_run_dir, tmp_path):
+    import shutil
+
+    from model import runs
+    from workbench.api import describe_run
+
+    shutil.copytree(default_run_dir, tmp_path / "damaged", ignore=shutil.ignore_patterns("*.parquet", "*.npz"))
+    (tmp_path / "damaged" / runs.METRICS).write_text("{ cut short")
+    (tmp_path / "damaged" / runs.MODEL).write_bytes(b"overwritten")
+    described = describe_run(tmp_path, "damaged")
+    assert described["recipe"] == "fast" and described["test_accuracy"] is None and described["has_model"]
+    assert [p.split(":")[1].split()[0] for p in described["problems"]] == ["metrics.json", "model.keras"]
+    assert "not a Keras model archive" in described["problems"][1]
 
 
 def test_predict_one_photo(server, photos, api_schema):

@@ -301,20 +301,24 @@ def default_run(available: list[str]) -> str | None:
 
 
 def describe_run(runs_dir: Path, run_id: str) -> dict:
-    """A run's id, recipe, architecture and test accuracy, None where its files do not say."""
-    run_dir = runs_dir / run_id
-    try:
-        config = runs.read_config(run_dir)
-    except runs.RunError:
-        config = {}
-    try:
-        accuracy = runs.read_metrics(run_dir).get("test_accuracy")
-    except runs.RunError:
-        accuracy = None
+    """A run's id, recipe, architecture and test accuracy, None where its files do not say, and
+    `problems`: what is wrong with its config, metrics or model file, in words (the model is not loaded)."""
+    run_dir, problems = runs_dir / run_id, []
+
+    def read(reader, default):
+        try:
+            return reader(run_dir)
+        except runs.RunError as exc:
+            problems.append(str(exc))
+            return default
+
+    config = read(runs.read_config, {})
+    accuracy = read(runs.read_metrics, {}).get("test_accuracy")
+    read(lambda folder: runs.check_model_file(folder, config), None)
     return {"run_id": run_id, "recipe": as_text(config.get("recipe")),
             "architecture": as_text(config.get("architecture")),
             "test_accuracy": float(accuracy) if isinstance(accuracy, (int, float)) else None,
-            "has_model": runs.model_file(run_dir, config).is_file()}
+            "has_model": runs.model_file(run_dir, config).is_file(), "problems": problems}
 
 
 def as_text(value) -> str | None:

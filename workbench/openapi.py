@@ -44,7 +44,9 @@ def _schemas(max_top: int) -> dict:
                        "properties": {"run_id": {"type": "string"}, "recipe": {"type": ["string", "null"]},
                                       "architecture": {"type": ["string", "null"]},
                                       "test_accuracy": {"type": ["number", "null"]},
-                                      "has_model": {"type": "boolean"}}}}}},
+                                      "has_model": {"type": "boolean"},
+                                      "problems": {"type": "array", "items": {"type": "string"},
+                                                   "description": "damaged or missing files, in words"}}}}}},
         "Result": {"type": "object", "required": ["name", "index", "label", "class_id", "probability",
                                                   "low_confidence", "top", "probabilities", "inverted",
                                                   "input_png"], "properties": {
