@@ -142,6 +142,10 @@ def verify_file(path: Path, spec: IdxFile) -> None:
     """Check a .gz file's MD5 against the official one."""
     actual = md5_of(path)
     if actual != spec.md5:
+        other = next((f.name for f in FILES.values() if f.md5 == actual), None)
+        if other:  # two files swapped or copied under the wrong name
+            raise DataError(f"{path}: this is the official {other}, not {spec.name}: the files are swapped or "
+                            "misnamed; give each its own name")
         raise DataError(f"{path}: checksum mismatch (MD5 {actual}, official {spec.md5}); "
                         "the file is damaged or not the official one: delete it and download again")
 

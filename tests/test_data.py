@@ -134,6 +134,20 @@ def test_checksum_mismatch_names_file(small_dataset, monkeypatch):
         data.ensure_data(small_dataset)
 
 
+def test_swapped_files_are_named_as_swapped(data_dir, tmp_path):
+    import shutil
+
+    for spec in data.FILES.values():
+        shutil.copy(Path(data_dir) / spec.name, tmp_path / spec.name)
+    train, test = (tmp_path / data.FILES[k].name for k in ("train_labels", "test_labels"))
+    train.rename(tmp_path / "swap")
+    test.rename(train)
+    (tmp_path / "swap").rename(test)
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte\.gz: this is the official "
+                                        r"t10k-labels-idx1-ubyte\.gz, not train-labels"):
+        data.ensure_data(tmp_path)
+
+
 def test_missing_folder(tmp_path):
     with pytest.raises(DataError, match=r"from --data-dir\): folder not found"):
         data.find_data_dir(tmp_path / "absent")
