@@ -1,8 +1,9 @@
 """Compare: two runs on the same test images. Which images does one get right and the other wrong,
 which classes gained or lost, and is the accuracy difference more than chance (McNemar's test)?
 
-Runs A and B are in the URL (/compare?a=fast-default&b=photo-default). Runs evaluated on different
-test sets cannot be paired image by image: the page says so instead of comparing.
+Runs A and B, the side shown and the image open in the detail view are in the URL
+(/compare?a=fast-default&b=photo-default&side=b_only&image=12), so Back undoes one step at a time. Runs
+evaluated on different test sets cannot be paired image by image: the page says so instead of comparing.
 """
 
 from __future__ import annotations
@@ -14,18 +15,19 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from workbench import DataError, ExplainError, RunError, insight, list_runs
 from workbench.components import link_notes, metric_card, problem, rows_table, settings
 from workbench.gallery import detail, detail_footer, footer_state, gallery, pages, step_in
-from workbench.urlstate import ChoiceField, RunField, changed_query, read_query, read_query_ignored
+from workbench.urlstate import ChoiceField, IntField, RunField, changed_query, read_query, read_query_ignored
 
 dash.register_page(__name__, path="/compare", name="Compare", order=6)
 
 HIDDEN = "d-none"
 SIDES = {"a_only": "A right, B wrong", "b_only": "B right, A wrong"}
+TEST_IMAGES = 10_000  # the official test split: image indices 0..9,999
 
 
 def fields(run_ids: list[str]) -> dict:
-    """The URL's parameters for this page: the two runs and the side whose images are shown."""
+    """The URL's parameters for this page: the two runs, the side whose images are shown, the image open."""
     return {"a": RunField(tuple(run_ids)), "b": RunField(tuple(run_ids)),
-            "side": ChoiceField(tuple(SIDES), default="a_only")}
+            "side": ChoiceField(tuple(SIDES), default="a_only"), "image": IntField(0, TEST_IMAGES - 1)}
 
 
 def runs_named(state: dict, run_ids: list[str]) -> tuple[str | None, str | None]:
@@ -63,8 +65,8 @@ def layout(**query):
                 className="mt-3"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="compare-detail-title")),
                    dbc.ModalBody(id="compare-detail-body"), detail_footer("compare")],
-                  id="compare-detail", size="xl", is_open=False),
-        dcc.Store(id="compare-open"),  # the test image open in the detail view
+                  id="compare-detail", size="xl", is_open=state["image"] is not None),
+        dcc.Store(id="compare-open", data=state["image"]),  # the test image open in the detail view
     ])
 
 
@@ -73,22 +75,53 @@ def comparison(run_a: str, run_b: str) -> dict:
 
 
 @callback(Output("compare-url", "search"), Output("compare-a", "value"), Output("compare-b", "value"),
-          Output("compare-side", "value"), Input("compare-a", "value"), Input("compare-b", "value"),
-          Input("compare-side", "value"), Input("compare-url", "search"))
-def sync_url(run_a, run_b, side, search):
-    """Runs A and B, the side shown and the URL in step, one callback both ways: Back or Forward
-    changed the URL -> show what it names; a control changed -> write it, the URL's other parameters
-    (the navbar's run) kept. Opening the page writes nothing, unless to drop values it ignored."""
+          Output("compare-side", "value"), Output("compare-detail", "is_open"), Output("compare-open", "data"),
+          Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-side", "value"),
+          Input("compare-url", "search"), Input({"type": "compare-thumb", "index": ALL}, "n_clicks"),
+          Input("compare-prev", "n_clicks"), Input("compare-next", "n_clicks"), Input("compare-detail", "is_open"),
+          State("compare-open", "data"))
+def sync_url(run_a, run_b, side, search, _clicks, _prev, _next, is_open, current):
+    """The controls, the open image and the URL in step, one callback both ways: Back or Forward
+    changed the URL -> show what it names; the user changed the view -> write it (the URL's other
+    parameters, the navbar's run among them, kept). A tile opens its image, previous / next step
+    through the side's images, another run or side closes it. Opening the page writes nothing,
+    unless to drop values it ignored."""
+    if ctx.triggered_id in (None, "compare-url"):  # opening, Back, Forward
+        return show_url(search, {"a": run_a, "b": run_b, "side": side, "image": current if is_open else None})
+    image = opened_image(run_a, run_b, side, current, is_open)
+    if image is False:  # not an action: a tile re-rendered, the modal opened by this callback
+        return (no_update,) * 6
+    url = changed_query(search, {"a": run_a or None, "b": run_b or None, "side": side or None, "image": image})
+    return (no_update if url is None else url, no_update, no_update, no_update,
+            image is not None, image if image != current else no_update)
+
+
+def show_url(search, shown: dict) -> tuple:
+    """The page's outputs for the state the URL names (no_update where it is shown already)."""
     run_ids = list_runs(settings()["runs_dir"])
-    if ctx.triggered_id not in ("compare-a", "compare-b", "compare-side"):  # opening, Back, Forward
-        state, _notes, ignored = read_query_ignored(search, fields(run_ids))
-        wanted = dict(zip(("a", "b"), runs_named(state, run_ids)), side=state["side"])
-        url = changed_query(search, wanted) if ignored else None
-        shown = {"a": run_a, "b": run_b, "side": side}
-        return (no_update if url is None else url,
-                *(wanted[k] if wanted[k] != shown[k] else no_update for k in ("a", "b", "side")))
-    url = changed_query(search, {"a": run_a or None, "b": run_b or None, "side": side or None})
-    return no_update if url is None else url, no_update, no_update, no_update
+    state, _notes, ignored = read_query_ignored(search, fields(run_ids))
+    wanted = {**dict(zip(("a", "b"), runs_named(state, run_ids))), "side": state["side"], "image": state["image"]}
+    url = changed_query(search, {k: wanted[k] for k in ("a", "b", "side")}) if ignored else None
+    return (no_update if url is None else url,
+            *(wanted[k] if wanted[k] != shown[k] else no_update for k in ("a", "b", "side")),
+            wanted["image"] is not None if wanted["image"] != shown["image"] else no_update,
+            wanted["image"] if wanted["image"] != shown["image"] else no_update)
+
+
+def opened_image(run_a, run_b, side, current, is_open):
+    """The image open after the user's action: None (closed), an index, or False when the event was
+    not an action."""
+    trigger = ctx.triggered_id
+    if trigger in ("compare-a", "compare-b", "compare-side"):
+        return None
+    if trigger == "compare-detail":  # the modal's close button or Escape
+        return None if not is_open else False
+    if trigger in ("compare-prev", "compare-next"):
+        index = step_in(side_order(run_a, run_b, side), current, -1 if trigger == "compare-prev" else 1)
+        return False if index is None or index == current else index
+    if not isinstance(trigger, dict) or not ctx.triggered[0]["value"]:  # a tile (re-)rendered, not clicked
+        return False
+    return int(trigger["index"])
 
 
 @callback(Output("compare-summary", "children"), Output("compare-classes", "children"),
@@ -141,24 +174,6 @@ def show_gallery(run_a, run_b, side, page, with_overlay):
                     className="small text-muted mb-2")
     return html.Div([note, html.Div(tiles, className="tiles gallery", id="compare-tiles")]), n_pages, \
         "" if n_pages > 1 else HIDDEN
-
-
-@callback(Output("compare-detail", "is_open"), Output("compare-open", "data"),
-          Input({"type": "compare-thumb", "index": ALL}, "n_clicks"), Input("compare-prev", "n_clicks"),
-          Input("compare-next", "n_clicks"), Input("compare-a", "value"), Input("compare-b", "value"),
-          Input("compare-side", "value"), State("compare-open", "data"), prevent_initial_call=True)
-def open_detail(_clicks, _prev, _next, run_a, run_b, side, current):
-    """A clicked tile opens its image; previous / next step through the side's images; another view
-    (a run or side picked, or Back) closes it."""
-    trigger = ctx.triggered_id
-    if trigger in ("compare-a", "compare-b", "compare-side"):
-        return False, None
-    if trigger in ("compare-prev", "compare-next"):
-        index = step_in(side_order(run_a, run_b, side), current, -1 if trigger == "compare-prev" else 1)
-        return (True, index) if index is not None else (no_update, no_update)
-    if not isinstance(trigger, dict) or not ctx.triggered[0]["value"]:  # a tile (re-)rendered, not clicked
-        return no_update, no_update
-    return True, int(trigger["index"])
 
 
 @callback(Output("compare-detail-title", "children"), Output("compare-detail-body", "children"),

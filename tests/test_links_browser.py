@@ -173,7 +173,7 @@ def test_back_on_all_errors_undoes_a_filter_then_a_sort(duo):
     until(lambda: urlparse(duo.driver.current_url).path == "/", WAIT)
 
 
-def test_compare_detail_steps_through_its_side_and_back_closes_it(duo):
+def test_compare_detail_steps_through_its_side_and_back_undoes_one_step_at_a_time(duo):
     visit(duo, f"/compare?a={RUNS[0]}&b={RUNS[1]}")
     until(lambda: text_of(duo, "#compare-counts"), WAIT)
     duo.find_element("label[for='_dbcprivate_radioitems_compare-side_input_b_only']").click()
@@ -184,8 +184,18 @@ def test_compare_detail_steps_through_its_side_and_back_closes_it(duo):
     duo.find_element(f"#compare-tiles .tile[data-index='{first}']").click()
     until(lambda: text_of(duo, "#compare-detail-title").startswith(f"Test image #{first}:"), WAIT)
     until(lambda: text_of(duo, "#compare-position").startswith("1 of "), WAIT)
+    until(lambda: query(duo).get("image") == first, WAIT)  # the open image is in the URL: a link shows it
     duo.find_element("#compare-next").click()
     until(lambda: text_of(duo, "#compare-detail-title").startswith(f"Test image #{second}:"), WAIT)
-    duo.driver.back()  # to side a_only: that side's view, without the other side's image over it
-    until(lambda: "side" not in query(duo), WAIT)
+    until(lambda: query(duo).get("image") == second, WAIT)
+    duo.driver.back()  # the previous image
+    until(lambda: text_of(duo, "#compare-detail-title").startswith(f"Test image #{first}:"), WAIT)
+    duo.driver.back()  # the side's gallery, the detail closed
+    until(lambda: "image" not in query(duo) and query(duo).get("side") == "b_only", WAIT)
     until(lambda: not duo.driver.find_elements(By.CSS_SELECTOR, ".modal.show"), WAIT)
+    duo.driver.back()  # to side a_only
+    until(lambda: "side" not in query(duo), WAIT)
+    until(lambda: f"captions give {RUNS[1]}'s" in text_of(duo, "#compare-gallery"), WAIT)
+    duo.driver.forward()
+    duo.driver.forward()  # a link with an image opens it at once
+    until(lambda: text_of(duo, "#compare-detail-title").startswith(f"Test image #{first}:"), WAIT)
