@@ -4,7 +4,8 @@ Columns: test index, true and predicted class, confidence (top probability), mar
 top-2), loss (-log p(true class)) and the suspected-label score (cleanlab's label quality: low = the
 given label looks wrong). Filter by class pair and confidence range, sort by any column, export
 exactly the rows shown (filtered and sorted) as CSV; a click on a row opens the image with Grad-CAM.
-Filters, sort and page live in the URL: /all-errors?true=6&pred=0&lo=0.5&sort=loss:desc&page=2
+Filters, sort, page and the open image live in the URL, so Back undoes one step at a time:
+/all-errors?true=6&pred=0&lo=0.5&sort=loss:desc&page=2&image=123
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ FIELDS = {  # the URL's parameters for this page (write_url writes URL_KEYS back
     "lo": FloatField(0.0, 1.0, default=0.0), "hi": FloatField(0.0, 1.0, default=1.0),
     "sort": ChoiceField(tuple(f"{c['id']}:{d}" for c in COLUMNS for d in ("asc", "desc")), default="loss:desc"),
     "page": IntField(1, -(-TEST_IMAGES // PAGE_SIZE), default=1),
+    "image": IntField(0, TEST_IMAGES - 1),  # the image open in the detail view (open_detail writes it)
 }
 
 
@@ -89,8 +91,8 @@ def layout(**query):
                              style_data_conditional=[{"if": {"state": "active"}, "backgroundColor": "#e8f1fc"}]),
         dcc.Download(id="table-download"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="table-detail-title")), dbc.ModalBody(id="table-detail-body"),
-                   detail_footer("table")], id="table-detail", size="xl", is_open=False),
-        dcc.Store(id="table-open"),  # the test image open in the detail view
+                   detail_footer("table")], id="table-detail", size="xl", is_open=state["image"] is not None),
+        dcc.Store(id="table-open", data=state["image"]),  # the test image open in the detail view
     ])
 
 
@@ -183,32 +185,52 @@ def export_csv(_clicks, shown, run_id):
 
 
 @callback(Output("table-detail", "is_open"), Output("table-open", "data"),
+          Output("table-url", "search", allow_duplicate=True),
           Input("table-grid", "active_cell"), Input("table-prev", "n_clicks"), Input("table-next", "n_clicks"),
-          Input("table-url", "search"), State("table-open", "data"), State("table-grid", "derived_virtual_data"),
-          prevent_initial_call=True)
-def open_detail(cell, _prev, _next, _search, current, shown):
-    """A clicked row opens its image; previous / next step through the rows in the table's order;
-    another view (Back or Forward) closes it."""
-    if ctx.triggered_id == "table-url":
-        return False, None
-    if ctx.triggered_id in ("table-prev", "table-next"):
-        order = [int(row["id"]) for row in shown or []]
-        index = step_in(order, current, -1 if ctx.triggered_id == "table-prev" else 1)
-        return (True, index) if index is not None else (no_update, no_update)
-    if not cell or cell.get("row_id") is None:
-        return no_update, no_update
-    return True, int(cell["row_id"])
+          Input("table-detail", "is_open"), Input("table-url", "search"), State("table-open", "data"),
+          State("table-grid", "derived_virtual_data"), prevent_initial_call=True)
+def open_detail(cell, _prev, _next, is_open, search, current, shown):
+    """A clicked row opens its image; previous / next step through the rows in the table's order; the
+    close button closes it. Each writes image= into the URL, so Back and Forward (which change the
+    URL) step back through the images and close the view, one step at a time."""
+    trigger = ctx.triggered_id
+    if trigger == "table-url":
+        image = read_query_ignored(search, FIELDS)[0]["image"]
+        return (image is not None if image != current or bool(is_open) != (image is not None) else no_update,
+                image if image != current else no_update, no_update)
+    nothing = no_update, no_update, no_update
+    if trigger == "table-detail":  # opened here (nothing to do), or closed by the user
+        if is_open or current is None:
+            return nothing
+        image = None
+    elif trigger in ("table-prev", "table-next"):
+        image = step_in([int(row["id"]) for row in shown or []], current, -1 if trigger == "table-prev" else 1)
+        if image is None or image == current:
+            return nothing
+    else:
+        image = int(cell["row_id"]) if cell and cell.get("row_id") is not None else None
+        if image is None or (image == current and is_open):
+            return nothing
+    url = changed_query(search, {"image": image})
+    return image is not None, image, no_update if url is None else url
 
 
 @callback(Output("table-detail-title", "children"), Output("table-detail-body", "children"),
-          Output("table-prev", "disabled"), Output("table-next", "disabled"), Output("table-position", "children"),
-          Input("table-open", "data"), State("table-grid", "derived_virtual_data"), State("run-store", "data"))
-def show_detail(index, shown, run_id):
+          Input("table-open", "data"), State("run-store", "data"))
+def show_detail(index, run_id):
     if not isinstance(index, int) or not run_id:
-        return no_update, no_update, True, True, None
-    order = [int(row["id"]) for row in shown or []]
+        return no_update, no_update
     try:
         body = detail(settings(), run_id, index, "table")
     except (RunError, DataError, ExplainError) as exc:
         body = problem(str(exc))
-    return (f"Test image #{index}", body, *footer_state(order, index, "in the table's order"))
+    return f"Test image #{index}", body
+
+
+@callback(Output("table-prev", "disabled"), Output("table-next", "disabled"), Output("table-position", "children"),
+          Input("table-open", "data"), Input("table-grid", "derived_virtual_data"))
+def show_position(index, shown):
+    """Where the open image sits in the table's order (a link's image once the rows have loaded)."""
+    if not isinstance(index, int):
+        return True, True, None
+    return footer_state([int(row["id"]) for row in shown or []], index, "in the table's order")

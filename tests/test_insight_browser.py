@@ -129,6 +129,12 @@ def test_table_filter_and_sort_follow_the_url(duo):
     assert duo.find_element("#table-prev").get_attribute("disabled") is None
     duo.find_element("#table-prev").click()
     until(lambda: text_of(duo, "#table-detail-title") == f"Test image #{shown[0]}", WAIT)
+    until(lambda: query(duo).get("image") == str(shown[0]), WAIT)
+    link = duo.driver.current_url  # a shared link opens the image, placed in the table once the rows load
+    visit(duo, "/")
+    duo.driver.get(link)
+    until(lambda: text_of(duo, "#table-detail-title") == f"Test image #{shown[0]}", WAIT)
+    until(lambda: text_of(duo, "#table-position") == f"1 of {len(pair)} in the table's order", WAIT)
 
 
 def test_compare_two_runs_shows_counts_and_verdict(duo):

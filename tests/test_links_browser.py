@@ -151,7 +151,7 @@ def test_back_on_compare_undoes_a_side_and_a_run_pick(duo):
     until(lambda: urlparse(duo.driver.current_url).path == "/", WAIT)
 
 
-def test_back_on_all_errors_undoes_a_filter_then_a_sort(duo):
+def test_back_on_all_errors_undoes_an_image_a_filter_then_a_sort(duo):
     visit(duo, "/")
     duo.driver.get(duo.server_url + "/all-errors?true=6")
     until(lambda: text_of(duo, "#table-count"), WAIT)
@@ -160,10 +160,18 @@ def test_back_on_all_errors_undoes_a_filter_then_a_sort(duo):
     until(lambda: query(duo).get("sort") == "confidence:asc", WAIT)
     duo.select_dcc_dropdown("#table-pred", "T-shirt/top")
     until(lambda: query(duo).get("pred") == "0" and text_of(duo, "#table-count") != count, WAIT)
-    duo.find_element("td[data-dash-column='true']").click()  # an image open when Back is pressed ...
+    duo.find_element("td[data-dash-column='true']").click()  # an image open, then the next one
     until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, ".modal.show"), WAIT)
-    duo.driver.back()
-    until(lambda: not duo.driver.find_elements(By.CSS_SELECTOR, ".modal.show"), WAIT)  # ... closes
+    first = query(duo).get("image")
+    until(lambda: first and text_of(duo, "#table-detail-title") == f"Test image #{first}", WAIT)
+    duo.find_element("#table-next").click()
+    until(lambda: query(duo).get("image") not in (None, first), WAIT)
+    duo.driver.back()  # the previous image
+    until(lambda: text_of(duo, "#table-detail-title") == f"Test image #{first}", WAIT)
+    duo.driver.back()  # the view closes; the filter stays
+    until(lambda: not duo.driver.find_elements(By.CSS_SELECTOR, ".modal.show"), WAIT)
+    assert query(duo).get("pred") == "0" and "image" not in query(duo)
+    duo.driver.back()  # the filter
     until(lambda: "pred" not in query(duo) and text_of(duo, "#table-count") == count, WAIT)
     assert query(duo).get("sort") == "confidence:asc"
     duo.driver.back()
