@@ -82,7 +82,7 @@ def sync_url(colour, search, run_id):
     """The colouring and the URL in step, one callback both ways (Dash allows a loop only inside
     one): Back or Forward changed the URL -> show its colouring; the colouring changed -> write it, the
     run shown and the URL's other parameters kept. A run chosen in the navbar is written by the app.
-    Opening the page writes nothing (see urlstate.has_ignored), unless to drop a malformed colour."""
+    Opening the page writes nothing (see workbench/urlstate.py), unless to drop a malformed colour."""
     if ctx.triggered_id != "map-colour":  # opening, Back or Forward: the URL wins
         state, _notes, ignored = read_query_ignored(search, FIELDS)
         wanted = state["colour"]

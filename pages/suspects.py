@@ -16,7 +16,7 @@ from dash.exceptions import PreventUpdate
 from workbench import RunError, WorkbenchError, artifacts, suspects as sus
 from workbench.components import link_notes, no_run, problem, settings
 from workbench.gallery import pages as page_count
-from workbench.urlstate import ChoiceField, IntField, changed_query, has_ignored, read_query
+from workbench.urlstate import ChoiceField, IntField, changed_query, read_query, read_query_ignored
 
 dash.register_page(__name__, path="/suspects", name="Label issues", order=5)
 
@@ -58,14 +58,14 @@ def layout(**query):
           Input("suspects-url", "search"))
 def show_suspects(run_id, split, page, search):
     chosen = ctx.triggered_id in ("suspects-split", "suspects-pager")
+    state, _notes, ignored = read_query_ignored(search, FIELDS)
     if ctx.triggered_id == "suspects-url":  # Back / Forward: the URL wins over the controls
-        state, _notes = read_query(search, FIELDS)
         split, page = state["split"], state["page"]
     split = split if split in sus.SPLITS else "test"
     page = page if isinstance(page, int) and page >= 1 else 1
 
     def url(page: int):  # the split and page in the URL, the run and other parameters kept: when the
-        if not chosen and not has_ignored(search, FIELDS):  # user picks them (the app writes the run)
+        if not chosen and not ignored:  # user picks them (the app writes the run)
             return no_update                                    # or to drop values the URL had wrong
         written = changed_query(search, {"split": split, "page": page}, run_id)
         return no_update if written is None else written

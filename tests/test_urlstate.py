@@ -77,9 +77,13 @@ def test_float_and_run_fields_and_the_ignored_values_themselves():
     assert read_query("?lo=1.5", fields)[1] == ["lo='1.5' ignored: outside 0..1"]
 
 
-def test_has_ignored_is_true_only_for_a_malformed_or_unknown_value():
-    from workbench.urlstate import has_ignored
+def test_only_a_malformed_or_unknown_value_is_reported_ignored():
+    from workbench.urlstate import read_query_ignored
 
     fields = {"colour": ChoiceField(("true", "predicted"), default="true"), "page": IntField(1, 9, default=1)}
-    assert not has_ignored("", fields) and not has_ignored("?colour=predicted&page=3&run=x", fields)
-    assert has_ignored("?colour=<b>", fields) and has_ignored("?page=0", fields) and has_ignored({"page": "a"}, fields)
+
+    def ignored(search):
+        return read_query_ignored(search, fields)[2]
+
+    assert not ignored("") and not ignored("?colour=predicted&page=3&run=x")
+    assert ignored("?colour=<b>") == {"colour": "<b>"} and ignored("?page=0") and ignored({"page": "a"})

@@ -16,6 +16,11 @@ callback writes its keys uses `changed_query`, which also puts the run shown in 
 when there is nothing to write (no history entry then):
 
     changed_query("?run=a&colour=true&x=1", {"colour": "correct"}, "b")  # "?run=b&colour=correct&x=1"
+
+A page writes its URL when the user changes its view, or to drop the values `read_query_ignored`
+reports ignored, never just because it opened: each write adds a history entry, so a page that
+wrote its URL each time it opened would write it again each time Back reached it, and Back could
+never leave the page.
 """
 
 from __future__ import annotations
@@ -176,11 +181,3 @@ def changed_query(search: str | dict | None, updates: dict, run_id: str | None =
     run shown as run=; None when that is the query already (nothing to write)."""
     query = merge_query(search, {**updates, "run": run_id} if run_id else updates)
     return None if parse_query(query) == parse_query(search) else query
-
-
-def has_ignored(search: str | dict | None, fields: dict) -> bool:
-    """Whether the URL holds values the page ignores; the page then writes its URL to drop them.
-    Otherwise a page writes its URL only when the user changes its view, not as it opens: a write
-    adds a history entry, so a page that wrote its URL each time it opened would write it again each
-    time Back reached it, and Back could never leave the page."""
-    return bool(read_query_ignored(search, fields)[2])
