@@ -101,7 +101,7 @@ def show_url(search, shown: dict) -> tuple:
     run_ids = list_runs(settings()["runs_dir"])
     state, _notes, ignored = read_query_ignored(search, fields(run_ids))
     wanted = {**dict(zip(("a", "b"), runs_named(state, run_ids))), "side": state["side"], "image": state["image"]}
-    url = changed_query(search, {k: wanted[k] for k in ("a", "b", "side")}) if ignored else None
+    url = changed_query(search, wanted) if ignored else None  # the URL without what was ignored
     return (no_update if url is None else url,
             *(wanted[k] if wanted[k] != shown[k] else no_update for k in ("a", "b", "side")),
             wanted["image"] is not None if wanted["image"] != shown["image"] else no_update,
@@ -179,10 +179,12 @@ def show_gallery(run_a, run_b, side, page, with_overlay):
 @callback(Output("compare-detail-title", "children"), Output("compare-detail-body", "children"),
           Output("compare-prev", "disabled"), Output("compare-next", "disabled"),
           Output("compare-position", "children"),
-          Input("compare-open", "data"), State("compare-a", "value"), State("compare-b", "value"),
-          State("compare-side", "value"))
-def show_detail(index, run_a, run_b, side):
-    if not isinstance(index, int) or not run_a or not run_b:
+          Input("compare-open", "data"), Input("compare-a", "value"), Input("compare-b", "value"),
+          Input("compare-side", "value"), State("compare-detail", "is_open"))
+def show_detail(index, run_a, run_b, side, is_open):
+    """The open image as the wrong run answered it; drawn again when Back or Forward change the runs
+    or the side under the same image (a jump of several history entries)."""
+    if not isinstance(index, int) or not run_a or not run_b or (ctx.triggered_id != "compare-open" and not is_open):
         return no_update, no_update, True, True, None
     side = side if side in SIDES else "a_only"
     wrong_run = run_b if side == "a_only" else run_a
@@ -191,7 +193,8 @@ def show_detail(index, run_a, run_b, side):
         order, body = side_order(run_a, run_b, side), detail(settings(), wrong_run, index, "compare")
     except (RunError, DataError, ExplainError) as exc:
         return title, problem(str(exc)), True, True, None
-    return title, body, *footer_state(order, index, f"with {SIDES[side]}")
+    return title, body, *footer_state(order, index, f"with {SIDES[side]}",
+                                               f"not among the images with {SIDES[side]}")
 
 
 def side_order(run_a: str, run_b: str, side: str) -> list[int]:

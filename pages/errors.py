@@ -308,4 +308,4 @@ def show_detail(index, run_id, cell):
         body = detail(cfg, run_id, index, "errors")
     except (RunError, DataError, ExplainError) as exc:
         return f"Test image #{index}", problem(str(exc)), True, True, None
-    return (f"Test image #{index}", body, *footer_state(order, index, "in this cell"))
+    return (f"Test image #{index}", body, *footer_state(order, index, "in this cell", "not in this cell"))

@@ -196,4 +196,5 @@ def show_detail(index, selection, run_id):
         body = detail(settings(), run_id, index)
     except (RunError, DataError, ExplainError) as exc:
         return title, problem(str(exc)), True, True, None
-    return title, body, *footer_state(list(selection or []), index, "in the selection")
+    return title, body, *footer_state(list(selection or []), index, "in the selection",
+                                            "not in the selection")

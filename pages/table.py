@@ -185,7 +185,7 @@ def export_csv(_clicks, shown, run_id):
 
 
 @callback(Output("table-detail", "is_open"), Output("table-open", "data"),
-          Output("table-url", "search", allow_duplicate=True),
+          Output("table-url", "search", allow_duplicate=True), Output("table-grid", "active_cell"),
           Input("table-grid", "active_cell"), Input("table-prev", "n_clicks"), Input("table-next", "n_clicks"),
           Input("table-detail", "is_open"), Input("table-url", "search"), State("table-open", "data"),
           State("table-grid", "derived_virtual_data"), prevent_initial_call=True)
@@ -197,8 +197,8 @@ def open_detail(cell, _prev, _next, is_open, search, current, shown):
     if trigger == "table-url":
         image = read_query_ignored(search, FIELDS)[0]["image"]
         return (image is not None if image != current or bool(is_open) != (image is not None) else no_update,
-                image if image != current else no_update, no_update)
-    nothing = no_update, no_update, no_update
+                image if image != current else no_update, no_update, None if image is None else no_update)
+    nothing = no_update, no_update, no_update, no_update
     if trigger == "table-detail":  # opened here (nothing to do), or closed by the user
         if is_open or current is None:
             return nothing
@@ -211,8 +211,8 @@ def open_detail(cell, _prev, _next, is_open, search, current, shown):
         image = int(cell["row_id"]) if cell and cell.get("row_id") is not None else None
         if image is None or (image == current and is_open):
             return nothing
-    url = changed_query(search, {"image": image})
-    return image is not None, image, no_update if url is None else url
+    url = changed_query(search, {"image": image})  # closing forgets the clicked cell: a click on it reopens
+    return image is not None, image, no_update if url is None else url, None if image is None else no_update
 
 
 @callback(Output("table-detail-title", "children"), Output("table-detail-body", "children"),
@@ -233,4 +233,5 @@ def show_position(index, shown):
     """Where the open image sits in the table's order (a link's image once the rows have loaded)."""
     if not isinstance(index, int):
         return True, True, None
-    return footer_state([int(row["id"]) for row in shown or []], index, "in the table's order")
+    return footer_state([int(row["id"]) for row in shown or []], index, "in the table's order",
+                        "not among the table's rows (its filters leave it out)" if shown else None)

@@ -41,9 +41,10 @@ SCRIPT = "<script>alert(1)</script>"
 BAD_LINKS = [  # path, the note's id, what the note says, the URL afterwards (None: the key has gone)
     (f"/map?colour={SCRIPT}", "#map-url-note",
      [f"colour='{SCRIPT}' ignored: not one of true, predicted, correct"], {"colour": "true"}),
-    ("/compare?a=nope&b=&side=zzz", "#compare-url-note",
-     ["a='nope' ignored: Run 'nope' not found", "b='' ignored: empty", "side='zzz' ignored"],
-     {"a": RUNS[0], "b": RUNS[1], "side": "a_only"}),
+    ("/compare?a=nope&b=&side=zzz&image=abc", "#compare-url-note",
+     ["a='nope' ignored: Run 'nope' not found", "b='' ignored: empty", "side='zzz' ignored",
+      "image='abc' ignored: not a whole number"],
+     {"a": RUNS[0], "b": RUNS[1], "side": "a_only", "image": None}),
     ("/all-errors?sort=zzz&page=99999&lo=abc&hi=0.5", "#table-url-note",
      ["sort='zzz' ignored", "page='99999' ignored: outside 1..400", "lo='abc' ignored: not a number"],
      {"sort": None, "page": None, "lo": None, "hi": "0.5"}),
@@ -207,3 +208,22 @@ def test_compare_detail_steps_through_its_side_and_back_undoes_one_step_at_a_tim
     duo.driver.forward()
     duo.driver.forward()  # a link with an image opens it at once
     until(lambda: text_of(duo, "#compare-detail-title").startswith(f"Test image #{first}:"), WAIT)
+
+
+def test_a_linked_image_outside_the_view_says_so_and_a_closed_row_reopens(duo):
+    a, b = (runs.read_predictions(REPO / "runs" / r) for r in RUNS)
+    both_right = int(a[(a["label"] == a["predicted"]) & (b["label"] == b["predicted"])]["index"].iloc[0])
+    visit(duo, f"/compare?a={RUNS[0]}&b={RUNS[1]}&side=b_only&image={both_right}")  # on neither side
+    until(lambda: text_of(duo, "#compare-detail-title").startswith(f"Test image #{both_right}:"), WAIT)
+    until(lambda: text_of(duo, "#compare-position") == "not among the images with B right, A wrong", WAIT)
+    not_shirt = int(a[a["label"] != 6]["index"].iloc[0])
+    visit(duo, f"/all-errors?true=6&image={not_shirt}")
+    until(lambda: text_of(duo, "#table-detail-title") == f"Test image #{not_shirt}", WAIT)
+    until(lambda: text_of(duo, "#table-position") == "not among the table's rows (its filters leave it out)", WAIT)
+    duo.find_element(".modal.show .btn-close").click()  # closed: then the same cell opens it again
+    until(lambda: "image" not in query(duo) and not duo.driver.find_elements(By.CSS_SELECTOR, ".modal.show"), WAIT)
+    for _ in range(2):
+        duo.find_element("td[data-dash-column='true']").click()
+        until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, ".modal.show") and query(duo).get("image"), WAIT)
+        duo.find_element(".modal.show .btn-close").click()
+        until(lambda: not duo.driver.find_elements(By.CSS_SELECTOR, ".modal.show"), WAIT)

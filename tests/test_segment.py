@@ -187,6 +187,16 @@ def test_a_small_find_is_flagged_and_a_good_one_is_not():
     assert small.found_fraction < 0.06 and any("little of the picture" in w for w in small.warnings)
 
 
+def test_a_box_through_the_garment_is_named_as_such_and_a_box_around_it_is_not_flagged():
+    rng = np.random.default_rng(0)
+    photo = paint(wood(rng), tshirt(size=1.2), (40, 40, 150), rng)
+    around = prepare_array(photo, box=(60, 60, 300, 420))
+    assert around.warnings == []
+    through = prepare_array(photo, box=(130, 200, 230, 330))  # inside the shirt's body
+    assert [w.split(":")[0] for w in through.warnings] == ["almost all of your box was kept as garment"]
+    assert "try a plainer background or draw a box" not in " ".join(through.warnings)  # not the no-box advice
+
+
 def test_a_worn_garment_is_flagged():
     rng = np.random.default_rng(9)
     wall = np.full((HEIGHT, WIDTH, 3), (70, 90, 120), np.float64) + rng.normal(0, 4, (HEIGHT, WIDTH, 3))

@@ -41,12 +41,13 @@ FINDER = FinderSettings()          # module-level so a benchmark can swap them w
 FRAME = FrameSettings()
 
 
-def prepare_found(work):
+def prepare_found(work, boxed: bool = False):
     """The real-photo path of workbench.preprocess.prepare_pil: a working-size PIL image -> Prepared,
-    its outline in working pixels; ImageError (code no_object) when nothing can be separated."""
+    its outline in working pixels; ImageError (code no_object) when nothing can be separated. `boxed`:
+    `work` is the inside of a box the user drew."""
     rgb = np.asarray(work.convert("RGB"))
     try:
-        found = find_garment(rgb, FINDER)
+        found = find_garment(rgb, FINDER, boxed)
     except NothingFound as exc:
         raise ImageError(str(exc), "no_object") from exc
     image, steps, box = frame_found(rgb, found, FRAME)

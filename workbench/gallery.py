@@ -78,10 +78,11 @@ def step_in(order: list[int], index: int, step: int) -> int | None:
     return order[min(max(order.index(index) + step, 0), len(order) - 1)]
 
 
-def footer_state(order: list[int], index: int, where: str) -> tuple[bool, bool, str | None]:
-    """The footer's (previous disabled, next disabled, "k of n WHERE") for `index` in `order`."""
+def footer_state(order: list[int], index: int, where: str, outside: str | None = None) -> tuple[bool, bool, str | None]:
+    """The footer's (previous disabled, next disabled, "k of n WHERE") for `index` in `order`; for an
+    image that is not in it (a link's, a point clicked outside a selection), `outside` says so."""
     if index not in order:
-        return True, True, None
+        return True, True, outside
     position = order.index(index)
     return position == 0, position == len(order) - 1, f"{position + 1} of {len(order):,} {where}"
 

@@ -103,7 +103,7 @@ def prepare_pil(image: Image.Image, settings: Settings = Settings(), *,
     region, origin, factor = crop_to_box(image, box, full_size)
     work = shrink(region, settings.work_side)
     factor *= region.width / work.width                   # original pixels per working pixel
-    prepared = prepare_clean(work, settings) or prepare_found(work)
+    prepared = prepare_clean(work, settings) or prepare_found(work, boxed=box is not None)
     prepared.steps.insert(0, ("original", np.asarray(shrink(image, DISPLAY_SIZE))))
     prepared.image_size = full_size
     prepared.outline = [(round(origin[0] + x * factor), round(origin[1] + y * factor))

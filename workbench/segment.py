@@ -66,8 +66,9 @@ class NothingFound(ValueError):
     """No region stands out from the background; the message says why in the user's words."""
 
 
-def find_garment(rgb: np.ndarray, settings: FinderSettings = FinderSettings()) -> Found:
-    """uint8 (H, W, 3) RGB -> Found, or NothingFound for an image with nothing to separate."""
+def find_garment(rgb: np.ndarray, settings: FinderSettings = FinderSettings(), boxed: bool = False) -> Found:
+    """uint8 (H, W, 3) RGB -> Found, or NothingFound for an image with nothing to separate. `boxed`: the
+    picture is the inside of a box the user drew (the warnings then speak of the box)."""
     small, scale = reduce(rgb, settings.side)
     if float(small.std(axis=(0, 1)).max()) < 2.0:
         raise NothingFound("nothing stands out from the background: the picture is one flat colour")
@@ -75,7 +76,7 @@ def find_garment(rgb: np.ndarray, settings: FinderSettings = FinderSettings()) -
     mask, pair = keep_one_of_pair(mask, settings)
     found = Found(mask=mask, scale=scale, fraction=float(mask.mean()), pair=pair)
     found.turn = 1 if pair and settings.turn_pairs and is_upright(mask) else 0
-    found.warnings = quality_warnings(small, found, settings)
+    found.warnings = quality_warnings(small, found, settings, boxed)
     return found
 
 
@@ -234,14 +235,18 @@ def is_upright(mask: np.ndarray) -> bool:
     return (rows[-1] - rows[0] + 1) > 1.3 * (cols[-1] - cols[0] + 1)
 
 
-def quality_warnings(small: np.ndarray, found: Found, settings: FinderSettings) -> list[str]:
+def quality_warnings(small: np.ndarray, found: Found, settings: FinderSettings, boxed: bool = False) -> list[str]:
     """Human sentences for finds that should not be trusted with a confident label."""
     warnings = []
     if found.fraction < settings.poor_fraction:
-        warnings.append(f"little of the picture ({found.fraction:.0%}) could be separated from the "
+        warnings.append(f"little of your box ({found.fraction:.0%}) was found to be garment: draw the box "
+                        "around the whole garment" if boxed else
+                        f"little of the picture ({found.fraction:.0%}) could be separated from the "
                         "background: the garment may be cut off or lost in the background")
     if found.fraction > settings.full_fraction:
-        warnings.append("the garment could not be separated from the background (almost the whole "
+        warnings.append("almost all of your box was kept as garment: if the box cuts through the garment, "
+                        "draw it around the whole garment" if boxed else
+                        "the garment could not be separated from the background (almost the whole "
                         "picture was kept); try a plainer background or draw a box around it")
     if skin_share(small, found.mask) >= settings.skin_fraction:
         warnings.append("the garment seems to be worn (skin-coloured parts next to it); the models "
