@@ -33,7 +33,9 @@ def start(runs_dir: Path, run_id: str, data_dir, pause: str | None = None) -> su
         env[checkpoints.PAUSE_ENV] = pause
     return subprocess.Popen([sys.executable, "-m", "workbench.cli", "train", *TINY, "--run-id", run_id,
                              "--runs-dir", str(runs_dir), "--data-dir", str(data_dir)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            # a shell's background job ignores SIGINT, and so would the run: not here
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(condition, process: subprocess.Popen, what: str) -> None:
@@ -110,10 +112,14 @@ def test_kill_9_anywhere_then_rerun_gives_the_uninterrupted_result(tmp_path, dat
                                               (signal.SIGINT, 130, "interrupted")])
 def test_sigterm_or_ctrl_c_says_what_was_kept_and_keeps_it(tmp_path, data_dir, stop, code, says):
     run_dir = tmp_path / "stopped"
-    process = start(tmp_path, "stopped", data_dir)
-    wait_for(lambda: (run_dir / runs.BACKUP_DIR / "epoch-0001.weights.h5").exists(), process, "epoch 1's checkpoint")
-    process.send_signal(stop)
-    out, _ = process.communicate(timeout=60)
+    process = start(tmp_path, "stopped", data_dir, pause="1:renamed")  # held after epoch 1's checkpoint: the
+    wait_for((run_dir / runs.BACKUP_DIR / ".paused").exists, process, "epoch 1's checkpoint")  # signal lands
+    process.send_signal(stop)                                                              # mid-run
+    try:
+        out, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # the signal did nothing: do not leave the run asleep
+        process.kill()
+        raise
     assert process.returncode == code, out[-2000:]
     last = out.strip().splitlines()[-1]
     assert last.startswith(f"{says}: finished epochs are kept in ") and "the same command resumes" in last
