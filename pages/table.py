@@ -186,10 +186,11 @@ def export_csv(_clicks, shown, run_id):
 
 @callback(Output("table-detail", "is_open"), Output("table-open", "data"),
           Output("table-url", "search", allow_duplicate=True), Output("table-grid", "active_cell"),
+          Output("table-grid", "page_current", allow_duplicate=True),
           Input("table-grid", "active_cell"), Input("table-prev", "n_clicks"), Input("table-next", "n_clicks"),
           Input("table-detail", "is_open"), Input("table-url", "search"), State("table-open", "data"),
-          State("table-grid", "derived_virtual_data"), prevent_initial_call=True)
-def open_detail(cell, _prev, _next, is_open, search, current, shown):
+          State("table-grid", "derived_virtual_data"), State("table-grid", "page_current"), prevent_initial_call=True)
+def open_detail(cell, _prev, _next, is_open, search, current, shown, page):
     """A clicked row opens its image; previous / next step through the rows in the table's order; the
     close button closes it. Each writes image= into the URL, so Back and Forward (which change the
     URL) step back through the images and close the view, one step at a time."""
@@ -197,22 +198,28 @@ def open_detail(cell, _prev, _next, is_open, search, current, shown):
     if trigger == "table-url":
         image = read_query_ignored(search, FIELDS)[0]["image"]
         return (image is not None if image != current or bool(is_open) != (image is not None) else no_update,
-                image if image != current else no_update, no_update, None if image is None else no_update)
-    nothing = no_update, no_update, no_update, no_update
+                image if image != current else no_update, no_update, None if image is None else no_update,
+                no_update)
+    nothing = no_update, no_update, no_update, no_update, no_update
     if trigger == "table-detail":  # opened here (nothing to do), or closed by the user
         if is_open or current is None:
             return nothing
         image = None
     elif trigger in ("table-prev", "table-next"):
-        image = step_in([int(row["id"]) for row in shown or []], current, -1 if trigger == "table-prev" else 1)
+        order = [int(row["id"]) for row in shown or []]
+        image = step_in(order, current, -1 if trigger == "table-prev" else 1)
         if image is None or image == current:
             return nothing
+        on_page = order.index(image) // PAGE_SIZE  # the table follows: closing shows the image's row
+        if on_page != page:
+            url = changed_query(search, {"image": image, "page": on_page + 1 if on_page else None})
+            return True, image, no_update if url is None else url, no_update, on_page
     else:
         image = int(cell["row_id"]) if cell and cell.get("row_id") is not None else None
         if image is None or (image == current and is_open):
             return nothing
     url = changed_query(search, {"image": image})  # closing forgets the clicked cell: a click on it reopens
-    return image is not None, image, no_update if url is None else url, None if image is None else no_update
+    return image is not None, image, no_update if url is None else url, None if image is None else no_update, no_update
 
 
 @callback(Output("table-detail-title", "children"), Output("table-detail-body", "children"),

@@ -18,7 +18,7 @@ from selenium.webdriver.common.by import By
 
 from browser_helpers import WAIT, fresh, text_of, until
 from model import runs
-from test_insight_browser import REPO, RUNS, duo, insight_runs, visit  # noqa: F401 (fixtures)
+from test_insight_browser import REPO, RUNS, column, duo, insight_runs, visit  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -227,3 +227,26 @@ def test_a_linked_image_outside_the_view_says_so_and_a_closed_row_reopens(duo):
         until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, ".modal.show") and query(duo).get("image"), WAIT)
         duo.find_element(".modal.show .btn-close").click()
         until(lambda: not duo.driver.find_elements(By.CSS_SELECTOR, ".modal.show"), WAIT)
+
+
+def table_page(duo) -> str:
+    return duo.find_element("input.current-page").get_attribute("placeholder")  # DataTable's page box
+
+
+def test_stepping_past_the_table_page_turns_it_and_back_turns_it_back(duo):
+    visit(duo, "/all-errors?true=6")
+    until(lambda: len(duo.driver.find_elements(By.CSS_SELECTOR, "td[data-dash-column='true']")) == 25, WAIT)
+    last = column(duo, "index")[-1]
+    duo.driver.find_elements(By.CSS_SELECTOR, "td[data-dash-column='true']")[-1].click()  # row 25 of page 1
+    until(lambda: query(duo).get("image") == last, WAIT)
+    duo.find_element("#table-next").click()  # row 26: on page 2
+    until(lambda: query(duo).get("page") == "2" and query(duo).get("image") not in (None, last), WAIT)
+    shown = query(duo)["image"]
+    duo.find_element(".modal.show .btn-close").click()
+    until(lambda: not duo.driver.find_elements(By.CSS_SELECTOR, ".modal.show"), WAIT)
+    until(lambda: table_page(duo) == "2" and column(duo, "index")[:1] == [shown], WAIT)  # the image's row
+    duo.driver.back()  # the view again, then the image before, on page 1
+    until(lambda: query(duo).get("image") == shown, WAIT)
+    duo.driver.back()
+    until(lambda: query(duo).get("image") == last and "page" not in query(duo), WAIT)
+    until(lambda: table_page(duo) == "1", WAIT)
