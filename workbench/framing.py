@@ -107,8 +107,9 @@ def crop_to_box(image, box, full_size) -> tuple[object, tuple[float, float], flo
     photo = f"the {full_size[0]}x{full_size[1]} photo"
     if x0 >= full_size[0] or y0 >= full_size[1]:
         raise ImageError(f"the box {tuple(box)} lies outside {photo}", "bad_box")
-    if x0 < 0 or y0 < 0 or x1 > full_size[0] or y1 > full_size[1]:  # not cut silently: a box for another
-        raise ImageError(f"the box {tuple(box)} reaches beyond {photo}: x must lie within "  # size or photo
+    # a box reaching beyond the photo was meant for another size or photo: refused, not cut silently
+    if x0 < 0 or y0 < 0 or x1 > full_size[0] or y1 > full_size[1]:
+        raise ImageError(f"the box {tuple(box)} reaches beyond {photo}: x must lie within "
                          f"0..{full_size[0]} and y within 0..{full_size[1]} (upright photo pixels)", "bad_box")
     if x1 - x0 < SIZE or y1 - y0 < SIZE:  # fewer pixels than the model's input: no garment to find
         raise ImageError(f"the box {tuple(box)} holds only {x1 - x0}x{y1 - y0} pixels of {photo}; draw it "
