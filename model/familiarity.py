@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.errors import RunError
 from model import runs
+from model.errors import RunError
 from model.runs import FAMILIARITY
 
 if TYPE_CHECKING:  # keras (TensorFlow) only where a model is fitted: reading the file stays light

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def run_train(args: argparse.Namespace) -> int:
     """`workbench train`: the recipe with the command line's overrides."""
     from model import distributed
     from model.recipes import get_recipe
-    from workbench.cli.launch import launch_local_workers, worker_argv
+    from workbench.cli.launch import launch_local_workers, sigterm_raises, worker_argv
 
     if getattr(args, "local_workers", None) is not None:
         # Try multi-worker training on one machine: n copies of this command on 127.0.0.1.
@@ -62,7 +61,9 @@ def run_train(args: argparse.Namespace) -> int:
     from model.train import train
 
     try:
-        with stop_on_sigterm(enabled=cluster is None):  # a cluster's workers: TensorFlow's own handling
+        stop = sigterm_raises(lambda _signum: Terminated("terminated (SIGTERM)")) if cluster is None \
+            else contextlib.nullcontext()  # a cluster's workers: TensorFlow's own handling
+        with stop:
             run_dir = train(recipe, args.runs_dir, args.run_id, data_dir=args.data_dir, limit=args.limit,
                             progress=not args.no_progress)
     except (KeyboardInterrupt, Terminated) as exc:
@@ -83,24 +84,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 class Terminated(Exception):
     """SIGTERM during training (a scheduler or `kill`): stopped like Ctrl-C, between two steps."""
-
-
-@contextlib.contextmanager
-def stop_on_sigterm(enabled: bool = True):
-    """SIGTERM raises Terminated in the main thread while the block runs (else the process dies
-    without a word); the previous handler comes back afterwards."""
-    if not enabled:
-        yield
-        return
-
-    def handler(_signum, _frame):
-        raise Terminated("terminated (SIGTERM)")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -83,14 +83,16 @@ def _stop(processes: list[subprocess.Popen], grace: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_exit():
-    """SIGTERM to the launcher raises SystemExit, so its `finally` stops the workers (main thread only)."""
+def sigterm_raises(error):
+    """While the block runs, SIGTERM raises error(signum) in the main thread (else the process would
+    die without running `finally` blocks or saying a word); the previous handler comes back after.
+    Off in other threads, where Python cannot install handlers."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        raise SystemExit(128 + signum)
+        raise error(signum)
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
@@ -121,7 +123,7 @@ def launch_local_workers(n: int, argv: list[str], timeout: float | None = None, 
     relays: list[threading.Thread] = []
     started = time.monotonic()
     try:
-        with _sigterm_as_exit():
+        with sigterm_raises(lambda signum: SystemExit(128 + signum)):  # `finally` stops the workers
             for index, tf_config in enumerate(local_tf_configs(free_ports(n))):
                 env = {**os.environ, ENV: tf_config, "TMPDIR": scratch, "PYTHONUNBUFFERED": "1"}
                 process = subprocess.Popen([*command, *argv], env=env, stdout=subprocess.PIPE,
