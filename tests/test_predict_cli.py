@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from model.data import CLASS_NAMES, load_raw
 from test_preprocess import load_benchmark
@@ -95,6 +96,27 @@ def test_a_top_outside_1_to_10_is_refused_as_the_api_does(capsys, runs_dir, phot
     with pytest.raises(SystemExit) as caught:
         run_cli(capsys, runs_dir, "--top", top, photo_files["bag.jpg"])
     assert caught.value.code == 2 and f"must be a whole number 1..10, received '{top}'" in capsys.readouterr().err
+
+
+def test_box_looks_only_inside_it_as_the_api_box_does(capsys, runs_dir, data_dir, tmp_path):
+    """A photo of a trouser beside a bag: --box around either one answers that one; a box beyond the
+    photo, or not four numbers, is refused with the API's words."""
+    raw = load_raw(data_dir, progress=False)
+    tiles = [np.kron(255 - raw["test_images"][int(np.flatnonzero(raw["test_labels"] == label)[0])],
+                     np.ones((8, 8), np.uint8)) for label in (1, 8)]   # dark garments on white, 224 px
+    scene = np.concatenate([tiles[0], np.full((224, 96), 255, np.uint8), tiles[1]], axis=1)
+    path = tmp_path / "two.png"
+    Image.fromarray(scene).save(path)
+    answers = {}
+    for name, box in (("left", "0,0,260,224"), ("right", "284,0,544,224")):
+        code, out, _ = run_cli(capsys, runs_dir, "--json", "--box", box, path)
+        answers[name] = json.loads(out)["results"][0]["label"]
+    assert answers == {"left": "Trouser", "right": "Bag"}
+    code, _, err = run_cli(capsys, runs_dir, "--box", "0,0,600,224", path)
+    assert code == 2 and "(bad_box)" in err and "544" in err
+    with pytest.raises(SystemExit) as caught:
+        run_cli(capsys, runs_dir, "--box", "1,2,3", path)
+    assert caught.value.code == 2 and "box must be x0,y0,x1,y1" in capsys.readouterr().err
 
 
 def test_low_confidence_threshold_is_a_flag(capsys, runs_dir, photo_files):

@@ -185,7 +185,7 @@ def run_predict(args: argparse.Namespace) -> int:
     runs_dir = runs.locate_runs_dir(args.runs_dir or runs.DEFAULT_RUNS_DIR, run_id, given=bool(args.runs_dir))
     run_id = run_for_photos(runs_dir, args.run) or run_id
     batch = classify([(path, data) for _, path, data in readable], runs_dir, run_id, args.backend,
-                     top=args.top, low_confidence=low)
+                     top=args.top, low_confidence=low, box=args.box)
     for (index, _, _), item in zip(readable, batch.items):
         answers[index] = {**cli_answer(item, batch), "index": index}
     if args.json:

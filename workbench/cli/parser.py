@@ -7,9 +7,10 @@ from __future__ import annotations
 import argparse
 
 from model.data import NUM_CLASSES
+from model.errors import SettingError
 from model.runs import DEFAULT_RUN_ID, DEFAULT_RUNS_DIR
 from model.runtimes import BACKENDS
-from workbench.classify import LOW_CONFIDENCE, PHOTO_RUN_ID  # no TensorFlow at import: --help stays fast
+from workbench.classify import LOW_CONFIDENCE, PHOTO_RUN_ID, parse_box  # no TensorFlow at import: --help stays fast
 
 
 def top_count(text: str) -> int:
@@ -21,6 +22,14 @@ def top_count(text: str) -> int:
     if not 1 <= value <= NUM_CLASSES:
         raise argparse.ArgumentTypeError(f"must be a whole number 1..{NUM_CLASSES}, received {text!r}")
     return value
+
+
+def crop_box(text: str) -> tuple[int, int, int, int]:
+    """--box: x0,y0,x1,y1 in the photo's pixels, read as the API reads its `box`."""
+    try:
+        return parse_box(text)
+    except SettingError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -106,6 +115,9 @@ def _add_predict(sub) -> None:
     p.add_argument("--backend", choices=BACKENDS, default="keras",
                    help="prediction runtime (default keras)")
     p.add_argument("--top", type=top_count, default=3, help="classes to show per image, 1..10 (default 3)")
+    p.add_argument("--box", type=crop_box, default=None, metavar="X0,Y0,X1,Y1",
+                   help="look for the garment only inside this box (photo pixels, as the API's box); "
+                        "for a photo whose garment was not found or was cut")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--low-confidence", type=float, default=None,
                    help=f"flag answers whose top probability is below this (default: "
