@@ -14,7 +14,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from workbench import DataError, ExplainError, RunError, insight, list_runs
 from workbench.components import link_notes, metric_card, problem, rows_table, settings
-from workbench.gallery import detail, detail_footer, footer_state, gallery, pages, step_in
+from workbench.gallery import clicked_step, detail, detail_footer, footer_state, gallery, pages, step_in
 from workbench.urlstate import ChoiceField, IntField, RunField, changed_query, read_query, read_query_ignored
 
 dash.register_page(__name__, path="/compare", name="Compare", order=6)
@@ -79,8 +79,8 @@ def comparison(run_a: str, run_b: str) -> dict:
           Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-side", "value"),
           Input("compare-url", "search"), Input({"type": "compare-thumb", "index": ALL}, "n_clicks"),
           Input("compare-prev", "n_clicks"), Input("compare-next", "n_clicks"), Input("compare-detail", "is_open"),
-          State("compare-open", "data"))
-def sync_url(run_a, run_b, side, search, _clicks, _prev, _next, is_open, current):
+          State("compare-open", "data"), State("compare-stepped", "data"))
+def sync_url(run_a, run_b, side, search, _clicks, prev, next_, is_open, current, stepped):
     """The controls, the open image and the URL in step, one callback both ways: Back or Forward
     changed the URL -> show what it names; the user changed the view -> write it (the URL's other
     parameters, the navbar's run among them, kept). A tile opens its image, previous / next step
@@ -88,7 +88,8 @@ def sync_url(run_a, run_b, side, search, _clicks, _prev, _next, is_open, current
     unless to drop values it ignored."""
     if ctx.triggered_id in (None, "compare-url"):  # opening, Back, Forward
         return show_url(search, {"a": run_a, "b": run_b, "side": side, "image": current if is_open else None})
-    image = opened_image(run_a, run_b, side, current, is_open)
+    step = clicked_step("compare", prev, next_, stepped) if ctx.triggered_id in ("compare-prev", "compare-next") else 0
+    image = opened_image(run_a, run_b, side, current, is_open, step)
     if image is False:  # not an action: a tile re-rendered, the modal opened by this callback
         return (no_update,) * 6
     url = changed_query(search, {"a": run_a or None, "b": run_b or None, "side": side or None, "image": image})
@@ -108,16 +109,16 @@ def show_url(search, shown: dict) -> tuple:
             wanted["image"] if wanted["image"] != shown["image"] else no_update)
 
 
-def opened_image(run_a, run_b, side, current, is_open):
+def opened_image(run_a, run_b, side, current, is_open, step: int = 0):
     """The image open after the user's action: None (closed), an index, or False when the event was
-    not an action."""
+    not an action; `step`: images to move by for previous / next."""
     trigger = ctx.triggered_id
     if trigger in ("compare-a", "compare-b", "compare-side"):
         return None
     if trigger == "compare-detail":  # the modal's close button or Escape
         return None if not is_open else False
     if trigger in ("compare-prev", "compare-next"):
-        index = step_in(side_order(run_a, run_b, side), current, -1 if trigger == "compare-prev" else 1)
+        index = step_in(side_order(run_a, run_b, side), current, step)
         return False if index is None or index == current else index
     if not isinstance(trigger, dict) or not ctx.triggered[0]["value"]:  # a tile (re-)rendered, not clicked
         return False

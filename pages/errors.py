@@ -22,7 +22,7 @@ from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, 
 from workbench import CLASS_NAMES, PROB_COLUMNS, DataError, ExplainError, RunError, artifacts, figures
 from workbench.components import link_notes, no_run, problem, rows_table, settings
 from workbench.explain import get_explainer
-from workbench.gallery import detail, detail_footer, footer_state, step_in
+from workbench.gallery import clicked_step, detail, detail_footer, footer_state, step_in
 from workbench.gallery import pages as page_count
 from workbench.images import overlay, png_data_url
 from workbench.urlstate import ChoiceField, FlagField, IntField, merge_query, parse_query, read_query, write_query
@@ -121,8 +121,8 @@ STATE_OUTPUTS = ("norm", "cam", "page", "cell", "image", "is_open")
           Input({"type": "errors-thumb", "index": ALL}, "n_clicks"),
           Input("errors-prev", "n_clicks"), Input("errors-next", "n_clicks"), Input("errors-detail", "is_open"),
           State("errors-cell", "data"), State("errors-image", "data"), State("run-store", "data"),
-          prevent_initial_call=True)
-def sync_state(search, norm, cam, page, click, _pairs, _thumbs, _prev, _next, is_open, cell, image, run_id):
+          State("errors-stepped", "data"), prevent_initial_call=True)
+def sync_state(search, norm, cam, page, click, _pairs, _thumbs, prev, next_, is_open, cell, image, run_id, stepped):
     cell = valid_cell(cell)
     current = {"norm": norm, "cam": bool(cam), "page": page, "image": image,
                "true": cell["true"] if cell else None, "pred": cell["pred"] if cell else None}
@@ -130,7 +130,8 @@ def sync_state(search, norm, cam, page, click, _pairs, _thumbs, _prev, _next, is
         state, notes = read_state(search, run_id)  # (written here, the clean URL does not trigger this again)
         url = write_query(search, state, FIELDS) if notes else no_update
         return url, *changed(state, current, is_open), link_notes(notes, "errors")
-    state = next_state(current, ctx.triggered_id, ctx.triggered[0]["value"], click, run_id)
+    step = clicked_step("errors", prev, next_, stepped) if ctx.triggered_id in ("errors-prev", "errors-next") else 0
+    state = next_state(current, ctx.triggered_id, ctx.triggered[0]["value"], click, run_id, step)
     if state is None:
         return (no_update,) * 8
     url = merge_query(write_query(search, state, FIELDS), {"run": run_id})  # a control already shows
@@ -148,8 +149,9 @@ def changed(state: dict, current: dict, is_open) -> list:
     return [new[k] if new[k] != old[k] else no_update for k in STATE_OUTPUTS]
 
 
-def next_state(current: dict, trigger, value, click, run_id) -> dict | None:
-    """The state after the user's action, or None when the event is not one (a tile re-rendered)."""
+def next_state(current: dict, trigger, value, click, run_id, step: int = 0) -> dict | None:
+    """The state after the user's action, or None when the event is not one (a tile re-rendered);
+    `step`: images to move by for previous / next."""
     if trigger == "errors-norm":
         return {**current, "norm": value}
     if trigger == "errors-overlay":
@@ -159,7 +161,7 @@ def next_state(current: dict, trigger, value, click, run_id) -> dict | None:
     if trigger == "errors-detail":  # the modal was closed
         return {**current, "image": None} if not value else None
     if trigger in ("errors-prev", "errors-next"):
-        return step_image(current, run_id, -1 if trigger == "errors-prev" else 1) if value else None
+        return step_image(current, run_id, step) if value and step else None
     if trigger == "errors-matrix":
         return clicked_cell(current, click, run_id)
     if not isinstance(trigger, dict) or not value:  # a tile or pair (re-)rendered, not clicked

@@ -16,7 +16,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from workbench import DataError, ExplainError, RunError, artifacts, figures, maps
 from workbench.components import link_notes, no_run, problem, settings
-from workbench.gallery import detail, detail_footer, footer_state, gallery, pages, step_in
+from workbench.gallery import clicked_step, detail, detail_footer, footer_state, gallery, pages, step_in
 from workbench.images import png_data_url
 from workbench.urlstate import ChoiceField, changed_query, read_query, read_query_ignored
 
@@ -164,15 +164,16 @@ def show_gallery(indices, page, with_overlay, run_id):
 @callback(Output("map-detail", "is_open"), Output("map-open", "data"),
           Input("map-graph", "clickData"), Input({"type": "map-thumb", "index": ALL}, "n_clicks"),
           Input("map-prev", "n_clicks"), Input("map-next", "n_clicks"), Input("run-store", "data"),
-          State("map-open", "data"), State("map-selection", "data"), prevent_initial_call=True)
-def open_detail(click, _clicks, _prev, _next, _run_id, current, selection):
+          State("map-open", "data"), State("map-selection", "data"), State("map-stepped", "data"),
+          prevent_initial_call=True)
+def open_detail(click, _clicks, prev, next_, _run_id, current, selection, stepped):
     """A clicked point or tile opens its image; previous / next step through the selection in
     gallery order; another run closes it."""
     trigger = ctx.triggered_id
     if trigger == "run-store":
         return False, None
     if trigger in ("map-prev", "map-next"):
-        index = step_in(list(selection or []), current, -1 if trigger == "map-prev" else 1)
+        index = step_in(list(selection or []), current, clicked_step("map", prev, next_, stepped))
         return (True, index) if index is not None else (no_update, no_update)
     if isinstance(trigger, dict):
         if not ctx.triggered[0]["value"]:

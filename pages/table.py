@@ -17,7 +17,7 @@ from dash.dash_table.Format import Format, Scheme
 
 from workbench import CLASS_NAMES, DataError, ExplainError, RunError, insight
 from workbench.components import link_notes, no_run, problem, settings
-from workbench.gallery import detail, detail_footer, footer_state, step_in
+from workbench.gallery import clicked_step, detail, detail_footer, footer_state, step_in
 from workbench.gallery import pages as page_count
 from workbench.urlstate import ChoiceField, FloatField, IntField, changed_query, merge_query, read_query_ignored
 
@@ -189,8 +189,9 @@ def export_csv(_clicks, shown, run_id):
           Output("table-grid", "page_current", allow_duplicate=True),
           Input("table-grid", "active_cell"), Input("table-prev", "n_clicks"), Input("table-next", "n_clicks"),
           Input("table-detail", "is_open"), Input("table-url", "search"), State("table-open", "data"),
-          State("table-grid", "derived_virtual_data"), State("table-grid", "page_current"), prevent_initial_call=True)
-def open_detail(cell, _prev, _next, is_open, search, current, shown, page):
+          State("table-grid", "derived_virtual_data"), State("table-grid", "page_current"),
+          State("table-stepped", "data"), prevent_initial_call=True)
+def open_detail(cell, prev, next_, is_open, search, current, shown, page, stepped):
     """A clicked row opens its image; previous / next step through the rows in the table's order; the
     close button closes it. Each writes image= into the URL, so Back and Forward (which change the
     URL) step back through the images and close the view, one step at a time."""
@@ -207,7 +208,7 @@ def open_detail(cell, _prev, _next, is_open, search, current, shown, page):
         image = None
     elif trigger in ("table-prev", "table-next"):
         order = [int(row["id"]) for row in shown or []]
-        image = step_in(order, current, -1 if trigger == "table-prev" else 1)
+        image = step_in(order, current, clicked_step("table", prev, next_, stepped))
         if image is None or image == current:
             return nothing
         on_page = order.index(image) // PAGE_SIZE  # the table follows: closing shows the image's row

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
 
 from model import runs
 from browser_helpers import WAIT, click_cell, serve, text_of, until
@@ -115,5 +116,10 @@ def test_c_detail_view_steps_through_the_cell_with_both_grad_cams(duo):
     captions = until(lambda: [c.text for c in duo.find_elements("#errors-detail-content figcaption")
                               if "Grad-CAM" in c.text], timeout=WAIT)
     assert captions == ["Grad-CAM for T-shirt/top (predicted)", "Grad-CAM for Shirt (true)"]
+    ActionChains(duo.driver).double_click(duo.find_element("#errors-next")).perform()  # two steps, not one
+    duo.wait_for_text_to_equal("#errors-position", f"4 of {len(indices)} in this cell", timeout=WAIT)
+    until(lambda: query(duo).get("image") == str(indices[3]), timeout=WAIT)
+    duo.find_element("#errors-prev").click()
+    duo.wait_for_text_to_equal("#errors-detail-title", f"Test image #{indices[2]}", timeout=WAIT)
     duo.find_element("#errors-detail .btn-close").click()
     until(lambda: "image" not in query(duo), timeout=WAIT)

@@ -4,6 +4,7 @@
     body = detail(cfg, run_id, index)      # image, Grad-CAM for the predicted and the true (or runner-up) class
     footer = detail_footer("table")        # ← previous · "k of n" · next → under a detail view
     index = step_in(order, index, +1)      # the next image of an ordered list, held at its ends
+    step = clicked_step("table", prev_clicks, next_clicks, stepped)   # in a callback: +2 after a double click
 
 Only component builders live here (no callbacks: Dash registers a page's callbacks when it runs the
 page file, so decorators in a helper module would reach the first app only). Each tile is an
@@ -14,7 +15,7 @@ html.Button with id {"type": f"{prefix}-thumb", "index": test index}; the page's
 from __future__ import annotations
 
 import numpy as np
-from dash import dcc, html
+from dash import dcc, html, set_props
 import dash_bootstrap_components as dbc
 
 from workbench import artifacts, figures
@@ -68,7 +69,18 @@ def detail_footer(prefix: str) -> dbc.ModalFooter:
 
     return dbc.ModalFooter([button("← previous", "prev"), html.Span(id=f"{prefix}-position",
                                                                     className="small text-muted"),
-                            button("next →", "next")], className="justify-content-between")
+                            button("next →", "next"), dcc.Store(id=f"{prefix}-stepped", data=[0, 0])],
+                           className="justify-content-between")
+
+
+def clicked_step(prefix: str, prev_clicks, next_clicks, stepped) -> int:
+    """Images to move by (+ forward) for the clicks on PREFIX-prev / PREFIX-next not yet taken, and
+    records them as taken in PREFIX-stepped. A double click's second request leaves before the first
+    one's answer is back, so it still sees the old image: counting clicks moves it two, not one."""
+    now = [prev_clicks or 0, next_clicks or 0]
+    seen = stepped if isinstance(stepped, list) and len(stepped) == 2 else [0, 0]
+    set_props(f"{prefix}-stepped", {"data": now})
+    return (now[1] - seen[1]) - (now[0] - seen[0])
 
 
 def step_in(order: list[int], index: int, step: int) -> int | None:
