@@ -42,11 +42,16 @@ class ImportSettings:
     probability_tolerance: float = 1e-3  # rows summing to 1 within this (and >= 0) are probabilities
     near_chance: float = 0.2   # test accuracy under this (twice chance, 10 %): say the model may be
                                # fed or read wrongly (class order, input scale, another image size)
+    below_chance: float = 0.05  # under half of chance: not guessing but naming classes consistently
+                                # wrong, which is what a different class order does
     close_scales: float = 0.02           # scales within 2 points on the probe images: say the choice is weak
                                          # (a ReLU net without much bias barely cares about the scale)
 
 
 SETTINGS = ImportSettings()
+# The two settings a user may give, named as the command line and the Import page both show them.
+CLASS_ORDER = "class order (--class-order, or Class order on the Import page)"
+INPUT_SCALE = "pixel scale (--input-scale, or Pixel scale on the Import page)"
 
 
 @dataclass
@@ -67,10 +72,10 @@ def parse_class_order(text: str | None) -> list[int] | None:
     try:
         order = [int(t) if t.isdigit() else list(CLASS_NAMES).index(t) for t in items]
     except ValueError as exc:
-        raise ImportModelError(f"--class-order: unknown class in {text!r}; use indices 0-9 or the names "
+        raise ImportModelError(f"{CLASS_ORDER}: unknown class in {text!r}; use indices 0-9 or the names "
                                f"{', '.join(CLASS_NAMES)}", "bad_class_order") from exc
     if sorted(order) != list(range(NUM_CLASSES)):
-        raise ImportModelError(f"--class-order must name each of the {NUM_CLASSES} classes once, received "
+        raise ImportModelError(f"the {CLASS_ORDER} must name each of the {NUM_CLASSES} classes once, received "
                                f"{text!r}", "bad_class_order")
     return None if order == list(range(NUM_CLASSES)) else order
 
@@ -198,10 +203,10 @@ def choose_scale(candidate, shape_conv: InputConvention, scale: str | None, imag
         scores = ", ".join(f"{k}: {v[2]:.1%}" for k, v in tried.items())
         close = abs(tried["0-1"][2] - tried["0-255"][2]) < SETTINGS.close_scales
         notes.append(f"input scale {best}: the better accuracy on {len(labels)} validation images ({scores})"
-                     + ("; the two are close, so pass --input-scale if you know the model's scale" if close
-                        else "; pass --input-scale to choose yourself"))
+                     + (f"; the two are close, so give the {INPUT_SCALE} if you know it" if close
+                        else f"; give the {INPUT_SCALE} to choose yourself"))
     else:
-        notes.append(f"input scale {best} (from --input-scale): {tried[best][2]:.1%} on {len(labels)} "
+        notes.append(f"input scale {best} (as given): {tried[best][2]:.1%} on {len(labels)} "
                      "validation images")
     conv, logits, _ = tried[best]
     notes.append("outputs are logits (rows are not probabilities): a softmax is added" if logits
@@ -212,6 +217,17 @@ def choose_scale(candidate, shape_conv: InputConvention, scale: str | None, imag
 # ---------------------------------------------------------------------------------------------
 # The import
 
+def chance_note(accuracy: float) -> str | None:
+    """What a test accuracy near or below chance (10 %) suggests, or None for a working model."""
+    if accuracy < SETTINGS.below_chance:
+        return (f"test accuracy {accuracy:.1%} is far below chance (10 %): the model tells the classes apart "
+                f"but names them differently; give its {CLASS_ORDER}")
+    if accuracy < SETTINGS.near_chance:
+        return (f"test accuracy {accuracy:.1%} is near chance (10 %): check that the model was trained on "
+                f"Fashion-MNIST and give its {CLASS_ORDER} or {INPUT_SCALE} if they differ from the standard ones")
+    return None
+
+
 def import_model(path: Path | str, runs_dir: Path | str, run_id: str, input_scale: str | None = None,
                  class_order: str | None = None, trust_code: bool = False, data_dir=None,
                  progress=lambda message: None, splits=None) -> ImportResult:
@@ -220,9 +236,9 @@ def import_model(path: Path | str, runs_dir: Path | str, run_id: str, input_scal
     started = time.perf_counter()
     run_dir = Path(runs_dir) / runs.check_run_id(run_id)
     if run_dir.exists():
-        raise RunError(f"run {run_id!r} already exists in {runs_dir}; choose another --run-id", "run_exists")
+        raise RunError(f"run {run_id!r} already exists in {runs_dir}; choose another run id", "run_exists")
     if input_scale is not None and input_scale not in SCALES:
-        raise ImportModelError(f"--input-scale must be one of {', '.join(SCALES)}, received {input_scale!r}",
+        raise ImportModelError(f"the {INPUT_SCALE} must be one of {', '.join(SCALES)}, received {input_scale!r}",
                                "bad_parameter")
     order = parse_class_order(class_order)
     progress("reading the model file")
@@ -250,17 +266,15 @@ def import_model(path: Path | str, runs_dir: Path | str, run_id: str, input_scal
 
         metrics = evaluate_run(tmp, test=splits.test)  # metrics.json names config.json's run_id
         if run_dir.exists():
-            raise RunError(f"run {run_id!r} appeared in {runs_dir} during the import; choose another --run-id",
+            raise RunError(f"run {run_id!r} appeared in {runs_dir} during the import; choose another run id",
                            "run_exists")
         tmp.rename(run_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     progress("done")
-    if metrics["test_accuracy"] < SETTINGS.near_chance:
-        notes.append(f"test accuracy {metrics['test_accuracy']:.1%} is near chance (10 %): check that the model "
-                     "was trained on Fashion-MNIST and give its class order (--class-order) or input scale "
-                     "(--input-scale) if they differ from the standard ones")
+    note = chance_note(metrics["test_accuracy"])
+    notes += [note] if note else []
     return ImportResult(run_dir, conv.record(), logits, saved["gradcam_layer"], metrics["test_accuracy"], notes)
 
 

@@ -72,12 +72,14 @@ def list_runs(runs_dir: Path | str = DEFAULT_RUNS_DIR) -> list[str]:
     return [p.name for p in runs]
 
 
+RUN_ID_RULE = "a run id is one folder name: not empty, no / or \\, not starting with a dot"
+
+
 def check_run_id(run_id: str) -> str:
-    """A run id is one folder name: refuse empty ids and ids that would escape the runs folder."""
-    if not isinstance(run_id, str):
-        raise RunError(f"invalid run id {run_id!r}: a run id is a folder name")
-    if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
-        raise RunError(f"invalid run id {run_id!r}")
+    """A run id is one folder name: refuse empty ids, ids that would escape the runs folder, and
+    hidden names (a folder starting with a dot is never listed as a run, so it could not be used)."""
+    if not isinstance(run_id, str) or not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
+        raise RunError(f"invalid run id {run_id!r}: {RUN_ID_RULE}")
     return run_id
 
 

@@ -17,7 +17,7 @@ def run_dir(tmp_path):
     return folder
 
 
-@pytest.mark.parametrize("run_id", ["", ".", "..", "a/b", "..\\x"])
+@pytest.mark.parametrize("run_id", ["", ".", "..", "a/b", "..\\x", ".mine"])
 def test_invalid_run_ids_are_refused(tmp_path, run_id):
     with pytest.raises(RunError, match="invalid run id"):
         runs.run_path(tmp_path, run_id)
