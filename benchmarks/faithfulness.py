@@ -10,6 +10,7 @@ Deletion AUC: lower is better; insertion AUC: higher is better; "random" is the 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from model import runs
@@ -24,7 +25,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=trust.SAMPLE.images)
     args = parser.parse_args()
     start = time.perf_counter()
-    table = trust.run_table(args.runs_dir, args.run, trust.Sample(images=args.images))
+    try:
+        table = trust.run_table(args.runs_dir, args.run, trust.Sample(images=args.images))
+    except runs.RunError as exc:  # an unknown or damaged run: one line, as the CLI says it
+        sys.exit(f"error: {exc}")
     print(f"run {args.run}: {table['n_images']} test images, baseline {table['baseline']}, "
           f"target = {table['target']} ({time.perf_counter() - start:.0f} s)\n")
     print("| method | deletion AUC (lower is better) | insertion AUC (higher is better) | sanity check |")

@@ -97,7 +97,7 @@ def load_familiarity(run_dir: Path | str) -> Familiarity | None:
         familiarity = Familiarity(data["means"], data["precision"], float(data["threshold"]))
     except (RunError, TypeError, ValueError) as exc:
         raise RunError(f"{path.name} of run {Path(run_dir).name!r} is damaged; recompute it with "
-                       f"`workbench familiarity {Path(run_dir).name}`", "bad_familiarity") from exc
+                       f"`{runs.run_command('workbench familiarity', run_dir)}`", "bad_familiarity") from exc
     if familiarity.means.ndim != 2 or familiarity.precision.shape != (familiarity.means.shape[1],) * 2:
         raise RunError(f"{path.name} of run {Path(run_dir).name!r} has inconsistent shapes; recompute it",
                        "bad_familiarity")

@@ -268,7 +268,7 @@ def read_label_issues(run_dir: Path | str) -> pd.DataFrame:
     path = Path(run_dir) / runs.LABEL_ISSUES
     if not path.is_file():
         raise RunError(f"run {Path(run_dir).name!r} has no {runs.LABEL_ISSUES}: run "
-                       f"`workbench label-issues {Path(run_dir).name}` to compute it", "no_label_issues")
+                       f"`{runs.run_command('workbench label-issues', run_dir)}` to compute it", "no_label_issues")
     try:
         frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a damaged file

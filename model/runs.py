@@ -22,6 +22,7 @@ when its content does not match model/run_schema.py (checked here, once, as the 
 from __future__ import annotations
 
 import json
+import shlex
 import zipfile
 from pathlib import Path
 
@@ -81,6 +82,16 @@ def check_run_id(run_id: str) -> str:
     if not isinstance(run_id, str) or not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
         raise RunError(f"invalid run id {run_id!r}: {RUN_ID_RULE}")
     return run_id
+
+
+def run_command(command: str, run_dir: Path | str, *options: str) -> str:
+    """`command RUN [options]` to suggest to the user, with `--runs-dir` when the run is not in the
+    default runs folder (./runs or the project's), so that it works as written."""
+    run_dir = Path(run_dir)
+    words = [command, shlex.quote(run_dir.name), *options]
+    if run_dir.parent.resolve() not in (DEFAULT_RUNS_DIR.resolve(), PROJECT_RUNS_DIR.resolve()):
+        words += ["--runs-dir", shlex.quote(str(run_dir.parent))]
+    return " ".join(words)
 
 
 def run_path(runs_dir: Path | str, run_id: str) -> Path:

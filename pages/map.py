@@ -73,7 +73,8 @@ def show_hint(run_id):
     if ready:
         return None
     return dbc.Alert(f"Computing the map of run {run_id} (once; ~{maps.ESTIMATED_SECONDS} s on 2 CPU cores). "
-                     f"`workbench embed {run_id}` computes it ahead of time.", color="info", id="map-computing")
+                     f"`{artifacts.command_line(settings()['runs_dir'], run_id, 'workbench embed')}` "
+                     "computes it ahead of time.", color="info", id="map-computing")
 
 
 @callback(Output("map-url", "search"), Output("map-colour", "value"),

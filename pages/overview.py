@@ -7,7 +7,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, html
 
 from workbench import DataError, RunError, artifacts
-from workbench.components import metric_card, no_run, problem, settings
+from workbench.components import metric_card, no_run, problem, settings, training_card
 from workbench.images import png_data_url
 
 dash.register_page(__name__, path="/", name="Overview", order=0)
@@ -60,10 +60,7 @@ def headline(runs_dir, run_id: str):
         metric_card("test accuracy", f"{m['test_accuracy']:.2%}", f"95% CI {lo:.2%} – {hi:.2%}"),
         metric_card("macro F1", f"{m.get('macro_f1', float('nan')):.3f}", f"{m.get('n_test', '?')} test images"),
         metric_card("calibration error", f"{m.get('ece', float('nan')):.3f}", "ECE, lower is better"),
-        metric_card("training", f"{m.get('train_seconds', 0) / 60:.1f} min",
-                    f"{m.get('train_images_per_second', 0):,.0f} img/s")
-        if "imported" not in config else
-        metric_card("training", "imported", str(config["imported"].get("source", "?"))),
+        training_card(m, config),
         metric_card("model", str(config.get("architecture", "?")),
                     f"recipe {config.get('recipe', '?')}, {config.get('epochs', '?')} epochs" if "imported" not in config
                     else f"imported {config['imported'].get('format', '?')} file, {config.get('softmax', '')}"),

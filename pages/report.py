@@ -10,7 +10,8 @@ from dash import Input, Output, State, callback, dcc, html
 
 from workbench import DataError, ExplainError, ExportError, RunError, artifacts, explain_figures, figures, trust
 from workbench.images import colorize, png_data_url
-from workbench.components import metric_card, no_run, problem, rows_table, settings
+from workbench.components import metric_card, no_run, problem, rows_table, settings, training_card
+from workbench.explain import explanations_off
 from workbench.inference import get_predictor
 
 dash.register_page(__name__, path="/report", name="Report", order=7)
@@ -33,13 +34,16 @@ def metrics_section(runs_dir, run_id: str):
         m = artifacts.metrics(runs_dir, run_id)
     except RunError as exc:
         return problem(str(exc), "No metrics")
+    try:
+        config = artifacts.config(runs_dir, run_id)
+    except RunError:  # the configuration section below says what is wrong with it
+        config = {}
     lo, hi = m.get("test_accuracy_ci95", [float("nan")] * 2)
     cards = dbc.Row([dbc.Col(c, xs=6, lg=3) for c in (
         metric_card("test accuracy", f"{m['test_accuracy']:.2%}", f"95% CI {lo:.2%} – {hi:.2%}"),
         metric_card("macro F1", f"{m.get('macro_f1', float('nan')):.3f}", f"n = {m.get('n_test', '?')}"),
         metric_card("expected calibration error", f"{m.get('ece', float('nan')):.3f}", "0 = perfectly calibrated"),
-        metric_card("training speed", f"{m.get('train_images_per_second', 0):,.0f} img/s",
-                    f"{m.get('train_seconds', 0) / 60:.1f} min training"))], className="g-3 mb-3")
+        training_card(m, config))], className="g-3 mb-3")
     names = artifacts.class_names(runs_dir, run_id)
     reliability = (dcc.Graph(id="report-reliability", figure=figures.reliability_diagram(m["reliability"]),
                              config=figures.STATIC_GRAPH_CONFIG)
@@ -52,9 +56,16 @@ def trust_section(runs_dir, run_id: str):
     """Faithfulness per explanation method and the sanity check, from the run's cached table."""
     title = html.H4("Can its explanations be trusted?", className="section-title")
     table = trust.read_table(runs_dir, run_id)
+    try:
+        explanations_off(run_id, artifacts.config(runs_dir, run_id))
+    except ExplainError as exc:  # nothing to measure: say why, not how to measure it
+        return html.Div([title, html.P(str(exc), id="report-trust")])
+    except RunError:
+        pass  # a broken config: the configuration section says so
     if table is None:
         return html.Div([title, html.P(["Not measured yet for this run: ",
-                                        html.Code(f"python benchmarks/faithfulness.py --run {run_id}"),
+                                        html.Code(artifacts.command_line(
+                                            runs_dir, run_id, "python benchmarks/faithfulness.py --run")),
                                         " scores every method once (a few minutes) and the table appears here."],
                                        id="report-trust")])
     note = (f"{table['n_images']} fixed test images, map of the predicted class; pixels deleted to "

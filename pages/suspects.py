@@ -133,7 +133,8 @@ def duplicates_section(runs_dir, run_id: str, data_dir=None):
     """The near-duplicate pairs as small cards: test image, its nearest training image, how close."""
     pairs = sus.near_duplicates(runs_dir, run_id)
     if pairs is None:
-        return html.P(f"Not computed: run `workbench label-issues {run_id}`.", className="text-muted")
+        command = artifacts.command_line(runs_dir, run_id, "workbench label-issues")
+        return html.P(f"Not computed: run `{command}`.", className="text-muted")
     names = artifacts.class_names(runs_dir, run_id)
     shown = pairs.head(DUPLICATES_SHOWN)
     test = sus.split_images("test", data_dir)[shown["test_index"].to_numpy()]

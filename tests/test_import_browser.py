@@ -103,6 +103,8 @@ def test_import_form_then_every_page_and_the_api(dash_duo, tmp_path, data_dir):
 
     open_page(dash_duo, "/report")
     dash_duo.wait_for_contains_text("#report-body", "input_convention", timeout=WAIT)
+    assert "imported\ntheir_mlp.keras" in text_of(dash_duo, "#report-body")  # the training card: not "0 img/s"
+    assert "explanations are off" in text_of(dash_duo, "#report-trust")  # not a command that cannot work
 
     api = f"{dash_duo.server_url}/api/v1/predict?run=their-mlp"
     answer = requests.post(api, files={"file": ("shoe.png", png_bytes(data_dir))}, timeout=60)

@@ -70,6 +70,11 @@ def confusion(runs_dir: Path | str, run_id: str) -> np.ndarray:
     return _load(runs_dir, run_id, runs.CONFUSION)
 
 
+def command_line(runs_dir: Path | str, run_id: str, command: str, *options: str) -> str:
+    """A command line to suggest for the run that works as written (with --runs-dir when needed)."""
+    return runs.run_command(command, Path(runs_dir) / runs.check_run_id(run_id), *options)
+
+
 def class_names(runs_dir: Path | str, run_id: str) -> list[str]:
     """The run's class names, else the Fashion-MNIST ones (a run with a broken config still shows)."""
     try:

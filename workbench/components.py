@@ -51,6 +51,17 @@ def metric_card(label: str, value: str, note: str = "") -> dbc.Card:
                                   html.Div(note, className="metric-note")]), className="metric-card")
 
 
+def training_card(metrics: dict, config: dict) -> dbc.Card:
+    """How the run was trained: minutes and images/s, "imported" for a model trained elsewhere, or
+    "not recorded" when the history that gives them was lost."""
+    if runs.is_imported(config):
+        return metric_card("training", "imported", str(config["imported"].get("source", "?")))
+    if "train_seconds" not in metrics or "train_images_per_second" not in metrics:
+        return metric_card("training", "not recorded", "no training time in metrics.json")
+    return metric_card("training", f"{metrics['train_seconds'] / 60:.1f} min",
+                       f"{metrics['train_images_per_second']:,.0f} img/s")
+
+
 def rows_table(rows: list[dict], columns: list[str] | None = None, table_id: str | None = None) -> dbc.Table:
     columns = columns or (list(rows[0]) if rows else [])
     head = html.Thead(html.Tr([html.Th(c) for c in columns]))

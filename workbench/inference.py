@@ -65,10 +65,10 @@ def _export_now(run_dir: Path, fmt: str, quantize: str, path: Path) -> Path:
     run_id = Path(run_dir).name
     if quantize != "none":
         raise ExportError(f"run {run_id!r}: {path.name} is missing or older than {runs.MODEL}; "
-                          f"run `workbench export {run_id} --format {fmt} --quantize {quantize}`")
+                          f"run `{runs.run_command('workbench export', run_dir, '--format', fmt, '--quantize', quantize)}`")
     LOG.warning("exporting run %r to %s (missing or older than %s)", run_id, path.name, runs.MODEL)
     try:
         return export_run(run_dir, fmt)
     except (OSError, ExportError) as exc:  # e.g. a read-only run folder
         raise ExportError(f"run {run_id!r}: could not export {path.name} ({exc}); run "
-                          f"`workbench export {run_id} --format {fmt}` in a writable copy") from exc
+                          f"`{runs.run_command('workbench export', run_dir, '--format', fmt)}` in a writable copy") from exc
