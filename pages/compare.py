@@ -12,10 +12,12 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from workbench import DataError, ExplainError, RunError, insight, list_runs
+from workbench import DEFAULT_RUN_ID, DataError, ExplainError, RunError, insight, list_runs
+from workbench.classify import PHOTO_RUN_ID
 from workbench.components import link_notes, metric_card, problem, rows_table, settings
 from workbench.gallery import clicked_step, detail, detail_footer, footer_state, gallery, pages, step_in
-from workbench.urlstate import ChoiceField, IntField, RunField, changed_query, read_query, read_query_ignored
+from workbench.urlstate import (ChoiceField, IntField, RunField, changed_query, parse_query, read_query,
+                                read_query_ignored)
 
 dash.register_page(__name__, path="/compare", name="Compare", order=6)
 
@@ -30,16 +32,18 @@ def fields(run_ids: list[str]) -> dict:
             "side": ChoiceField(tuple(SIDES), default="a_only"), "image": IntField(0, TEST_IMAGES - 1)}
 
 
-def runs_named(state: dict, run_ids: list[str]) -> tuple[str | None, str | None]:
-    """Runs A and B from the URL's state; by default the first run and another one."""
-    a = state["a"] or (run_ids[0] if run_ids else None)
-    return a, state["b"] or next((r for r in run_ids if r != a), a)
+def runs_named(state: dict, run_ids: list[str], selected: str | None) -> tuple[str | None, str | None]:
+    """Runs A and B from the URL's state. By default A is the run chosen in the navbar (`selected`),
+    else the default run; B the default run, else the photo run, else the newest other one."""
+    a = state["a"] or (selected if selected in run_ids else next(iter(run_ids), None))
+    others = [r for r in run_ids if r != a]
+    return a, state["b"] or next((r for r in (DEFAULT_RUN_ID, PHOTO_RUN_ID) if r in others), next(iter(others), a))
 
 
 def layout(**query):
     run_ids = list_runs(settings()["runs_dir"])
     state, notes = read_query(query, fields(run_ids))
-    a, b = runs_named(state, run_ids)
+    a, b = runs_named(state, run_ids, parse_query(query).get("run"))
     options = [{"label": r, "value": r} for r in run_ids]
     return html.Div([
         dcc.Location(id="compare-url", refresh=False),
@@ -101,7 +105,8 @@ def show_url(search, shown: dict) -> tuple:
     """The page's outputs for the state the URL names (no_update where it is shown already)."""
     run_ids = list_runs(settings()["runs_dir"])
     state, _notes, ignored = read_query_ignored(search, fields(run_ids))
-    wanted = {**dict(zip(("a", "b"), runs_named(state, run_ids))), "side": state["side"], "image": state["image"]}
+    wanted = {**dict(zip(("a", "b"), runs_named(state, run_ids, parse_query(search).get("run")))),
+              "side": state["side"], "image": state["image"]}
     url = changed_query(search, wanted) if ignored else None  # the URL without what was ignored
     return (no_update if url is None else url,
             *(wanted[k] if wanted[k] != shown[k] else no_update for k in ("a", "b", "side")),
@@ -139,7 +144,7 @@ def show_comparison(run_a, run_b):
     cards = dbc.Row([dbc.Col(metric_card(label, value, note)) for label, value, note in [
         ("accuracy A", f"{test['accuracy_a']:.2%}", run_a), ("accuracy B", f"{test['accuracy_b']:.2%}", run_b),
         ("A right, B wrong", f"{test['a_only']:,}", "images"), ("B right, A wrong", f"{test['b_only']:,}", "images"),
-        ("McNemar p", f"{test['p_value']:.3g}", test["method"])]], id="compare-counts")
+        ("McNemar test", insight.p_text(test["p_value"]), test["method"])]], id="compare-counts")
     same = html.Div("A and B are the same run." if run_a == run_b else "", className="text-muted small")
     verdict = dbc.Alert(test["verdict"], color="success" if test["p_value"] < insight.ALPHA else "secondary",
                         className="mt-2 mb-0", id="compare-verdict")

@@ -154,3 +154,8 @@ def test_embedding_cached_reused_and_recomputed_when_stale(tmp_path, monkeypatch
     embedding.write_embedding(path, coords, settings, "model-1", 1.0)
     path.write_bytes(path.read_bytes()[:100])                             # truncated: a zip without its end
     assert embedding.read_embedding(path, settings, "model-1") is None
+
+
+def test_p_values_read_as_people_write_them():
+    assert insight.p_text(0.0) == insight.p_text(1e-30) == "p < 0.0001"  # not "p = 0"
+    assert insight.p_text(0.0321) == "p = 0.032" and insight.p_text(0.5) == "p = 0.5"

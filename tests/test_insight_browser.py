@@ -144,7 +144,7 @@ def test_compare_two_runs_shows_counts_and_verdict(duo):
     visit(duo, f"/compare?a={RUNS[0]}&b={RUNS[1]}")
     counts = until(lambda: text_of(duo, "#compare-counts"), WAIT)
     assert f"{int(np.sum(right_a & ~right_b)):,}" in counts and f"{int(np.sum(~right_a & right_b)):,}" in counts
-    assert "MCNEMAR P" in counts.upper() and "significant" in text_of(duo, "#compare-verdict")
+    assert "MCNEMAR TEST" in counts.upper() and "significant" in text_of(duo, "#compare-verdict")
     tiles = until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, "#compare-tiles .tile"), WAIT)
     assert len(tiles) == min(48, int(np.sum(right_a & ~right_b)))
     screenshot(duo, "compare")
@@ -177,6 +177,8 @@ def test_table_url_keeps_the_run_and_other_parameters(duo):
 
 def test_compare_url_keeps_the_run_and_other_parameters(duo):
     run = RUNS[1]
+    visit(duo, f"/compare?run={run}")  # no runs named: the navbar's run against the default run
+    until(lambda: (text_of(duo, "#compare-a"), text_of(duo, "#compare-b")) == (RUNS[1], RUNS[0]), WAIT)
     visit(duo, f"/compare?run={run}&a={RUNS[0]}&b={RUNS[1]}&keep=1")
     until(lambda: text_of(duo, "#compare-counts"), WAIT)
     assert query(duo) == {"run": run, "a": RUNS[0], "b": RUNS[1], "keep": "1"}  # opening writes nothing

@@ -105,6 +105,11 @@ def mcnemar(correct_a, correct_b) -> dict:
     return {**result, "verdict": verdict(result)}
 
 
+def p_text(p: float) -> str:
+    """A p-value as people read it: "p = 0.032", and "p < 0.0001" rather than p = 0 or 1e-30."""
+    return "p < 0.0001" if p < 1e-4 else f"p = {p:.2g}"
+
+
 def verdict(result: dict) -> str:
     """One line a reader can act on."""
     if result["a_only"] + result["b_only"] == 0:
@@ -112,9 +117,8 @@ def verdict(result: dict) -> str:
     diff = result["accuracy_b"] - result["accuracy_a"]
     if result["p_value"] < ALPHA:
         better = "B" if diff > 0 else "A"
-        return (f"{better} is significantly more accurate ({abs(diff):.2%} points, p = {result['p_value']:.2g} "
-                f"< {ALPHA}).")
-    return (f"No significant difference ({diff:+.2%} points B - A, p = {result['p_value']:.2g} >= {ALPHA}): "
+        return f"{better} is significantly more accurate ({abs(diff):.2%} points, {p_text(result['p_value'])})."
+    return (f"No significant difference ({diff:+.2%} points B - A, {p_text(result['p_value'])}, not under {ALPHA}): "
             f"the runs disagree on {result['a_only'] + result['b_only']} images, but not one-sidedly enough.")
 
 
