@@ -16,6 +16,7 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 from workbench import WorkbenchError, list_runs
 from workbench.components import problem, settings
 from workbench.imports import job_status, max_model_bytes, start_import
+from workbench.urlstate import merge_query
 
 dash.register_page(__name__, path="/import", name="Import", order=10)
 
@@ -105,7 +106,8 @@ def progress_view(status: dict):
                          color="info", id="import-running")
     elif status["state"] == "done":
         head = dbc.Alert([html.Strong("Imported. "), status["message"], " ",
-                          dcc.Link("Open its overview →", href="/")], color="success", id="import-done")
+                          dcc.Link("Open its overview →", href="/" + merge_query("", {"run": status["run_id"]}))],
+                         color="success", id="import-done")
     else:
         head = dbc.Alert([html.Strong("Import failed: "), status["message"]], color="danger",
                          className="problem", id="import-failed")

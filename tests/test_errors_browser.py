@@ -52,7 +52,9 @@ def test_errors_cell_click_shows_exactly_that_cells_images(workbench, app_runs):
     duo.wait_for_text_to_equal("#errors-detail-title", f"Test image #{shown[0]}", timeout=WAIT)
     duo.wait_for_element("#errors-detail-content img.big-image", timeout=WAIT)
     screenshot(duo, "errors-detail", settle=1.0)
-    until(lambda: click_ok(duo.find_element("#errors-detail-content a")), timeout=WAIT)  # "Explore in Predict"
+    explore = duo.find_element("#errors-detail-content a").get_attribute("href")  # "Explore in Predict"
+    assert explore.endswith(f"/predict?run={run_id}&test={shown[0]}")  # the run too: the link stands alone
+    until(lambda: click_ok(duo.find_element("#errors-detail-content a")), timeout=WAIT)
     duo.wait_for_contains_text("#predict-hint", f"true class: {pair['true']}", timeout=WAIT)
     duo.wait_for_contains_text("#predict-cam-caption", f"for {pair['predicted']} (predicted)", timeout=WAIT)
     duo.driver.back()  # the URL kept the view: the same cell, with the detail view open again

@@ -81,6 +81,7 @@ def test_import_form_then_every_page_and_the_api(dash_duo, tmp_path, data_dir):
     assert "Imported" in status and "logits" in status and "explanations are off" in status, status
     until(lambda: "their-mlp" in text_of(dash_duo, "#run-select"), timeout=WAIT)
     assert runs.list_runs(runs_dir) == ["their-mlp"]
+    assert dash_duo.find_element("#import-done a").get_attribute("href").endswith("/?run=their-mlp")  # a link alone
     run_dir = runs_dir / "their-mlp"
 
     open_page(dash_duo, "/")

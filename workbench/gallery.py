@@ -21,6 +21,7 @@ import dash_bootstrap_components as dbc
 from workbench import artifacts, figures
 from workbench.explain import get_explainer
 from workbench.images import overlay, png_data_url
+from workbench.urlstate import merge_query
 
 PAGE_SIZE = 48   # tiles per page: one screenful (8 rows of 6), one Grad-CAM batch well under a second
 
@@ -118,8 +119,9 @@ def detail(cfg: dict, run_id: str, index: int, prefix: str = "insight"):
               big_figure(overlay(image, heatmaps[1]),
                          f"Grad-CAM for {names[other]} ({'true' if true != pred else 'runner-up'})")]
     bars = dcc.Graph(figure=figures.confidence_bars(probs, names, target=true), config=figures.STATIC_GRAPH_CONFIG)
-    return dbc.Row([dbc.Col([html.Div(images, className="image-pair"),
-                             dcc.Link("Explore in Predict →", href=f"/predict?test={index}")], lg=7),
+    explore = "/predict" + merge_query("", {"run": run_id, "test": index})  # the run too: the link stands alone
+    return dbc.Row([dbc.Col([html.Div(images, className="image-pair"), dcc.Link("Explore in Predict →", href=explore)],
+                            lg=7),
                     dbc.Col(bars, lg=5)], className="insight-detail", id=f"{prefix}-detail-content")
 
 
