@@ -129,6 +129,7 @@ def test_health_and_models(server, api_schema):
     api_schema["/api/v1/health"]["GET"].validate_response(health)
     models = requests.get(f"{server}/api/v1/models", timeout=TIMEOUT)
     assert models.json()["default"] == "fast-default"
+    assert models.json()["photo_run"] == health.json()["photo_run"] == "photo-default"  # one name in both
     assert models.json()["models"][0]["run_id"] == "fast-default" and models.json()["models"][0]["has_model"]
     assert all(model["problems"] == [] for model in models.json()["models"])  # the committed runs are whole
     api_schema["/api/v1/models"]["GET"].validate_response(models)

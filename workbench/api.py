@@ -69,7 +69,7 @@ def register_api(server: flask.Flask, runs_dir: Path | str, backend: str = "kera
     @api.get("/models")
     def models():
         available = runs.list_runs(runs_dir)
-        return {"default": default_run(available), "photo_default": run_for_photos(runs_dir),
+        return {"default": default_run(available), "photo_run": run_for_photos(runs_dir),
                 "models": [describe_run(runs_dir, r) for r in available]}
 
     @api.get("/openapi.json")

@@ -39,7 +39,7 @@ def _schemas(max_top: int) -> dict:
             "photo_run": {"type": ["string", "null"], "description": "the run that answers photos by default"}}},
         "Models": {"type": "object", "required": ["default", "models"], "properties": {
             "default": {"type": ["string", "null"]},
-            "photo_default": {"type": ["string", "null"], "description": "the run that answers photos by default"},
+            "photo_run": {"type": ["string", "null"], "description": "the run that answers photos by default"},
             "models": {"type": "array", "items": {"type": "object", "required": ["run_id", "has_model"],
                        "properties": {"run_id": {"type": "string"}, "recipe": {"type": ["string", "null"]},
                                       "architecture": {"type": ["string", "null"]},
