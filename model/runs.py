@@ -111,8 +111,9 @@ def locate_runs_dir(runs_dir: Path | str, run_id: str, given: bool) -> Path:
         return runs_dir
     if not given and (PROJECT_RUNS_DIR / run_id).is_dir():
         return PROJECT_RUNS_DIR
-    raise RunError(f"run {run_id!r} not found in {runs_dir.resolve()}; name the folder that holds it with "
-                   f"--runs-dir", "unknown_run")
+    looked = f"{runs_dir.resolve()}" + ("" if given else f" or {PROJECT_RUNS_DIR}")
+    raise RunError(f"run {run_id!r} not found in {looked}; name the folder that holds it with --runs-dir",
+                   "unknown_run")
 
 
 def _require(run_dir: Path, name: str) -> Path:

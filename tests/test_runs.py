@@ -86,3 +86,13 @@ def test_suggested_commands_name_the_runs_folder_only_when_it_is_not_a_default(t
     elsewhere = tmp_path / "my runs"
     assert runs.run_command("workbench label-issues", elsewhere / "a b") == \
         f"workbench label-issues 'a b' --runs-dir '{elsewhere}'"
+
+
+def test_an_unknown_run_names_every_folder_looked_in(tmp_path):
+    with pytest.raises(RunError) as default:  # no --runs-dir: ./runs, then the project's runs/
+        runs.locate_runs_dir(tmp_path / "runs", "nope", given=False)
+    assert f"{tmp_path / 'runs'} or {runs.PROJECT_RUNS_DIR}" in str(default.value)
+    with pytest.raises(RunError) as given:
+        runs.locate_runs_dir(tmp_path, "nope", given=True)
+    assert f"not found in {tmp_path};" in str(given.value)
+    assert runs.locate_runs_dir(tmp_path, runs.DEFAULT_RUN_ID, given=False) == runs.PROJECT_RUNS_DIR

@@ -221,7 +221,9 @@ def format_text(answer: dict) -> str:
     """One file's answer as a line (or a line plus indented runners-up)."""
     if "error" in answer:
         return f"{answer['name']}: error ({answer['error']}): {answer['detail']}"
-    reasons = "; ".join(answer.get("warnings") or []) or "try a plain background, the garment filling the frame"
+    reasons = "; ".join(answer.get("warnings") or []) or ("the model is unsure between its top classes; for a "
+                                                          "photo, a plain background and the garment filling the "
+                                                          "frame help")
     hint = f"  [low confidence: {reasons}]" if answer["low_confidence"] else ""
     others = ", ".join(f"{c['label']} {c['probability']:.1%}" for c in answer["top"][1:])
     line = f"{answer['name']}: {answer['label']} {answer['probability']:.1%}{hint}"
