@@ -109,12 +109,17 @@ def _tflite_interpreter_class():
     return Interpreter
 
 
+def export_command(run_dir: Path, fmt: str, quantize: str = "none") -> str:
+    """The `workbench export` command line that (re-)creates a run's exported file."""
+    options = ["--format", fmt] + (["--quantize", quantize] if quantize != "none" else [])
+    return runs.run_command("workbench export", run_dir, *options)
+
+
 def unreadable_export(path: Path, exc: Exception) -> ExportError:
     """The error for an exported file its runtime cannot read, naming the command that re-creates it."""
     fmt, *quantize = reversed(path.name.split(".")[1:])  # model.onnx, model.int8.tflite, ...
-    command = f"workbench export {path.parent.name} --format {fmt}" + "".join(f" --quantize {q}" for q in quantize)
     return ExportError(f"run {path.parent.name!r}: {path.name} is unreadable ({type(exc).__name__}: {exc}); "
-                       f"re-create it with `{command}`")
+                       f"re-create it with `{export_command(path.parent, fmt, *quantize)}`")
 
 
 def predictor_for_file(path: Path):

@@ -75,7 +75,7 @@ def test_concurrent_first_requests_share_one_export(runs_copy, test_images):
 def test_corrupt_onnx_file_gives_clear_error(runs_copy):
     onnx_file = runs_copy / "fast-default" / "model.onnx"
     onnx_file.write_bytes(b"not an onnx model")  # newer than model.keras, so it is not re-exported
-    expected = r"model.onnx is unreadable .*`workbench export fast-default --format onnx`"
+    expected = rf"model.onnx is unreadable .*`workbench export fast-default --format onnx --runs-dir {runs_copy}`"
     with pytest.raises(export.ExportError, match=expected):
         get_predictor(runs_copy, "fast-default", "onnx")
 
@@ -83,7 +83,8 @@ def test_corrupt_onnx_file_gives_clear_error(runs_copy):
 def test_corrupt_quantized_tflite_names_its_command(runs_copy):
     path = runs_copy / "fast-default" / "model.int8.tflite"
     path.write_bytes(b"\x00" * 64)
-    with pytest.raises(export.ExportError, match="`workbench export fast-default --format tflite --quantize int8`"):
+    with pytest.raises(export.ExportError, match="`workbench export fast-default --format tflite --quantize int8 "
+                                                 f"--runs-dir {runs_copy}`"):  # a tmp folder: named, so it works
         exported_predictor(runs_copy / "fast-default", "tflite", "int8")
 
 

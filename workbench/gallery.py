@@ -120,8 +120,8 @@ def detail(cfg: dict, run_id: str, index: int, prefix: str = "insight"):
                          f"Grad-CAM for {names[other]} ({'true' if true != pred else 'runner-up'})")]
     bars = dcc.Graph(figure=figures.confidence_bars(probs, names, target=true), config=figures.STATIC_GRAPH_CONFIG)
     explore = "/predict" + merge_query("", {"run": run_id, "test": index})  # the run too: the link stands alone
-    return dbc.Row([dbc.Col([html.Div(images, className="image-pair"), dcc.Link("Explore in Predict →", href=explore)],
-                            lg=7),
+    return dbc.Row([dbc.Col([html.Div(images, className="image-pair"),
+                             dcc.Link("Explore in Predict →", href=explore)], lg=7),
                     dbc.Col(bars, lg=5)], className="insight-detail", id=f"{prefix}-detail-content")
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from model import runs
 from model.errors import ExportError
 from model.export import export_path, export_run, is_stale
-from model.runtimes import BACKENDS, KerasPredictor, predictor_for_file
+from model.runtimes import BACKENDS, KerasPredictor, export_command, predictor_for_file
 from workbench.cache import cached
 
 LOG = logging.getLogger(__name__)
@@ -63,12 +63,12 @@ def ensure_export(run_dir: Path, fmt: str, quantize: str = "none") -> Path:
 
 def _export_now(run_dir: Path, fmt: str, quantize: str, path: Path) -> Path:
     run_id = Path(run_dir).name
+    command = export_command(run_dir, fmt, quantize)
     if quantize != "none":
-        raise ExportError(f"run {run_id!r}: {path.name} is missing or older than {runs.MODEL}; "
-                          f"run `{runs.run_command('workbench export', run_dir, '--format', fmt, '--quantize', quantize)}`")
+        raise ExportError(f"run {run_id!r}: {path.name} is missing or older than {runs.MODEL}; run `{command}`")
     LOG.warning("exporting run %r to %s (missing or older than %s)", run_id, path.name, runs.MODEL)
     try:
         return export_run(run_dir, fmt)
     except (OSError, ExportError) as exc:  # e.g. a read-only run folder
         raise ExportError(f"run {run_id!r}: could not export {path.name} ({exc}); run "
-                          f"`{runs.run_command('workbench export', run_dir, '--format', fmt)}` in a writable copy") from exc
+                          f"`{command}` in a writable copy") from exc
