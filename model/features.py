@@ -22,8 +22,13 @@ def feature_model(model: keras.Model) -> keras.Model:
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     if not dense:
         raise RunError("the model has no final Dense layer: no penultimate features to show", "no_features")
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # a list would make Keras
-    return keras.Model(inputs, dense[-1].input, name="penultimate_features")  # warn on each array call
+    return keras.Model(model_input(model), dense[-1].input, name="penultimate_features")
+
+
+def model_input(model: keras.Model):
+    """The input to build a sub-model on: the tensor itself for a single-input model, since a
+    one-item list makes Keras warn "structure of `inputs` doesn't match" on every call."""
+    return model.inputs[0] if len(model.inputs) == 1 else model.inputs
 
 
 def penultimate_features(model: keras.Model, images: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Predict: upload photos (or pick a test image), see what the model sees, its confidence and why.
 
 The store holds the prepared 28x28 images (784 bytes each, base64), never the uploads themselves.
-`/predict?test=123` opens test image 123 (the Errors page links here).
+`/predict?test=123` opens test image 123 (the Errors page links here). "Random test image" writes
+its number there, so it can be shared and Back returns to the previous one; an upload takes test=
+out of the URL (an upload cannot be in a link: Back from it returns to the test image before).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
 from workbench.preprocess import prepare_image
 from workbench.uploads import (box_of, chosen, decode, drawn_box, encode, photo_bytes, prepared_fields, step_image,
                                upload_bytes)
+from workbench.urlstate import merge_query, parse_query
 
 from pages.predict_trust import colour_bar, register_callbacks, trust_section
 
@@ -29,6 +32,7 @@ dash.register_page(__name__, path="/predict", name="Predict", order=1)
 register_callbacks()  # the trust section's callbacks, for the app being built (see pages/predict_trust.py)
 
 MAX_FILES = 12         # images per upload; more is a batch job for `workbench predict`
+TEST_IMAGES = 10_000   # the official test split: image numbers 0..9,999
 PREDICTED = "predicted"
 HIDDEN = "d-none"      # className of the result columns before there is an image (and of the hint after)
 PHOTO_HINT = "Green: the garment found. Not right? Drag a box around the garment to look only there."
@@ -39,7 +43,7 @@ EMPTY_HINT = ("Upload a photo or pick a random test image: its prediction, the 2
 def layout(test: str | None = None, **_):
     initial = {"items": [], "errors": []}
     if test is not None:
-        initial = test_from_url(test)
+        initial = {**test_from_url(test), "test": test}
     empty, results, _ = visibility(bool(initial["items"]))
     controls = dbc.Card(dbc.CardBody([
         dbc.Label("Explanation"), dbc.RadioItems(id="predict-method", value="gradcam", inline=True,
@@ -52,6 +56,7 @@ def layout(test: str | None = None, **_):
                    marks={0: "0", 0.5: "½", 1: "1"}),
     ]), className="mb-3")
     return html.Div([
+        dcc.Location(id="predict-url", refresh=False),
         html.H2("Predict", className="page-title"),
         dbc.Row([
             dbc.Col([
@@ -114,15 +119,13 @@ def answering_run(item: dict, selected: str | None, use_photo_run: bool) -> str 
 # ---------------------------------------------------------------------------------------------
 # Loading images
 
-def load_test_item(index: int | None = None) -> dict:
-    """A test image as the store's single item (random when index is None)."""
+def load_test_item(index: int) -> dict:
+    """A test image as the store's single item."""
     try:
         images = artifacts.test_images(settings()["data_dir"])
         labels = artifacts.test_labels(settings()["data_dir"])
     except DataError as exc:
         return {"items": [], "errors": [f"test images unavailable: {exc}"]}
-    if index is None:
-        index = int(np.random.default_rng().integers(len(images)))
     if not 0 <= index < len(images):
         return {"items": [], "errors": [f"test image {index} does not exist: the test set has images 0 to "
                                         f"{len(images) - 1:,}"]}
@@ -174,20 +177,42 @@ def message_title(store: dict) -> str:
 
 
 @callback(Output("predict-store", "data"), Output("predict-item", "value"), Output("predict-photos", "data"),
-          Input("predict-upload", "contents"), Input("predict-random", "n_clicks"),
-          State("predict-upload", "filename"), State("predict-store", "data"), prevent_initial_call=True)
-def load_images(contents, _clicks, filenames, store):
-    """New images replace the old ones; an upload with no usable image keeps the earlier results."""
+          Output("predict-url", "search"), Input("predict-upload", "contents"), Input("predict-random", "n_clicks"),
+          Input("predict-url", "search"), State("predict-upload", "filename"), State("predict-store", "data"),
+          prevent_initial_call=True)
+def load_images(contents, _clicks, search, filenames, store):
+    """New images replace the old ones; an upload with no usable image keeps the earlier results. The
+    test image shown is in the URL (test=N), so Back and Forward (which change it) show theirs."""
+    if ctx.triggered_id == "predict-url":
+        test = parse_query(search).get("test")
+        if test is None or (store or {}).get("test") == test:  # an upload's entry, or shown already
+            return (no_update,) * 4
+        return {**test_from_url(test), "test": test}, 0, None, no_update
     if ctx.triggered_id == "predict-random":
-        return load_test_item(), 0, None
+        index = str(random_test_index())
+        return ({**test_from_url(index), "test": index}, 0, None,
+                merge_query(search, {"test": index}))
     if not contents:
-        return no_update, no_update, no_update
+        return (no_update,) * 4
     loaded = load_uploads(contents, filenames or [f"upload {i + 1}" for i in range(len(contents))])
     if not loaded["items"]:
         kept = (store or {}).get("items", [])
         title = "Upload rejected; the result below is still your earlier image" if kept else "Upload rejected"
-        return {"items": kept, "errors": loaded["errors"], "title": title}, no_update, no_update
-    return loaded, 0, contents[:MAX_FILES]
+        return ({"items": kept, "errors": loaded["errors"], "title": title, "test": (store or {}).get("test")},
+                no_update, no_update, no_update)
+    url = merge_query(search, {"test": None})
+    return loaded, 0, contents[:MAX_FILES], no_update if url == merge_query(search, {}) else url
+
+
+def random_test_index() -> int:
+    """A test image number drawn at random (the test split's size when it can be read)."""
+    try:
+        count = len(artifacts.test_labels(settings()["data_dir"]))
+    except DataError:
+        count = TEST_IMAGES  # the page then says why the image cannot be shown
+    return int(np.random.default_rng().integers(count))
+
+
 
 
 @callback(Output("predict-message", "children"), Output("predict-item", "options"),

@@ -3,6 +3,8 @@
 Guess first: the class is hidden until "Reveal" — the class asks, then the model answers, with
 its Grad-CAM. Below: what each conv block sees of the image (its most active feature maps), and
 what the model thinks each class looks like (activation maximisation, computed once per run).
+The image is in the URL (/teach?image=123): a link shows the class the same image, and Back
+returns to the previous one.
 """
 
 from __future__ import annotations
@@ -12,37 +14,58 @@ import random
 import dash
 import dash_bootstrap_components as dbc
 import numpy as np
-from dash import Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
 from workbench import CLASS_NAMES, DataError, ExplainError, RunError, artifacts, teaching
 from workbench.classify import predict_images
 from workbench.components import no_run, problem, settings
 from workbench.explain import get_explainer
 from workbench.images import overlay, png_data_url
+from workbench.urlstate import IntField, merge_query, query_writer, read_query
 
 dash.register_page(__name__, path="/teach", name="Teach", order=9)
 
-layout = html.Div([
-    html.Div([
-        dbc.Button("Next image", id="teach-next", color="primary", size="lg", className="me-2"),
-        dbc.Switch(id="teach-guess", value=True, label="Guess first", className="d-inline-block me-3 teach-switch"),
-        dbc.Button("Reveal", id="teach-reveal", color="success", size="lg", className="me-2"),
-        dbc.Button("What does the model think each class looks like?", id="teach-classes", color="link"),
-    ], className="teach-controls"),
-    dbc.Row([
-        dbc.Col(html.Figure([html.Img(id="teach-image", className="teach-image"),
-                             html.Figcaption(id="teach-truth")]), xs=6, md=3),
-        dbc.Col(html.Div(id="teach-answer", className="teach-answer"), xs=6, md=3),
-        dbc.Col(html.Div(id="teach-layers", className="teach-layers"), xs=12, md=6),
-    ], className="g-3"),
-    html.Div(id="teach-class-images", className="teach-classes"),
-    dcc.Store(id="teach-index"),
-], className="teach")
+TEST_IMAGES = 10_000
+FIELDS = {"image": IntField(0, TEST_IMAGES - 1)}  # a malformed image= is ignored: a random image instead
 
 
-@callback(Output("teach-index", "data"), Input("teach-next", "n_clicks"))
-def next_image(_clicks):
-    return random.randrange(10_000)
+def layout(**query):
+    return html.Div([
+        dcc.Location(id="teach-url", refresh=False),
+        html.Div([
+            dbc.Button("Next image", id="teach-next", color="primary", size="lg", className="me-2"),
+            dbc.Switch(id="teach-guess", value=True, label="Guess first", className="d-inline-block me-3 teach-switch"),
+            dbc.Button("Reveal", id="teach-reveal", color="success", size="lg", className="me-2"),
+            dbc.Button("What does the model think each class looks like?", id="teach-classes", color="link"),
+        ], className="teach-controls"),
+        dbc.Row([
+            dbc.Col(html.Figure([html.Img(id="teach-image", className="teach-image"),
+                                 html.Figcaption(id="teach-truth")]), xs=6, md=3),
+            dbc.Col(html.Div(id="teach-answer", className="teach-answer"), xs=6, md=3),
+            dbc.Col(html.Div(id="teach-layers", className="teach-layers"), xs=12, md=6),
+        ], className="g-3"),
+        html.Div(id="teach-class-images", className="teach-classes"),
+        dcc.Store(id="teach-index", data=read_query(query, FIELDS)[0]["image"]), dcc.Store(id="teach-query"),
+    ], className="teach")
+
+
+@callback(Output("teach-index", "data"), Output("teach-url", "search"), Input("teach-next", "n_clicks"),
+          Input("teach-url", "search"), State("teach-index", "data"))
+def next_image(clicks, search, index):
+    """The image: a random one on Next (written into the URL: a history entry) or when the page opens
+    without one; the URL's after Back or Forward. (When the page opens, Dash may report any input
+    as the trigger, so the values decide, not the trigger alone.)"""
+    if ctx.triggered_id == "teach-next" and clicks:
+        index = random.randrange(TEST_IMAGES)
+        return index, merge_query(search, {"image": index})
+    wanted = read_query(search, FIELDS)[0]["image"]
+    if wanted is not None and wanted != index:
+        return wanted, no_update
+    return (random.randrange(TEST_IMAGES) if index is None else no_update), no_update
+
+
+# The image the page opened with into its URL, in place (replaceState: opening adds no history entry).
+clientside_callback(query_writer("image"), Output("teach-query", "data"), Input("teach-index", "data"))
 
 
 @callback(Output("teach-image", "src"), Output("teach-truth", "children"), Output("teach-layers", "children"),
@@ -96,9 +119,12 @@ def layer_view(run_id: str, image: np.ndarray):
 
 
 @callback(Output("teach-class-images", "children"), Input("teach-classes", "n_clicks"),
-          State("run-store", "data"), prevent_initial_call=True)
+          Input("run-store", "data"), prevent_initial_call=True)
 def class_pictures(_clicks, run_id):
-    """Activation maximisation per class (computed once per run, then read from the run folder)."""
+    """Activation maximisation per class (computed once per run, then read from the run folder);
+    another run clears them, so they never show the previous run's pictures."""
+    if ctx.triggered_id == "run-store":
+        return None
     if not run_id:
         return no_run()
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
@@ -73,9 +74,17 @@ def test_row_click_colour_bar_faithfulness_curve_and_methods_side_by_side(duo):
     screenshot(duo, "predict-trust")
 
 
+def query(duo) -> dict:
+    return {k: v[0] for k, v in parse_qs(urlparse(duo.driver.current_url).query).items()}
+
+
 def test_teaching_view_hides_the_answer_until_reveal(duo):
     visit(duo, "/teach")
+    first = until(lambda: query(duo).get("image"), timeout=WAIT)  # the image it opened with, in the URL
+    duo.wait_for_text_to_equal("#teach-truth", f"test image {first}", timeout=WAIT)
     duo.find_element("#teach-next").click()
+    second = until(lambda: query(duo).get("image", first) != first and query(duo)["image"], timeout=WAIT)
+    duo.wait_for_text_to_equal("#teach-truth", f"test image {second}", timeout=WAIT)
     duo.wait_for_element("#teach-hidden", timeout=WAIT)
     duo.wait_for_element("#teach-image[src^='data:image/png']", timeout=WAIT)
     assert not duo.find_elements("#teach-predicted")
@@ -85,6 +94,18 @@ def test_teaching_view_hides_the_answer_until_reveal(duo):
     assert text_of(duo, "#teach-predicted") in CLASS_NAMES
     duo.find_element("#teach-next").click()  # a new image: hidden again
     duo.wait_for_element("#teach-hidden", timeout=WAIT)
+    duo.driver.back()  # the class goes back to the image before
+    duo.wait_for_text_to_equal("#teach-truth", f"test image {second}", timeout=WAIT)
+    visit(duo, "/teach?image=123")  # the teacher's link: every phone shows the same image
+    duo.wait_for_text_to_equal("#teach-truth", "test image 123", timeout=WAIT)
+    duo.find_element("#teach-next").click()
+    until(lambda: query(duo).get("image") != "123", timeout=WAIT)
+    duo.driver.back()  # to the link's image, the URL the page opened with
+    duo.wait_for_text_to_equal("#teach-truth", "test image 123", timeout=WAIT)
+    duo.find_element("#teach-classes").click()
+    until(lambda: len(duo.find_elements("#teach-class-images img")) == 10, timeout=WAIT)
+    duo.select_dcc_dropdown("#run-select", "tiny-a")  # another run: no pictures of the previous one
+    until(lambda: not duo.find_elements("#teach-class-images img"), timeout=WAIT)
 
 
 @pytest.mark.parametrize("width, height", [(400, 800), (1280, 720)])

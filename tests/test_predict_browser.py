@@ -11,6 +11,7 @@ it exists). Expected values are read from the run files, never hard-coded.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from PIL import Image
@@ -118,6 +119,18 @@ def test_threshold_override_reaches_the_page_and_a_rejected_upload_keeps_the_res
     assert attribute(duo, "#predict-input", "src") == shown  # the earlier result stays
     assert displayed(duo, "#predict-bars") and not displayed(duo, "#predict-empty")
     assert text_of(duo, "#predict-caption") == f"test image #{index} · true class: {label} · run {run_id}"
+    assert parse_qs(urlparse(duo.driver.current_url).query)["test"] == [str(index)]  # a rejected upload: kept
+    duo.find_element("#predict-random").click()  # a random image goes into the URL: a link, and Back
+    picked = until(lambda: (parse_qs(urlparse(duo.driver.current_url).query).get("test") or [str(index)])[0]
+                   != str(index) and parse_qs(urlparse(duo.driver.current_url).query)["test"][0], timeout=WAIT)
+    until(lambda: text_of(duo, "#predict-caption").startswith(f"test image #{picked} ·"), timeout=WAIT)
+    duo.driver.back()
+    until(lambda: text_of(duo, "#predict-caption").startswith(f"test image #{index} ·"), timeout=WAIT)
+    duo.find_element("#predict-upload input[type=file]").send_keys(str(garment_photo(tmp_path, data_dir)))
+    until(lambda: "test" not in parse_qs(urlparse(duo.driver.current_url).query), timeout=WAIT)  # no link to it
+    until(lambda: not text_of(duo, "#predict-caption").startswith("test image"), timeout=WAIT)
+    duo.driver.back()  # the test image shown before the upload
+    until(lambda: text_of(duo, "#predict-caption").startswith(f"test image #{index} ·"), timeout=WAIT)
 
 
 def test_photo_shows_the_found_outline_and_a_drawn_box_reruns_the_finder(workbench, tmp_path, data_dir):

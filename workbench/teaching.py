@@ -17,6 +17,7 @@ import numpy as np
 
 from model import runs
 from model.errors import RunError
+from model.features import model_input
 from workbench.cache import cached
 from workbench.explain import get_explainer, layer_label, useful_layers
 
@@ -37,7 +38,7 @@ def _probe(runs_dir, run_id: str):
 
     model = get_explainer(runs_dir, run_id).model
     layers = useful_layers(model)
-    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in layers])
+    probe = keras.Model(model_input(model), [model.get_layer(n).output for n in layers])
     return probe, [layer_label(model, n) for n in layers]
 
 

@@ -25,6 +25,7 @@ never leave the page.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
@@ -181,3 +182,20 @@ def changed_query(search: str | dict | None, updates: dict, run_id: str | None =
     run shown as run=; None when that is the query already (nothing to write)."""
     query = merge_query(search, {**updates, "run": run_id} if run_id else updates)
     return None if parse_query(query) == parse_query(search) else query
+
+
+def query_writer(key: str) -> str:
+    """A clientside callback (value) -> puts KEY=value into the address bar in place (replaceState:
+    no history entry, no callback fired), for a value a page chose as it opened (a random image):
+    opening a page adds no history entry, so Back still leaves it. User actions write the page's
+    dcc.Location instead (a history entry, and Back or Forward reach the page's callbacks)."""
+    return """
+function(value) {
+    const key = %s;
+    const params = new URLSearchParams(window.location.search);
+    const wanted = (value === null || value === undefined) ? null : String(value);
+    if (wanted === null || params.get(key) === wanted) { return window.dash_clientside.no_update; }
+    params.set(key, wanted);
+    window.history.replaceState(null, "", window.location.pathname + "?" + params.toString());
+    return wanted;
+}""" % json.dumps(key)
