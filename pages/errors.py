@@ -239,12 +239,13 @@ def pair_list(pairs: list[dict]):
     """The most confused pairs; clicking one opens its gallery like clicking its matrix cell."""
     if not pairs:
         return html.Div("No confusions at all.", className="text-muted")
-    return dbc.ListGroup([dbc.ListGroupItem(
+    return html.Div([html.Button(  # buttons: Tab reaches each pair and Enter opens it, as a click does
         [html.Span(f"{p['true']} → {p['predicted']}"),
          dbc.Badge(f"{p['count']}  ({p['share']:.0%} of {p['true']})", color="light", text_color="dark",
                    className="ms-2")],
-        id={"type": "errors-pair", "row": p["row"], "col": p["col"]}, action=True, n_clicks=0,
-        className="d-flex justify-content-between") for p in pairs], className="pair-list")
+        id={"type": "errors-pair", "row": p["row"], "col": p["col"]}, n_clicks=0, type="button",
+        className="list-group-item list-group-item-action d-flex justify-content-between") for p in pairs],
+        className="list-group pair-list")
 
 
 @callback(Output("errors-gallery", "children"), Output("errors-gallery-title", "children"),

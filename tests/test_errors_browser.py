@@ -9,6 +9,7 @@ The app runs over conftest's app_runs; the URL state of this page is tested in t
 from __future__ import annotations
 
 import pytest
+from selenium.webdriver.common.keys import Keys
 
 from browser_helpers import WAIT, attribute, click_cell, click_ok, displayed, fresh, open_page, screenshot, \
     text_of, until
@@ -65,7 +66,7 @@ def test_errors_cell_click_shows_exactly_that_cells_images(workbench, app_runs):
     click_cell(duo, pair["row"], pair["col"])
     duo.wait_for_contains_text("#errors-gallery-title", f"{pair['count']} images", timeout=WAIT)
     pairs = figures.top_confused_pairs(matrix, list(runs.read_config(app_runs / run_id)["class_names"]))
-    if len(pairs) > 1:  # a confused pair in the list opens its gallery too
-        duo.find_elements(".pair-list .list-group-item")[1].click()
+    if len(pairs) > 1:  # a confused pair in the list opens its gallery too, from the keyboard as well
+        duo.find_elements(".pair-list .list-group-item")[1].send_keys(Keys.ENTER)
         duo.wait_for_contains_text("#errors-gallery-title", f"true {pairs[1]['true']} → predicted "
                                    f"{pairs[1]['predicted']}: {pairs[1]['count']} images", timeout=WAIT)
