@@ -299,12 +299,14 @@ def layer_options(runs_dir, run_id: str, layers: list[str]) -> list[dict]:
 @callback(Output("predict-target", "value"),
           Input("predict-bars", "clickData"), Input("predict-whynot", "n_clicks"),
           Input("predict-store", "data"), Input("predict-item", "value"), State("predict-probs", "data"),
-          prevent_initial_call=True)
-def choose_target(click, _whynot, _store, _item, probs):
+          State("predict-target", "value"), prevent_initial_call=True)
+def choose_target(click, _whynot, _store, _item, probs, target):
+    """A clicked class row; "Why not X?" (the runner-up), which then leads back to the predicted class;
+    a new image starts at its predicted class."""
     if ctx.triggered_id == "predict-bars" and click:
         return int(click["points"][0]["pointIndex"])
     if ctx.triggered_id == "predict-whynot" and probs:
-        return int(np.argsort(probs)[-2])
+        return int(np.argsort(probs)[-2]) if target in (None, PREDICTED, int(np.argmax(probs))) else PREDICTED
     return PREDICTED
 
 
@@ -348,7 +350,8 @@ def explain_item(store, item_index, selected_run, method, target, layer, opacity
     bars = figures.confidence_bars(probs, names, None if cls == top else cls)
     hinted = {**item, "warnings": [*(item.get("warnings") or []), *unfamiliar]}
     return (png_data_url(image), png_data_url(shown), caption, bars, hint(probs, names, hinted),
-            f"Why not {names[runner_up]}?", probs.round(5).tolist(), options, *visibility(True))
+            f"Why not {names[runner_up]}?" if cls == top else f"← Back to {names[top]} (predicted)",
+            probs.round(5).tolist(), options, *visibility(True))
 
 
 def explain_or_why_not(runs_dir, run_id: str, image: np.ndarray, cls: int, method: str, layer):

@@ -64,6 +64,10 @@ def test_predict_upload_shows_bars_overlay_and_why_not(workbench, tmp_path, data
     duo.find_element("label[for='_dbcprivate_radioitems_predict-method_input_gradcam++']").click()
     duo.wait_for_text_to_equal("#predict-cam-caption", f"Grad-CAM++ for {runner_up}", timeout=WAIT)
     screenshot(duo, "predict")
+    assert text_of(duo, "#predict-whynot").startswith("← Back to ")  # and a way back to the answer
+    duo.find_element("#predict-whynot").click()
+    until(lambda: text_of(duo, "#predict-cam-caption").endswith("(predicted)"), timeout=WAIT)
+    assert text_of(duo, "#predict-whynot") == why_not
 
 
 def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_path, data_dir):
