@@ -61,6 +61,7 @@ FILES = {
     "test_images": IdxFile("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79", IDX_IMAGES_MAGIC, 10000),
     "test_labels": IdxFile("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310", IDX_LABELS_MAGIC, 10000),
 }
+TEST_IMAGES = FILES["test_images"].count  # the official test split: image numbers 0..9,999
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from workbench import DEFAULT_RUN_ID, DataError, ExplainError, RunError, insight, list_runs
+from workbench import DEFAULT_RUN_ID, TEST_IMAGES, DataError, ExplainError, RunError, insight, list_runs
 from workbench.classify import PHOTO_RUN_ID
 from workbench.components import link_notes, metric_card, problem, rows_table, settings
 from workbench.gallery import clicked_step, detail, detail_footer, footer_state, gallery, pages, step_in
@@ -23,7 +23,6 @@ dash.register_page(__name__, path="/compare", name="Compare", order=6)
 
 HIDDEN = "d-none"
 SIDES = {"a_only": "A right, B wrong", "b_only": "B right, A wrong"}
-TEST_IMAGES = 10_000  # the official test split: image indices 0..9,999
 
 
 def fields(run_ids: list[str]) -> dict:

@@ -19,7 +19,8 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
-from workbench import CLASS_NAMES, PROB_COLUMNS, DataError, ExplainError, RunError, artifacts, figures
+from workbench import (CLASS_NAMES, PROB_COLUMNS, TEST_IMAGES, DataError, ExplainError, RunError, artifacts,
+                       figures)
 from workbench.components import link_notes, no_run, problem, rows_table, settings
 from workbench.explain import get_explainer
 from workbench.gallery import clicked_step, detail, detail_footer, footer_state, step_in
@@ -30,7 +31,6 @@ from workbench.urlstate import ChoiceField, FlagField, IntField, merge_query, pa
 dash.register_page(__name__, path="/errors", name="Errors", order=2)
 
 PAGE_SIZE = 50   # gallery images per page: one screenful, and one Grad-CAM batch well under a second
-TEST_IMAGES = 10_000  # the official test split: image indices 0..9,999, at most 200 gallery pages
 HIDDEN = "d-none"
 PROMPT = "Click a cell of the matrix (or a confused pair) to see its images."
 LAST_CLASS = len(CLASS_NAMES) - 1

@@ -15,8 +15,8 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
-from workbench import (CLASS_NAMES, DataError, ExplainError, ImageError, RunError, artifacts, figures,
-                       list_runs)
+from workbench import (CLASS_NAMES, TEST_IMAGES, DataError, ExplainError, ImageError, RunError, artifacts,
+                       figures, list_runs)
 from workbench.classify import PHOTO_RUN_ID, familiarity_warnings, predict_images, prepare_uploads, run_for_photos
 from workbench.components import no_run, problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, get_explainer, layer_label
@@ -32,7 +32,6 @@ dash.register_page(__name__, path="/predict", name="Predict", order=1)
 register_callbacks()  # the trust section's callbacks, for the app being built (see pages/predict_trust.py)
 
 MAX_FILES = 12         # images per upload; more is a batch job for `workbench predict`
-TEST_IMAGES = 10_000   # the official test split: image numbers 0..9,999
 PREDICTED = "predicted"
 HIDDEN = "d-none"      # className of the result columns before there is an image (and of the hint after)
 PHOTO_HINT = "Green: the garment found. Not right? Drag a box around the garment to look only there."
@@ -211,8 +210,6 @@ def random_test_index() -> int:
     except DataError:
         count = TEST_IMAGES  # the page then says why the image cannot be shown
     return int(np.random.default_rng().integers(count))
-
-
 
 
 @callback(Output("predict-message", "children"), Output("predict-item", "options"),

@@ -15,7 +15,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, ctx, dash_table, dcc, html, no_update
 from dash.dash_table.Format import Format, Scheme
 
-from workbench import CLASS_NAMES, DataError, ExplainError, RunError, insight
+from workbench import CLASS_NAMES, TEST_IMAGES, DataError, ExplainError, RunError, insight
 from workbench.components import link_notes, no_run, problem, settings
 from workbench.gallery import clicked_step, detail, detail_footer, footer_state, step_in
 from workbench.gallery import pages as page_count
@@ -24,7 +24,6 @@ from workbench.urlstate import ChoiceField, FloatField, IntField, changed_query,
 dash.register_page(__name__, path="/all-errors", name="All errors", order=3)
 
 PAGE_SIZE = 25  # rows per table page: fits a laptop screen without scrolling
-TEST_IMAGES = 10_000  # the official test split: at most 400 table pages
 DEFAULT_SORT = [{"column_id": "loss", "direction": "desc"}]  # the worst mistakes first
 URL_KEYS = ("show", "true", "pred", "lo", "hi", "sort", "page")  # this page's parameters (the rest are kept)
 NUMBER = Format(precision=3, scheme=Scheme.fixed)

@@ -16,7 +16,7 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
-from workbench import CLASS_NAMES, DataError, ExplainError, RunError, artifacts, teaching
+from workbench import CLASS_NAMES, TEST_IMAGES, DataError, ExplainError, RunError, artifacts, teaching
 from workbench.classify import predict_images
 from workbench.components import no_run, problem, settings
 from workbench.explain import get_explainer
@@ -25,7 +25,6 @@ from workbench.urlstate import IntField, merge_query, query_writer, read_query
 
 dash.register_page(__name__, path="/teach", name="Teach", order=9)
 
-TEST_IMAGES = 10_000
 FIELDS = {"image": IntField(0, TEST_IMAGES - 1)}  # a malformed image= is ignored: a random image instead
 
 

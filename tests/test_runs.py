@@ -82,7 +82,8 @@ def test_list_runs_puts_the_default_first(tmp_path):
 
 def test_suggested_commands_name_the_runs_folder_only_when_it_is_not_a_default(tmp_path):
     assert runs.run_command("workbench embed", runs.PROJECT_RUNS_DIR / "fast-default") == "workbench embed fast-default"
-    assert runs.run_command("workbench embed", runs.DEFAULT_RUNS_DIR / "mine", "--x", "1") == "workbench embed mine --x 1"
+    in_default = runs.run_command("workbench embed", runs.DEFAULT_RUNS_DIR / "mine", "--x", "1")
+    assert in_default == "workbench embed mine --x 1"
     elsewhere = tmp_path / "my runs"
     assert runs.run_command("workbench label-issues", elsewhere / "a b") == \
         f"workbench label-issues 'a b' --runs-dir '{elsewhere}'"
