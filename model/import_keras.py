@@ -78,6 +78,7 @@ def wrap_keras(model, conv: InputConvention, final: str | None, class_order: lis
     import keras
     from keras import layers
 
+    free_reserved_names(model)
     image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name=INPUT_NAME, dtype="float32")
     y = call_flat(model, preprocess(image, conv))
     if class_order is not None:
@@ -87,6 +88,21 @@ def wrap_keras(model, conv: InputConvention, final: str | None, class_order: lis
     if final is not None:
         y = layers.Activation(final, name=OUTPUT_NAME)(y)
     return keras.Model(image, y, name=f"imported_{model.name}")
+
+
+def free_reserved_names(model) -> None:
+    """Rename the model's layers that carry a name the wrapper gives its own layers ("image",
+    "predictions", "wb_..."): a model trained with this workbench ends in a layer named
+    "predictions", and Keras refuses two layers of one name in a model."""
+    layers = list(model._flatten_layers(include_self=False, recursive=True))
+    taken = {layer.name for layer in layers}
+    for layer in layers:
+        if layer.name in (INPUT_NAME, OUTPUT_NAME) or layer.name.startswith("wb_"):
+            name = f"user_{layer.name}"
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            layer.name = name
 
 
 def permutation_matrix(class_order: list[int]) -> np.ndarray:

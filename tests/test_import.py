@@ -347,3 +347,13 @@ def test_cli_import_prints_the_convention_and_refuses_a_taken_id(models, tmp_pat
     assert cli.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "already exists" in err
+
+
+def test_a_model_trained_with_the_workbench_imports_as_itself(tmp_path, data_dir):
+    """Its last layer is already named "predictions", the name the wrapper gives its output."""
+    own = runs.PROJECT_RUNS_DIR / runs.DEFAULT_RUN_ID
+    if not (own / runs.MODEL).is_file():
+        pytest.skip("the committed default run is not here")
+    result = import_model(own / runs.MODEL, tmp_path, "again", data_dir=data_dir)
+    assert result.test_accuracy == pytest.approx(runs.read_metrics(own)["test_accuracy"], abs=1e-4)
+    assert result.gradcam_layer == runs.read_config(own)["gradcam_layer"]
