@@ -18,7 +18,7 @@ from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, 
 
 from workbench import CLASS_NAMES, TEST_IMAGES, DataError, ExplainError, RunError, artifacts, teaching
 from workbench.classify import predict_images
-from workbench.components import no_run, problem, settings
+from workbench.components import link_notes, no_run, problem, settings
 from workbench.explain import get_explainer
 from workbench.images import overlay, png_data_url
 from workbench.urlstate import IntField, merge_query, query_writer, read_query
@@ -29,8 +29,10 @@ FIELDS = {"image": IntField(0, TEST_IMAGES - 1)}  # a malformed image= is ignore
 
 
 def layout(**query):
+    state, notes = read_query(query, FIELDS)
     return html.Div([
         dcc.Location(id="teach-url", refresh=False),
+        link_notes(notes, "teach"),  # a mistyped image= says so (a random image is shown instead)
         html.Div([
             dbc.Button("Next image", id="teach-next", color="primary", size="lg", className="me-2"),
             dbc.Switch(id="teach-guess", value=True, label="Guess first", className="d-inline-block me-3 teach-switch"),
@@ -44,7 +46,7 @@ def layout(**query):
             dbc.Col(html.Div(id="teach-layers", className="teach-layers"), xs=12, md=6),
         ], className="g-3"),
         html.Div(id="teach-class-images", className="teach-classes"),
-        dcc.Store(id="teach-index", data=read_query(query, FIELDS)[0]["image"]), dcc.Store(id="teach-query"),
+        dcc.Store(id="teach-index", data=state["image"]), dcc.Store(id="teach-query"),
     ], className="teach")
 
 

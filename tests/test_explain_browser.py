@@ -96,6 +96,9 @@ def test_teaching_view_hides_the_answer_until_reveal(duo):
     duo.wait_for_element("#teach-hidden", timeout=WAIT)
     duo.driver.back()  # the class goes back to the image before
     duo.wait_for_text_to_equal("#teach-truth", f"test image {second}", timeout=WAIT)
+    visit(duo, "/teach?image=99999")  # a mistyped link says so, and shows a random image instead
+    duo.wait_for_contains_text("#teach-url-note", "image='99999' ignored", timeout=WAIT)
+    until(lambda: query(duo).get("image") not in (None, "99999"), timeout=WAIT)
     visit(duo, "/teach?image=123")  # the teacher's link: every phone shows the same image
     duo.wait_for_text_to_equal("#teach-truth", "test image 123", timeout=WAIT)
     duo.find_element("#teach-next").click()

@@ -112,8 +112,8 @@ def parse_box(value) -> tuple[int, int, int, int] | None:
     except (TypeError, ValueError):
         box = ()
     if len(box) != 4 or min(box) < 0 or box[0] >= box[2] or box[1] >= box[3]:
-        raise SettingError(f"box must be x0,y0,x1,y1: four whole pixel numbers with x0 < x1 and y0 < y1, "
-                           f"received {value!r}", "bad_parameter")
+        raise SettingError(f"box must be x0,y0,x1,y1: four whole pixel numbers, 0 or more, with x0 < x1 and "
+                           f"y0 < y1, received {value!r}", "bad_parameter")
     return box
 
 
