@@ -1,6 +1,7 @@
 """Predict: upload photos (or pick a test image), see what the model sees, its confidence and why.
 
-The store holds the prepared 28x28 images (784 bytes each, base64), never the uploads themselves.
+The store holds the prepared 28x28 images (784 bytes each, base64), never the uploads themselves
+(built by pages/predict_loading.py).
 `/predict?test=123` opens test image 123 (the Errors page links here). "Random test image" writes
 its number there, so it can be shared and Back returns to the previous one; an upload takes test=
 out of the URL (an upload cannot be in a link: Back from it returns to the test image before).
@@ -15,23 +16,21 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
-from workbench import (CLASS_NAMES, TEST_IMAGES, DataError, ExplainError, ImageError, RunError, artifacts,
-                       figures, list_runs)
-from workbench.classify import PHOTO_RUN_ID, familiarity_warnings, predict_images, prepare_uploads, run_for_photos
+from workbench import CLASS_NAMES, ExplainError, ImageError, RunError, artifacts, figures, list_runs
+from workbench.classify import PHOTO_RUN_ID, familiarity_warnings, predict_images, run_for_photos
 from workbench.components import no_run, problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, get_explainer, layer_label
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
 from workbench.preprocess import prepare_image
-from workbench.uploads import (box_of, chosen, decode, drawn_box, encode, photo_bytes, prepared_fields, step_image,
-                               upload_bytes)
+from workbench.uploads import box_of, chosen, decode, drawn_box, photo_bytes, prepared_fields, step_image
 from workbench.urlstate import merge_query, parse_query
 
+from pages.predict_loading import MAX_FILES, load_uploads, message_title, random_test_index, test_from_url
 from pages.predict_trust import colour_bar, register_callbacks, trust_section
 
 dash.register_page(__name__, path="/predict", name="Predict", order=1)
 register_callbacks()  # the trust section's callbacks, for the app being built (see pages/predict_trust.py)
 
-MAX_FILES = 12         # images per upload; more is a batch job for `workbench predict`
 PREDICTED = "predicted"
 HIDDEN = "d-none"      # className of the result columns before there is an image (and of the hint after)
 PHOTO_HINT = "Green: the garment found. Not right? Drag a box around the garment to look only there."
@@ -42,7 +41,7 @@ EMPTY_HINT = ("Upload a photo or pick a random test image: its prediction, the 2
 def layout(test: str | None = None, **_):
     initial = {"items": [], "errors": []}
     if test is not None:
-        initial = {**test_from_url(test), "test": test}
+        initial = test_from_url(test)
     empty, results, _ = visibility(bool(initial["items"]))
     controls = dbc.Card(dbc.CardBody([
         dbc.Label("Explanation"), dbc.RadioItems(id="predict-method", value="gradcam", inline=True,
@@ -116,63 +115,13 @@ def answering_run(item: dict, selected: str | None, use_photo_run: bool) -> str 
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading images
-
-def load_test_item(index: int) -> dict:
-    """A test image as the store's single item."""
-    try:
-        images = artifacts.test_images(settings()["data_dir"])
-        labels = artifacts.test_labels(settings()["data_dir"])
-    except DataError as exc:
-        return {"items": [], "errors": [f"test images unavailable: {exc}"]}
-    if not 0 <= index < len(images):
-        return {"items": [], "errors": [f"test image {index} does not exist: the test set has images 0 to "
-                                        f"{len(images) - 1:,}"]}
-    return {"items": [{"name": f"test image #{index}", "pixels": encode(images[index]),
-                       "label": int(labels[index]), "slot": None}], "errors": []}
-
-
-def test_from_url(test: str) -> dict:
-    """The store for `/predict?test=N`: test image N, or a message saying which numbers exist."""
-    text = test.strip() if isinstance(test, str) else ""
-    if not (text.isascii() and text.isdigit()) or len(text) > 6:  # int() refuses > 4,300 digits anyway
-        return {"items": [], "errors": [f"?test= needs a test image number from 0 to 9,999; received "
-                                        f"{text[:20]!r}{'...' if len(text) > 20 else ''}"], "source": "test"}
-    return {**load_test_item(int(text)), "source": "test"}
-
+# Loading images (what goes into the store: pages/predict_loading.py)
 
 def valid_opacity(opacity) -> float:
     """The slider's value when it is a number in 0..1 (a hand-made request may send anything), else the default."""
     if isinstance(opacity, (int, float)) and not isinstance(opacity, bool) and 0 <= opacity <= 1:
         return float(opacity)
     return DEFAULT_OPACITY
-
-
-def load_uploads(contents: list[str], filenames: list[str]) -> dict:
-    """Prepare every upload (the classify path's first step); bad ones become messages, good ones items."""
-    errors = []
-    if len(contents) > MAX_FILES:
-        errors.append(f"{len(contents)} files uploaded; only the first {MAX_FILES} are shown")
-    decoded = [(slot, name, upload_bytes(content))
-               for slot, (content, name) in enumerate(zip(contents[:MAX_FILES], filenames[:MAX_FILES]))]
-    errors += [f"{name}: the upload arrived damaged (bad base64); try again" for _, name, data in decoded if data is None]
-    good = [(slot, name, data) for slot, name, data in decoded if data is not None]
-    items = []
-    for (slot, _, _), item in zip(good, prepare_uploads([(name, data) for _, name, data in good])):
-        if item.error is not None:
-            errors.append(f"{item.name}: {item.error}")
-            continue
-        items.append({"name": item.name, "label": None, "slot": slot, "box": None, **prepared_fields(item.prepared)})
-    return {"items": items, "errors": errors}
-
-
-def message_title(store: dict) -> str:
-    """The title over the store's messages: a test image link, some files refused, or all of them."""
-    if store.get("source") == "test":
-        return "No such test image"
-    if store.get("title"):  # set where the messages arise: a rejected upload, a box not used
-        return store["title"]
-    return "Some files were not used" if store.get("items") else "Upload rejected"
 
 
 @callback(Output("predict-store", "data"), Output("predict-item", "value"), Output("predict-photos", "data"),
@@ -186,11 +135,10 @@ def load_images(contents, _clicks, search, filenames, store):
         test = parse_query(search).get("test")
         if test is None or (store or {}).get("test") == test:  # an upload's entry, or shown already
             return (no_update,) * 4
-        return {**test_from_url(test), "test": test}, 0, None, no_update
+        return test_from_url(test), 0, None, no_update
     if ctx.triggered_id == "predict-random":
         index = str(random_test_index())
-        return ({**test_from_url(index), "test": index}, 0, None,
-                merge_query(search, {"test": index}))
+        return test_from_url(index), 0, None, merge_query(search, {"test": index})
     if not contents:
         return (no_update,) * 4
     loaded = load_uploads(contents, filenames or [f"upload {i + 1}" for i in range(len(contents))])
@@ -201,15 +149,6 @@ def load_images(contents, _clicks, search, filenames, store):
                 no_update, no_update, no_update)
     url = merge_query(search, {"test": None})
     return loaded, 0, contents[:MAX_FILES], no_update if url == merge_query(search, {}) else url
-
-
-def random_test_index() -> int:
-    """A test image number drawn at random (the test split's size when it can be read)."""
-    try:
-        count = len(artifacts.test_labels(settings()["data_dir"]))
-    except DataError:
-        count = TEST_IMAGES  # the page then says why the image cannot be shown
-    return int(np.random.default_rng().integers(count))
 
 
 @callback(Output("predict-message", "children"), Output("predict-item", "options"),

@@ -1,0 +1,78 @@
+"""Predict page, its images: what goes into the page's store for a test image or an upload (no
+callbacks; predict.py uses these). The store holds the prepared 28x28 images, never the uploads.
+
+    store = test_from_url("123")              # test image 123 as the store, or a message
+    store = load_uploads(contents, names)     # every upload prepared; bad ones become messages
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from workbench import TEST_IMAGES, DataError, artifacts
+from workbench.classify import prepare_uploads
+from workbench.components import settings
+from workbench.uploads import encode, prepared_fields, upload_bytes
+
+MAX_FILES = 12         # images per upload; more is a batch job for `workbench predict`
+
+
+def load_test_item(index: int) -> dict:
+    """A test image as the store's single item."""
+    try:
+        images = artifacts.test_images(settings()["data_dir"])
+        labels = artifacts.test_labels(settings()["data_dir"])
+    except DataError as exc:
+        return {"items": [], "errors": [f"test images unavailable: {exc}"]}
+    if not 0 <= index < len(images):
+        return {"items": [], "errors": [f"test image {index} does not exist: the test set has images 0 to "
+                                        f"{len(images) - 1:,}"]}
+    return {"items": [{"name": f"test image #{index}", "pixels": encode(images[index]),
+                       "label": int(labels[index]), "slot": None}], "errors": []}
+
+
+def test_from_url(test: str) -> dict:
+    """The store for `/predict?test=N`: test image N, or a message saying which numbers exist; its
+    "test" is the URL's value, so the page can tell whether the URL names the image shown."""
+    text = test.strip() if isinstance(test, str) else ""
+    if not (text.isascii() and text.isdigit()) or len(text) > 6:  # int() refuses > 4,300 digits anyway
+        return {"items": [], "errors": [f"?test= needs a test image number from 0 to 9,999; received "
+                                        f"{text[:20]!r}{'...' if len(text) > 20 else ''}"], "source": "test",
+            "test": test}
+    return {**load_test_item(int(text)), "source": "test", "test": test}
+
+
+def load_uploads(contents: list[str], filenames: list[str]) -> dict:
+    """Prepare every upload (the classify path's first step); bad ones become messages, good ones items."""
+    errors = []
+    if len(contents) > MAX_FILES:
+        errors.append(f"{len(contents)} files uploaded; only the first {MAX_FILES} are shown")
+    decoded = [(slot, name, upload_bytes(content))
+               for slot, (content, name) in enumerate(zip(contents[:MAX_FILES], filenames[:MAX_FILES]))]
+    errors += [f"{name}: the upload arrived damaged (bad base64); try again" for _, name, data in decoded if data is None]
+    good = [(slot, name, data) for slot, name, data in decoded if data is not None]
+    items = []
+    for (slot, _, _), item in zip(good, prepare_uploads([(name, data) for _, name, data in good])):
+        if item.error is not None:
+            errors.append(f"{item.name}: {item.error}")
+            continue
+        items.append({"name": item.name, "label": None, "slot": slot, "box": None, **prepared_fields(item.prepared)})
+    return {"items": items, "errors": errors}
+
+
+def message_title(store: dict) -> str:
+    """The title over the store's messages: a test image link, some files refused, or all of them."""
+    if store.get("source") == "test":
+        return "No such test image"
+    if store.get("title"):  # set where the messages arise: a rejected upload, a box not used
+        return store["title"]
+    return "Some files were not used" if store.get("items") else "Upload rejected"
+
+
+def random_test_index() -> int:
+    """A test image number drawn at random (the test split's size when it can be read)."""
+    try:
+        count = len(artifacts.test_labels(settings()["data_dir"]))
+    except DataError:
+        count = TEST_IMAGES  # the page then says why the image cannot be shown
+    return int(np.random.default_rng().integers(count))
