@@ -57,20 +57,26 @@ def layout(test: str | None = None, **_):
         dcc.Location(id="predict-url", refresh=False),
         html.H2("Predict", className="page-title"),
         dbc.Row([
-            dbc.Col([
-                dcc.Upload(id="predict-upload", multiple=True, className="upload-zone", children=html.Div(
-                    ["Drag and drop photos here, or ", html.A("choose files", className="link-primary")])),
-                dbc.Button("Random test image", id="predict-random", color="secondary", outline=True,
-                           className="mt-2 w-100"),
-                photo_run_switch(),
-                html.Div(id="predict-message", className="mt-2"),
-                dbc.RadioItems(id="predict-item", options=[], value=0, className="mt-2 item-list"),
+            dbc.Col([  # under lg its two parts take turns with the results: the answer before the photo
                 html.Div([
-                    html.Div(PHOTO_HINT, className="small text-muted"),
-                    dcc.Graph(id="predict-photo", config={**figures.GRAPH_CONFIG, "modeBarButtons": [["drawrect"]]}),
-                    dbc.Button("Use the whole photo", id="predict-whole", size="sm", color="link", className="p-0"),
-                ], id="predict-photo-box", className=HIDDEN),
-                html.Div(id="predict-steps", className="mt-2"),
+                    dcc.Upload(id="predict-upload", multiple=True, className="upload-zone", children=html.Div(
+                        ["Drag and drop photos here, or ", html.A("choose files", className="link-primary")])),
+                    dbc.Button("Random test image", id="predict-random", color="secondary", outline=True,
+                               className="mt-2 w-100"),
+                    photo_run_switch(),
+                    html.Div(id="predict-message", className="mt-2"),
+                    dbc.RadioItems(id="predict-item", options=[], value=0, className="mt-2 item-list"),
+                ], className="predict-controls"),
+                html.Div([
+                    html.Div([
+                        html.Div(PHOTO_HINT, className="small text-muted"),
+                        dcc.Graph(id="predict-photo",
+                                  config={**figures.GRAPH_CONFIG, "modeBarButtons": [["drawrect"]]}),
+                        dbc.Button("Use the whole photo", id="predict-whole", size="sm", color="link",
+                                   className="p-0"),
+                    ], id="predict-photo-box", className=HIDDEN),
+                    html.Div(id="predict-steps", className="mt-2"),
+                ], className="predict-found"),
             ], md=12, lg=3, className="predict-left"),
             dbc.Col(html.Div(EMPTY_HINT, className="empty-state"), id="predict-empty", md=12, lg=9,
                     className=empty),

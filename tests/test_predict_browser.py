@@ -174,3 +174,11 @@ def test_photo_shows_the_found_outline_and_a_drawn_box_reruns_the_finder(workben
     duo.wait_for_contains_text("#predict-message", "The box was not used", timeout=WAIT)
     assert "28x28" in text_of(duo, "#predict-message")
     assert attribute(duo, "#predict-input", "src") == whole
+    # On a phone the answer comes first: the bars, then the photo with its outline, then what the model sees
+    duo.driver.set_window_size(400, 800)
+    try:
+        tops = duo.driver.execute_script("return ['predict-upload', 'predict-bars', 'predict-photo', 'predict-input']"
+                                         ".map(id => document.getElementById(id).getBoundingClientRect().top)")
+        assert tops == sorted(tops), f"upload, bars, photo, model input at {tops} px on a phone"
+    finally:
+        duo.driver.set_window_size(1440, 1100)

@@ -47,8 +47,8 @@ def confidence_bars(probs, class_names: list[str], target: int | None = None) ->
         hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
     fig.add_trace(row_hit_area(probs, class_names))
     fig.update_layout(title=f"{class_names[top]} ({probs[top]:.1%})", margin=MARGIN, height=320,
-                      barmode="overlay", showlegend=False,
-                      xaxis=dict(range=[0, 1.15], tickformat=".0%", showgrid=False),
+                      barmode="overlay", showlegend=False, font_size=14,  # readable on a projector
+                      title_font_size=18, xaxis=dict(range=[0, 1.15], tickformat=".0%", showgrid=False),
                       yaxis=dict(autorange="reversed"), plot_bgcolor="white")
     return fig
 
