@@ -5,7 +5,9 @@ the run folder; the first view of a run computes it, ~1 minute). Colour by true 
 class or correct / wrong (in the URL: /map?colour=correct). Hover shows the image; a lasso or box
 selection lists the selected images below (paginated, Grad-CAM optional); a click on a point or a
 tile opens the detail view with Grad-CAM for the predicted and the true class, and its previous /
-next buttons step through the selection.
+next buttons step through the selection. The open image is in the URL too (image=12), so Back steps
+back through the images, then closes the view, and a link opens it; the selection is not (up to
+10,000 points): a linked image's view says it is not in one.
 """
 
 from __future__ import annotations
@@ -14,18 +16,19 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from workbench import DataError, ExplainError, RunError, artifacts, figures, maps
+from workbench import TEST_IMAGES, DataError, ExplainError, RunError, artifacts, figures, maps
 from workbench.components import link_notes, no_run, problem, settings
 from workbench.gallery import clicked_step, detail, detail_footer, footer_state, gallery, pages, step_in
 from workbench.images import png_data_url
-from workbench.urlstate import ChoiceField, changed_query, read_query, read_query_ignored
+from workbench.urlstate import ChoiceField, IntField, changed_query, read_query, read_query_ignored
 
 dash.register_page(__name__, path="/map", name="Map", order=4)
 
 HIDDEN = "d-none"
 PROMPT = "Drag a lasso (or pick the box tool) around points of the map to list their images here."
 MAX_SELECTED = 10_000  # a selection holds test indices only: the whole test set at most
-FIELDS = {"colour": ChoiceField(tuple(maps.COLOUR_BY), default="true")}  # the URL's parameters for this page
+FIELDS = {"colour": ChoiceField(tuple(maps.COLOUR_BY), default="true"),  # the URL's parameters for this page
+          "image": IntField(0, TEST_IMAGES - 1)}
 
 
 def layout(**query):
@@ -34,7 +37,7 @@ def layout(**query):
     return html.Div([
         dcc.Location(id="map-url", refresh=False),  # written by callbacks: history entries, no reload
         html.H2("Map", className="page-title"),
-        link_notes(notes, "map"),  # sync_url then drops a malformed colour
+        link_notes(notes, "map"),  # sync_url then drops a malformed colour or image
         html.P("Each dot is a test image, placed by the model's penultimate-layer features (UMAP): images the "
                "model sees as alike sit together. Hover to see one, lasso a region to list its images.",
                className="text-muted small"),
@@ -55,9 +58,9 @@ def layout(**query):
                                      type="dot")),
         ], className="mt-3"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="map-detail-title")), dbc.ModalBody(id="map-detail-body"),
-                   detail_footer("map")], id="map-detail", size="xl", is_open=False),
+                   detail_footer("map")], id="map-detail", size="xl", is_open=state["image"] is not None),
         dcc.Store(id="map-selection"),
-        dcc.Store(id="map-open"),  # the test image open in the detail view
+        dcc.Store(id="map-open", data=state["image"]),  # the test image open in the detail view
     ])
 
 
@@ -77,20 +80,57 @@ def show_hint(run_id):
                      "computes it ahead of time.", color="info", id="map-computing")
 
 
-@callback(Output("map-url", "search"), Output("map-colour", "value"),
-          Input("map-colour", "value"), Input("map-url", "search"), State("run-store", "data"))
-def sync_url(colour, search, run_id):
-    """The colouring and the URL in step, one callback both ways (Dash allows a loop only inside
-    one): Back or Forward changed the URL -> show its colouring; the colouring changed -> write it, the
-    run shown and the URL's other parameters kept. A run chosen in the navbar is written by the app.
-    Opening the page writes nothing (see workbench/urlstate.py), unless to drop a malformed colour."""
-    if ctx.triggered_id != "map-colour":  # opening, Back or Forward: the URL wins
+@callback(Output("map-url", "search"), Output("map-colour", "value"), Output("map-detail", "is_open"),
+          Output("map-open", "data"),
+          Input("map-colour", "value"), Input("map-url", "search"), Input("map-graph", "clickData"),
+          Input({"type": "map-thumb", "index": ALL}, "n_clicks"), Input("map-prev", "n_clicks"),
+          Input("map-next", "n_clicks"), Input("map-detail", "is_open"),
+          State("run-store", "data"), State("map-open", "data"), State("map-selection", "data"),
+          State("map-stepped", "data"))
+def sync_url(colour, search, click, _clicks, prev, next_, is_open, run_id, current, selection, stepped):
+    """The colouring, the open image and the URL in step, one callback both ways (Dash allows a loop
+    only inside one): Back or Forward changed the URL -> show what it names; the user acted -> write
+    it, the run shown and the URL's other parameters kept. A clicked point or tile opens its image,
+    previous / next step through the selection in gallery order. A run chosen in the navbar is
+    written by the app. Opening the page writes nothing (see workbench/urlstate.py), unless to drop
+    a malformed value."""
+    shown = {"colour": colour, "image": current if is_open else None}
+    if ctx.triggered_id in (None, "map-url"):  # opening, Back or Forward: the URL wins
         state, _notes, ignored = read_query_ignored(search, FIELDS)
-        wanted = state["colour"]
-        url = changed_query(search, {"colour": wanted}, run_id) if ignored else None
-        return no_update if url is None else url, wanted if wanted != colour else no_update
-    url = changed_query(search, {"colour": colour if colour in maps.COLOUR_BY else "true"}, run_id)
-    return no_update if url is None else url, no_update
+        url = changed_query(search, state, run_id) if ignored else None
+        return no_update if url is None else url, *changed(state, shown)
+    image = opened_image(click, current, is_open, selection, stepped, prev, next_)
+    if image is False:  # not an action: a tile re-rendered, the view opened by this callback
+        return (no_update,) * 4
+    wanted = {"colour": colour if colour in maps.COLOUR_BY else "true", "image": image}
+    url = changed_query(search, wanted, run_id)
+    return no_update if url is None else url, no_update, *changed(wanted, shown)[1:]
+
+
+def changed(state: dict, shown: dict) -> tuple:
+    """The colouring, the view's open state and its image for `state`; no_update where shown already."""
+    if state["image"] == shown["image"]:
+        return (state["colour"] if state["colour"] != shown["colour"] else no_update, no_update, no_update)
+    return (state["colour"] if state["colour"] != shown["colour"] else no_update,
+            state["image"] is not None, state["image"])
+
+
+def opened_image(click, current, is_open, selection, stepped, prev, next_):
+    """The image open after the user's action: None (closed), an index, or False when the event was
+    not an action (the colouring changed: the view, closed then, stays so)."""
+    trigger = ctx.triggered_id
+    if trigger == "map-colour":
+        return current if is_open else None
+    if trigger == "map-detail":  # the modal's close button or Escape
+        return None if not is_open else False
+    if trigger in ("map-prev", "map-next"):
+        index = step_in(list(selection or []), current, clicked_step("map", prev, next_, stepped))
+        return False if index is None or index == current else index
+    if isinstance(trigger, dict):
+        return int(trigger["index"]) if ctx.triggered[0]["value"] else False  # clicked, or re-rendered
+    if click and click.get("points") and "customdata" in click["points"][0]:
+        return int(click["points"][0]["customdata"])
+    return False
 
 
 @callback(Output("map-graph", "figure"), Output("map-hint", "children", allow_duplicate=True),
@@ -160,29 +200,6 @@ def show_gallery(indices, page, with_overlay, run_id):
     n_pages = pages(total)
     return (html.Div(tiles, className="tiles gallery", id="map-tiles"), f"Selection: {total} images", n_pages,
             "" if n_pages > 1 else HIDDEN)
-
-
-@callback(Output("map-detail", "is_open"), Output("map-open", "data"),
-          Input("map-graph", "clickData"), Input({"type": "map-thumb", "index": ALL}, "n_clicks"),
-          Input("map-prev", "n_clicks"), Input("map-next", "n_clicks"), Input("run-store", "data"),
-          State("map-open", "data"), State("map-selection", "data"), State("map-stepped", "data"),
-          prevent_initial_call=True)
-def open_detail(click, _clicks, prev, next_, _run_id, current, selection, stepped):
-    """A clicked point or tile opens its image; previous / next step through the selection in
-    gallery order; another run closes it."""
-    trigger = ctx.triggered_id
-    if trigger == "run-store":
-        return False, None
-    if trigger in ("map-prev", "map-next"):
-        index = step_in(list(selection or []), current, clicked_step("map", prev, next_, stepped))
-        return (True, index) if index is not None else (no_update, no_update)
-    if isinstance(trigger, dict):
-        if not ctx.triggered[0]["value"]:
-            return no_update, no_update  # tiles re-rendered, nothing clicked
-        return True, int(trigger["index"])
-    if click and click.get("points") and "customdata" in click["points"][0]:
-        return True, int(click["points"][0]["customdata"])
-    return no_update, no_update
 
 
 @callback(Output("map-detail-title", "children"), Output("map-detail-body", "children"),

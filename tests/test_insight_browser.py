@@ -96,6 +96,19 @@ def test_map_lasso_selection_opens_its_images(duo):
     until(lambda: text_of(duo, "#map-position") == f"2 of {len(expected)} in the selection", WAIT)
     duo.find_element("#map-prev").click()
     until(lambda: text_of(duo, "#map-detail-title") == f"Test image #{expected[0]}", WAIT)
+    # the open image is in the URL: Back steps back through the images, then closes the view
+    until(lambda: query(duo).get("image") == str(expected[0]), WAIT)
+    duo.driver.back()
+    until(lambda: text_of(duo, "#map-detail-title") == f"Test image #{expected[1]}", WAIT)
+    duo.driver.back()
+    duo.driver.back()
+    until(lambda: not duo.driver.find_elements(By.CSS_SELECTOR, "#map-detail.show"), WAIT)
+    assert "image" not in query(duo) and query(duo).get("colour") == "correct"
+    # a link opens its image; without the selection (not in a link) it has no previous / next
+    visit(duo, f"/map?image={expected[2]}")
+    until(lambda: text_of(duo, "#map-detail-title") == f"Test image #{expected[2]}", WAIT)
+    until(lambda: text_of(duo, "#map-position") == "not in the selection", WAIT)
+    assert duo.find_element("#map-next").get_attribute("disabled")
 
 
 def test_table_filter_and_sort_follow_the_url(duo):
