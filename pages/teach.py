@@ -47,6 +47,7 @@ def layout(**query):
         ], className="g-3"),
         html.Div(id="teach-class-images", className="teach-classes"),
         dcc.Store(id="teach-index", data=state["image"]), dcc.Store(id="teach-query"),
+        dcc.Store(id="teach-scrolled"),
     ], className="teach")
 
 
@@ -135,3 +136,14 @@ def class_pictures(_clicks, run_id):
     return [html.Figure([html.Img(src=png_data_url(img, scale=3), className="teach-map"),
                          html.Figcaption(CLASS_NAMES[i])], className="teach-class-image")
             for i, img in enumerate(images)]
+
+
+# Class pictures asked for: bring them whole into view (on a 1280x720 projector their captions fall
+# at the bottom edge); cleared ones (another run) move nothing.
+clientside_callback("""
+function(children) {
+    const box = document.getElementById("teach-class-images");
+    if (!children || !box) { return window.dash_clientside.no_update; }
+    box.scrollIntoView({block: "nearest"});
+    return Date.now();
+}""", Output("teach-scrolled", "data"), Input("teach-class-images", "children"), prevent_initial_call=True)

@@ -105,8 +105,11 @@ def test_teaching_view_hides_the_answer_until_reveal(duo):
     until(lambda: query(duo).get("image") != "123", timeout=WAIT)
     duo.driver.back()  # to the link's image, the URL the page opened with
     duo.wait_for_text_to_equal("#teach-truth", "test image 123", timeout=WAIT)
+    duo.driver.set_window_size(1280, 720)  # a projector: the pictures come into view, captions and all
     duo.find_element("#teach-classes").click()
     until(lambda: len(duo.find_elements("#teach-class-images img")) == 10, timeout=WAIT)
+    until(lambda: duo.driver.execute_script(
+        "return document.getElementById('teach-class-images').getBoundingClientRect().bottom <= innerHeight"), WAIT)
     duo.select_dcc_dropdown("#run-select", "tiny-a")  # another run: no pictures of the previous one
     until(lambda: not duo.find_elements("#teach-class-images img"), timeout=WAIT)
 
