@@ -14,7 +14,7 @@ import logging
 import dash
 import dash_bootstrap_components as dbc
 import numpy as np
-from dash import Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
 from workbench import CLASS_NAMES, ExplainError, ImageError, RunError, artifacts, figures, list_runs
 from workbench.classify import PHOTO_RUN_ID, familiarity_warnings, predict_images, run_for_photos
@@ -33,7 +33,10 @@ register_callbacks()  # the trust section's callbacks, for the app being built (
 
 PREDICTED = "predicted"
 HIDDEN = "d-none"      # className of the result columns before there is an image (and of the hint after)
-PHOTO_HINT = "Green: the garment found. Not right? Drag a box around the garment to look only there."
+PHOTO_HINT = ["Green: the garment found. Not right? ",  # a swipe on a touch screen scrolls: drawing is a button
+              html.Span("Drag a box around the garment to look only there.", className="pointer-only"),
+              html.Span("Tap Draw a box, then drag around the garment to look only there.", className="touch-only")]
+DRAW = "Draw a box"
 EMPTY_HINT = ("Upload a photo or pick a random test image: its prediction, the 28×28 image the model "
               "sees and why it decided appear here.")
 
@@ -72,6 +75,8 @@ def layout(test: str | None = None, **_):
                         html.Div(PHOTO_HINT, className="small text-muted"),
                         dcc.Graph(id="predict-photo",
                                   config={**figures.GRAPH_CONFIG, "modeBarButtons": [["drawrect"]]}),
+                        dbc.Button(DRAW, id="predict-draw", size="sm", color="secondary", outline=True,
+                                   className="touch-only me-2"),
                         dbc.Button("Use the whole photo", id="predict-whole", size="sm", color="link",
                                    className="p-0"),
                     ], id="predict-photo-box", className=HIDDEN),
@@ -103,6 +108,7 @@ def layout(test: str | None = None, **_):
         dcc.Store(id="predict-store", data=initial),
         dcc.Store(id="predict-photos"),  # data URLs of the accepted uploads: redrawn and re-cropped from here
         dcc.Store(id="predict-probs"),
+        dcc.Store(id="predict-touch"),  # a touch screen (coarse pointer): set in the browser as the page opens
     ])
 
 
@@ -168,9 +174,10 @@ def list_items(store):
 
 
 @callback(Output("predict-steps", "children"), Output("predict-photo", "figure"),
-          Output("predict-photo-box", "className"), Input("predict-item", "value"),
-          Input("predict-store", "data"), State("predict-photos", "data"))
-def show_steps(item_index, store, photos):
+          Output("predict-photo-box", "className"), Output("predict-draw", "children"),
+          Input("predict-item", "value"), Input("predict-store", "data"), State("predict-photos", "data"),
+          State("predict-touch", "data"))
+def show_steps(item_index, store, photos, touch):
     """The chosen upload with the found outline, and its preprocessing steps (computed again: the
     store keeps no big images)."""
     item = chosen(store, item_index)
@@ -180,15 +187,29 @@ def show_steps(item_index, store, photos):
     except ImageError:
         prepared = None
     if prepared is None:
-        return [], empty_figure(""), HIDDEN
+        return [], empty_figure(""), HIDDEN, DRAW
     original = prepared.steps[0][1]
     photo = figures.photo_with_outline(original, prepared.outline, original.shape[1] / prepared.image_size[0],
-                                       box_of(item))
+                                       box_of(item), touch=bool(touch))
     tiles = [html.Figure([html.Img(src=png_data_url(step_image(image), scale=1), className="step-image"),
                           html.Figcaption(name)], className="step") for name, image in prepared.steps]
     note = " (light background: intensities inverted)" if item.get("inverted") else ""
     return [html.Div("Preprocessing" + note, className="small text-muted"), html.Div(tiles, className="steps")], \
-        photo, ""
+        photo, "", DRAW
+
+
+# A touch screen: the photo scrolls with the page until "Draw a box" turns drawing on (until the
+# photo is drawn again, with the new box).
+clientside_callback("function(_) { return window.matchMedia('(pointer: coarse)').matches; }",
+                    Output("predict-touch", "data"), Input("predict-url", "pathname"))
+clientside_callback("""
+function(_clicks) {
+    const graph = document.querySelector('#predict-photo .js-plotly-plot');
+    if (!graph) { return window.dash_clientside.no_update; }
+    window.Plotly.relayout(graph, {dragmode: 'drawrect'});
+    return 'Now drag on the photo';
+}""", Output("predict-draw", "children", allow_duplicate=True), Input("predict-draw", "n_clicks"),
+    prevent_initial_call=True)
 
 
 @callback(Output("predict-store", "data", allow_duplicate=True),

@@ -153,6 +153,9 @@ def test_photo_shows_the_found_outline_and_a_drawn_box_reruns_the_finder(workben
     duo.wait_for_element("#predict-photo .scatterlayer .trace", timeout=WAIT)  # the found outline
     duo.wait_for_element("#predict-input[src^='data:image/png']", timeout=WAIT)
     whole = attribute(duo, "#predict-input", "src")
+    assert duo.driver.execute_script(  # with a mouse, a drag on the photo draws a box
+        "return document.querySelector('#predict-photo .js-plotly-plot').layout.dragmode") == "drawrect"
+    assert displayed(duo, ".pointer-only") and not displayed(duo, "#predict-draw")
     # Draw a box around the right garment, as plotly's drawrect does (in the displayed photo's pixels);
     # drawn again if the photo was still being redrawn when the first one landed.
     draw = ("Plotly.relayout(document.querySelector('#predict-photo .js-plotly-plot'), "
@@ -180,5 +183,16 @@ def test_photo_shows_the_found_outline_and_a_drawn_box_reruns_the_finder(workben
         tops = duo.driver.execute_script("return ['predict-upload', 'predict-bars', 'predict-photo', 'predict-input']"
                                          ".map(id => document.getElementById(id).getBoundingClientRect().top)")
         assert tops == sorted(tops), f"upload, bars, photo, model input at {tops} px on a phone"
+        # On a touch screen a swipe over the photo scrolls the page; "Draw a box" turns drawing on
+        duo.driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 1})
+        duo.driver.get(duo.server_url + "/predict")  # loaded again: the page asks the browser as it opens
+        duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT).send_keys(str(tmp_path / "pair.png"))
+        duo.wait_for_element("#predict-photo .scatterlayer .trace", timeout=WAIT)
+        dragmode = "return document.querySelector('#predict-photo .js-plotly-plot').layout.dragmode"
+        assert duo.driver.execute_script(dragmode) is False
+        assert not displayed(duo, ".pointer-only") and displayed(duo, ".touch-only")
+        duo.find_element("#predict-draw").click()
+        until(lambda: duo.driver.execute_script(dragmode) == "drawrect", timeout=WAIT)
     finally:
+        duo.driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": False})
         duo.driver.set_window_size(1440, 1100)

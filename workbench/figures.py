@@ -176,10 +176,12 @@ def top_confused_pairs(matrix, class_names: list[str], k: int = 5) -> list[dict]
 
 
 def photo_with_outline(photo: np.ndarray, outline: list[tuple[int, int]], scale: float,
-                       box: tuple[int, int, int, int] | None = None) -> go.Figure:
+                       box: tuple[int, int, int, int] | None = None, touch: bool = False) -> go.Figure:
     """The uploaded photo (display size) with the found garment's outline in green and the user's
     box, if any, dashed; drag on it to draw a new box (plotly's drawrect). `scale` is display pixels
-    per original pixel (outline and box are in the original photo's pixels)."""
+    per original pixel (outline and box are in the original photo's pixels). On a touch screen
+    (`touch`) a drag scrolls the page instead: a swipe would draw a box and change the answer; the
+    page offers a button that turns drawing on."""
     height, width = photo.shape[:2]
     fig = go.Figure(go.Image(z=photo, hoverinfo="skip"))
     if outline:
@@ -189,7 +191,9 @@ def photo_with_outline(photo: np.ndarray, outline: list[tuple[int, int]], scale:
     if box:
         x0, y0, x1, y1 = (v * scale for v in box)
         fig.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, line=dict(color=ACCENT, dash="dash"))
-    fig.update_layout(dragmode="drawrect", margin=dict(l=0, r=0, t=0, b=0), height=round(260 * height / width)
-                      if width >= height else 260, showlegend=False, newshape=dict(line=dict(color=HIGHLIGHT)),
-                      xaxis=dict(visible=False, range=[0, width]), yaxis=dict(visible=False, range=[height, 0]))
+    fig.update_layout(dragmode=False if touch else "drawrect", margin=dict(l=0, r=0, t=0, b=0),
+                      height=round(260 * height / width) if width >= height else 260, showlegend=False,
+                      newshape=dict(line=dict(color=HIGHLIGHT)),
+                      xaxis=dict(visible=False, range=[0, width], fixedrange=True),
+                      yaxis=dict(visible=False, range=[height, 0], fixedrange=True))
     return fig
