@@ -3,8 +3,9 @@
 The store holds the prepared 28x28 images (784 bytes each, base64), never the uploads themselves
 (built by pages/predict_loading.py).
 `/predict?test=123` opens test image 123 (the Errors page links here). "Random test image" writes
-its number there, so it can be shared and Back returns to the previous one; an upload takes test=
-out of the URL (an upload cannot be in a link: Back from it returns to the test image before).
+its number there, so it can be shared and Back returns to the previous one. An upload writes how
+many photos it showed instead (photos=2, a history entry): uploads cannot be in a link, so an
+address with photos= (Back or Forward to it, a reload, a shared link) says to upload them again.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from workbench.preprocess import prepare_image
 from workbench.uploads import box_of, chosen, decode, drawn_box, photo_bytes, prepared_fields, step_image
 from workbench.urlstate import merge_query, parse_query
 
-from pages.predict_loading import MAX_FILES, load_uploads, message_title, random_test_index, test_from_url
+from pages.predict_loading import (MAX_FILES, load_uploads, message_title, random_test_index, test_from_url,
+                                   uploads_gone)
 from pages.predict_trust import colour_bar, register_callbacks, trust_section
 
 dash.register_page(__name__, path="/predict", name="Predict", order=1)
@@ -41,10 +43,12 @@ EMPTY_HINT = ("Upload a photo or pick a random test image: its prediction, the 2
               "sees and why it decided appear here.")
 
 
-def layout(test: str | None = None, **_):
+def layout(test: str | None = None, photos: str | None = None, **_):
     initial = {"items": [], "errors": []}
     if test is not None:
         initial = test_from_url(test)
+    elif photos is not None:
+        initial = uploads_gone(photos)
     empty, results, _ = visibility(bool(initial["items"]))
     controls = dbc.Card(dbc.CardBody([
         dbc.Label("Explanation"), dbc.RadioItems(id="predict-method", value="gradcam", inline=True,
@@ -150,7 +154,7 @@ def load_images(contents, _clicks, search, filenames, store):
         return test_from_url(test), 0, None, no_update
     if ctx.triggered_id == "predict-random":
         index = str(random_test_index())
-        return test_from_url(index), 0, None, merge_query(search, {"test": index})
+        return test_from_url(index), 0, None, merge_query(search, {"test": index, "photos": None})
     if not contents:
         return (no_update,) * 4
     loaded = load_uploads(contents, filenames or [f"upload {i + 1}" for i in range(len(contents))])
@@ -159,8 +163,8 @@ def load_images(contents, _clicks, search, filenames, store):
         title = "Upload rejected; the result below is still your earlier image" if kept else "Upload rejected"
         return ({"items": kept, "errors": loaded["errors"], "title": title, "test": (store or {}).get("test")},
                 no_update, no_update, no_update)
-    url = merge_query(search, {"test": None})
-    return loaded, 0, contents[:MAX_FILES], no_update if url == merge_query(search, {}) else url
+    url = merge_query(search, {"test": None, "photos": len(loaded["items"])})  # a history entry per upload
+    return loaded, 0, contents[:MAX_FILES], url
 
 
 @callback(Output("predict-message", "children"), Output("predict-item", "options"),

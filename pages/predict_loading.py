@@ -3,6 +3,7 @@ callbacks; predict.py uses these). The store holds the prepared 28x28 images, ne
 
     store = test_from_url("123")              # test image 123 as the store, or a message
     store = load_uploads(contents, names)     # every upload prepared; bad ones become messages
+    store = uploads_gone(2)                   # an address that named uploads (Back, Forward, a reload)
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import numpy as np
 from workbench import TEST_IMAGES, DataError, artifacts
 from workbench.classify import prepare_uploads
 from workbench.components import settings
+from workbench.limits import ApiLimits
 from workbench.uploads import encode, prepared_fields, upload_bytes
 
-MAX_FILES = 12         # images per upload; more is a batch job for `workbench predict`
+MAX_FILES = ApiLimits().max_files   # images per upload, as the API takes; more is a batch job for the CLI
 
 
 def load_test_item(index: int) -> dict:
@@ -45,8 +47,11 @@ def test_from_url(test: str) -> dict:
 def load_uploads(contents: list[str], filenames: list[str]) -> dict:
     """Prepare every upload (the classify path's first step); bad ones become messages, good ones items."""
     errors = []
+    filenames = distinct(filenames)
     if len(contents) > MAX_FILES:
-        errors.append(f"{len(contents)} files uploaded; only the first {MAX_FILES} are shown")
+        left = ", ".join(filenames[MAX_FILES:MAX_FILES + 5]) + (" …" if len(contents) > MAX_FILES + 5 else "")
+        errors.append(f"{len(contents)} files uploaded; only the first {MAX_FILES} are shown (not shown: {left}). "
+                      "Upload the rest next, or classify many at once with `workbench predict`")
     decoded = [(slot, name, upload_bytes(content))
                for slot, (content, name) in enumerate(zip(contents[:MAX_FILES], filenames[:MAX_FILES]))]
     errors += [f"{name}: the upload arrived damaged (bad base64); try again" for _, name, data in decoded if data is None]
@@ -58,6 +63,26 @@ def load_uploads(contents: list[str], filenames: list[str]) -> dict:
             continue
         items.append({"name": item.name, "label": None, "slot": slot, "box": None, **prepared_fields(item.prepared)})
     return {"items": items, "errors": errors}
+
+
+def distinct(names: list[str]) -> list[str]:
+    """Names told apart: a second "shirt.jpg" in one upload becomes "shirt.jpg (2)"."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
+
+
+def uploads_gone(photos: str) -> dict:
+    """The store for an address that named uploaded photos (photos=N, written at each upload): they
+    are not in the address, so Back, Forward, a reload or a shared link cannot bring them back."""
+    count = int(photos) if isinstance(photos, str) and photos.isascii() and photos.isdigit() else 0
+    what = f"the {count} photos uploaded" if count > 1 else "the photo uploaded"
+    return {"items": [], "errors": [f"This address showed {what} here. Uploads are not kept in the address, so "
+                                    "Back, Forward, reloading or a link cannot bring them back: upload again."],
+            "title": "Your photos are no longer here"}
 
 
 def message_title(store: dict) -> str:

@@ -133,8 +133,12 @@ def test_threshold_override_reaches_the_page_and_a_rejected_upload_keeps_the_res
     duo.find_element("#predict-upload input[type=file]").send_keys(str(garment_photo(tmp_path, data_dir)))
     until(lambda: "test" not in parse_qs(urlparse(duo.driver.current_url).query), timeout=WAIT)  # no link to it
     until(lambda: not text_of(duo, "#predict-caption").startswith("test image"), timeout=WAIT)
+    assert parse_qs(urlparse(duo.driver.current_url).query).get("photos") == ["1"]
     duo.driver.back()  # the test image shown before the upload
     until(lambda: text_of(duo, "#predict-caption").startswith(f"test image #{index} ·"), timeout=WAIT)
+    duo.driver.forward()  # the upload is not in the address: the page says so instead of a blank page
+    duo.wait_for_contains_text("#predict-message", "Your photos are no longer here", timeout=WAIT)
+    assert "upload again" in text_of(duo, "#predict-message") and displayed(duo, "#predict-empty")
     until(lambda: not duo.find_elements("._dash-loading-callback"), timeout=WAIT)  # its curve done: a server
     # stopped mid-callback prints a thread's SystemExit
 

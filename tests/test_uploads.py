@@ -49,3 +49,24 @@ def test_chosen_falls_back_to_the_first_item():
     store = {"items": [{"name": "a"}, {"name": "b"}]}
     assert chosen(store, 1)["name"] == "b" and chosen(store, 7)["name"] == "a" and chosen(store, "x")["name"] == "a"
     assert chosen({}, 0) is None
+
+
+def test_an_upload_over_the_limit_names_the_files_left_out_and_same_names_are_told_apart():
+    import base64
+
+    from pages.predict_loading import MAX_FILES, load_uploads, uploads_gone
+
+    photo = Image.new("RGB", (60, 60), "white")
+    photo.paste((20, 20, 20), (15, 10, 45, 50))  # a dark garment on white
+    buffer = io.BytesIO()
+    photo.save(buffer, "PNG")
+    content = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    names = ["shirt.png", "shirt.png"] + [f"p{i}.png" for i in range(MAX_FILES)]
+    store = load_uploads([content] * len(names), names)
+    assert [item["name"] for item in store["items"][:3]] == ["shirt.png", "shirt.png (2)", "p0.png"]
+    assert len(store["items"]) == MAX_FILES
+    assert store["errors"] == [f"{len(names)} files uploaded; only the first {MAX_FILES} are shown (not shown: "
+                               f"p{MAX_FILES - 2}.png, p{MAX_FILES - 1}.png). Upload the rest next, or classify "
+                               "many at once with `workbench predict`"]
+    assert "the 3 photos uploaded" in uploads_gone("3")["errors"][0]
+    assert "the photo uploaded" in uploads_gone("junk")["errors"][0]
