@@ -66,7 +66,7 @@ def layout(test: str | None = None, photos: str | None = None, **_):
         dbc.Row([
             dbc.Col([  # under lg its two parts take turns with the results: the answer before the photo
                 html.Div([
-                    dcc.Upload(id="predict-upload", multiple=True, className="upload-zone", children=html.Div(
+                    dcc.Upload(id="predict-upload", multiple=True, accept="image/*", className="upload-zone", children=html.Div(
                         ["Drag and drop photos here, or ", html.A("choose files", className="link-primary")])),
                     dbc.Button("Random test image", id="predict-random", color="secondary", outline=True,
                                className="mt-2 w-100"),

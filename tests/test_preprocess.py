@@ -69,6 +69,15 @@ def test_decode_refuses_non_images(data, code):
     assert caught.value.code == code
 
 
+@pytest.mark.parametrize("brand", [b"heic", b"mif1", b"avif"])
+def test_an_iphone_heic_photo_is_named_and_told_how_to_make_a_jpeg(brand):
+    box = b"\x00\x00\x00\x18ftyp" + brand + b"\x00\x00\x00\x00mif1heic"  # an ISO media file's first box
+    with pytest.raises(ImageError) as caught:
+        pp.decode(box + b"\x00" * 200)
+    assert caught.value.code == "unsupported_format"
+    assert "HEIC/HEIF" in str(caught.value) and "JPEG" in str(caught.value)
+
+
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"])
 def test_decode_accepts_the_usual_formats(fmt):
     decoded = pp.decode(encode(product_photo(), fmt))

@@ -48,6 +48,7 @@ FULL_SIZE = "full_size"  # PIL info key: the upright size before a reduced decod
 # Bytes per pixel of each Pillow mode in memory: one for "1", "L", "P", two for 16-bit gray, four for
 # every other mode (Pillow stores RGB, LA and 16-bit RGB(A) PNGs in four bytes a pixel as well).
 MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
 _LARGE_DECODES: dict[int, threading.BoundedSemaphore] = {}  # one semaphore per concurrency setting
 _LARGE_DECODES_LOCK = threading.Lock()
 
@@ -67,6 +68,10 @@ def decode(data: bytes, limits: Limits = Limits()) -> Image.Image:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise too_many_pixels(exc, limits) from exc
         except UnidentifiedImageError as exc:
+            if is_heif(data):
+                raise ImageError("a HEIC/HEIF photo (the iPhone camera's own format), which this app cannot read: "
+                                 "save or share it as JPEG (on an iPhone: Settings > Camera > Formats > Most "
+                                 "Compatible) and upload that", "unsupported_format") from exc
             raise ImageError("not an image: the file is in no image format this app can read (JPEG, PNG, "
                              "WebP, GIF, BMP, TIFF and more)",
                              "not_an_image") from exc
@@ -81,6 +86,11 @@ def decode(data: bytes, limits: Limits = Limits()) -> Image.Image:
             return remember_size(load_upright(image, limits), full_size)
         with large_decode_slot(limits):
             return remember_size(load_upright(image, limits), full_size)
+
+
+def is_heif(data: bytes) -> bool:
+    """An ISO media file of a HEIF brand (HEIC, HEIF, AVIF): 'ftyp' at byte 4, then the brand."""
+    return data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS
 
 
 def upright_size(image: Image.Image) -> tuple[int, int]:
