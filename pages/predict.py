@@ -18,7 +18,8 @@ import numpy as np
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
 from workbench import CLASS_NAMES, ExplainError, ImageError, RunError, artifacts, figures, list_runs
-from workbench.classify import PHOTO_RUN_ID, familiarity_warnings, predict_images, run_for_photos
+from workbench.classify import (PHOTO_RUN_ID, RUNNER_UP_SHARE, familiarity_warnings, predict_images,
+                                run_for_photos)
 from workbench.components import no_run, problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, get_explainer, layer_label
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
@@ -367,17 +368,18 @@ def hint(probs: np.ndarray, names: list[str], item: dict):
     warnings = item.get("warnings") or []
     low = top < settings()["low_confidence"]  # the app's one threshold, shared with the JSON API
     if low or warnings:
+        unlike = ("The model knows only product photos of 10 kinds of clothing (" + ", ".join(names) +
+                  "); a busy background, several garments or an unusual angle often give answers like this. ")
         why = ("This test image sits between classes for this model." if not photo else
-               "Photos far from Fashion-MNIST (cluttered background, several garments, unusual angle) often "
-               "look like this. The finder takes what lies outside your box as background: draw the box "
-               "around the whole garment, not through it." if item.get("box") else
-               "Photos far from Fashion-MNIST (cluttered background, several garments, unusual angle) often "
-               "look like this; drawing a box around the garment on the photo may help.")
+               unlike + "What lies outside your box counts as background: draw the box around the whole "
+               "garment, not through it." if item.get("box") else
+               unlike + "If it is one of them, a box drawn around it on the photo may help.")
         threshold = settings()["low_confidence"]
         opening = (f"Low confidence: the top class has only {top:.1%} (answers under {threshold:.0%} are "
                    "flagged). " if low else "Treat this answer with care. ")
         second = int(np.argsort(probs)[-2])  # a flagged photo's true class is the runner-up about as
-        maybe = f"It may also be {names[second]} ({probs[second]:.1%}). "  # often as the top class
+        maybe = (f"It may also be {names[second]} ({probs[second]:.1%}). "  # often as the top class
+                 if probs[second] >= RUNNER_UP_SHARE else "")
         notes.append(dbc.Alert([opening, maybe, *[f"{w[:1].upper()}{w[1:]}. " for w in warnings], why],
                                color="warning", className="low-confidence mt-2 mb-0"))
     return notes

@@ -47,8 +47,12 @@ LOW_CONFIDENCE_ENV = "WORKBENCH_LOW_CONFIDENCE"
 # images themselves keep the selected run.
 PHOTO_RUN_ID = "photo-default"
 # The warning for an input the run's familiarity check (model/familiarity.py) finds unlike its training images.
-UNFAMILIAR = ("the input looks unlike the Fashion-MNIST images this model knows (farther from every class "
-              "than 99 % of its test images)")
+UNFAMILIAR = ("it looks unlike everything this model learned from (farther from all its classes than 99 % of "
+              "its test images); if it is not one of the 10 kinds of clothing it knows, the answer means nothing")
+RUNNER_UP_SHARE = 0.10  # a flagged answer names the runner-up from this probability on. Of the dev photos'
+                        # 131 answers under 0.65 (photo-default), 130 have a runner-up of 10 % or more, the
+                        # true class 35 times (the top class 48); below 10 % it is noise (a sliver boxed by
+                        # mistake gave "It may also be Ankle boot (5.0%)")
 
 
 def low_confidence_threshold(environ=os.environ) -> float:

@@ -192,7 +192,7 @@ def run_predict(args: argparse.Namespace) -> int:
         print(json.dumps({"run_id": run_id, "results": answers}, indent=2))
     else:
         for answer in answers:
-            print(format_text(answer), file=sys.stderr if "error" in answer else sys.stdout)
+            print(format_text(answer, low), file=sys.stderr if "error" in answer else sys.stdout)
     failed = sum("error" in a for a in answers)
     return 0 if failed == 0 else (2 if failed == len(answers) else 1)
 
@@ -217,13 +217,16 @@ def read_file(path: str) -> bytes:
         raise ImageError(f"cannot read {path}: {exc.strerror or exc}", "unreadable") from exc
 
 
-def format_text(answer: dict) -> str:
-    """One file's answer as a line (or a line plus indented runners-up)."""
+def format_text(answer: dict, threshold: float) -> str:
+    """One file's answer as a line (or a line plus indented runners-up); a flagged one says why, as
+    the Predict page does: under the threshold, and the warnings."""
     if "error" in answer:
         return f"{answer['name']}: error ({answer['error']}): {answer['detail']}"
-    reasons = "; ".join(answer.get("warnings") or []) or ("the model is unsure between its top classes; for a "
-                                                          "photo, a plain background and the garment filling the "
-                                                          "frame help")
+    under = [f"under the {threshold:.0%} threshold"] if answer["probability"] < threshold else []
+    reasons = "; ".join(under + list(answer.get("warnings") or []))
+    if not answer.get("warnings"):
+        reasons += ("; the model is unsure between its top classes. For a photo: a plain background, the garment "
+                    "filling the frame, or --box around it may help")
     hint = f"  [low confidence: {reasons}]" if answer["low_confidence"] else ""
     others = ", ".join(f"{c['label']} {c['probability']:.1%}" for c in answer["top"][1:])
     line = f"{answer['name']}: {answer['label']} {answer['probability']:.1%}{hint}"
