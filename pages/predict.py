@@ -161,7 +161,7 @@ def load_images(contents, _clicks, search, filenames, store):
     loaded = load_uploads(contents, filenames or [f"upload {i + 1}" for i in range(len(contents))])
     if not loaded["items"]:
         kept = (store or {}).get("items", [])
-        title = "Upload rejected; the result below is still your earlier image" if kept else "Upload rejected"
+        title = "Upload rejected; the result shown is still your earlier image" if kept else "Upload rejected"
         return ({"items": kept, "errors": loaded["errors"], "title": title, "test": (store or {}).get("test")},
                 no_update, no_update, no_update)
     url = merge_query(search, {"test": None, "photos": len(loaded["items"])})  # a history entry per upload
@@ -234,7 +234,7 @@ def crop(relayout, _whole, store, item_index, photos):
         prepared = prepare_image(data, box=box)
     except ImageError as exc:
         return {**store, "errors": [f"{item['name']}: inside the box you drew: {exc}"],
-                "title": "The box was not used; the result below is unchanged"}
+                "title": "The box was not used; the result shown is unchanged"}
     items = [dict(it, box=list(box) if box else None, **prepared_fields(prepared)) if it is item else it
              for it in store["items"]]
     return {**store, "items": items, "errors": []}

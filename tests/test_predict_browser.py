@@ -120,7 +120,7 @@ def test_threshold_override_reaches_the_page_and_a_rejected_upload_keeps_the_res
     (tmp_path / "notes.png").write_text("this is not an image")
     duo.find_element("#predict-upload input[type=file]").send_keys(str(tmp_path / "notes.png"))
     duo.wait_for_contains_text("#predict-message .problem", "notes.png", timeout=WAIT)
-    assert "Upload rejected; the result below is still your earlier image" in text_of(duo, "#predict-message")
+    assert "Upload rejected; the result shown is still your earlier image" in text_of(duo, "#predict-message")
     assert attribute(duo, "#predict-input", "src") == shown  # the earlier result stays
     assert displayed(duo, "#predict-bars") and not displayed(duo, "#predict-empty")
     assert text_of(duo, "#predict-caption") == f"test image #{index} · true class: {label} · run {run_id}"

@@ -287,3 +287,10 @@ def test_rendered_photos_with_transparency_are_recovered(test_images):
     # textures land up to half a pixel off after the round trip through 280 px, hence not 1.0; the
     # faint sole of an ankle boot (test image 9) falls outside the box, shifting it a pixel
     assert np.median(scores) > 0.9 and min(scores) > 0.6, scores
+
+
+def test_a_garment_smaller_than_the_models_input_is_warned_about():
+    tiny = pp.prepare_array(product_photo(height=24, width=24, box=(4, 20, 6, 18)))  # 16 x 12 px
+    assert any("only 16 px across" in w for w in tiny.warnings)
+    big = pp.prepare_array(product_photo())
+    assert not any("px across" in w for w in big.warnings)

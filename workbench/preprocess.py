@@ -73,6 +73,8 @@ class Settings:
     clean_noise: float = 10.5          # border noise above this: a texture, the finder's job (renders 4.4)
     clean_light: float = 175.0         # border brighter than this (or darker than 255 - this) and ...
     clean_tint: float = 20.0           # ... channels this close: a studio backdrop (dev photos 3 %, renders all)
+    small_garment: int = 20            # px: a garment smaller than this in the photo is enlarged to 28, its
+                                       # details guessed: a warning (no Fashion-MNIST test image is under 20 px)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,6 +108,10 @@ def prepare_pil(image: Image.Image, settings: Settings = Settings(), *,
     prepared = prepare_clean(work, settings) or prepare_found(work, boxed=box is not None)
     prepared.steps.insert(0, ("original", np.asarray(shrink(image, DISPLAY_SIZE))))
     prepared.image_size = full_size
+    across = round(max(prepared.box[2] - prepared.box[0], prepared.box[3] - prepared.box[1]) * factor)
+    if across < settings.small_garment:
+        prepared.warnings.append(f"the garment is only {across} px across in the picture, less than the {SIZE} px "
+                                 "the model reads: it was enlarged and its details guessed; a bigger photo helps")
     prepared.outline = [(round(origin[0] + x * factor), round(origin[1] + y * factor))
                         for x, y in prepared.outline]
     return prepared
