@@ -64,6 +64,7 @@ def to_uint8(values: np.ndarray) -> np.ndarray:
 def compute_class_images(model, config: TeachingConfig | None = None) -> np.ndarray:
     """Activation maximisation of each class's logit: (classes, 28, 28) uint8."""
     config = config or DEFAULT
+    import keras
     import tensorflow as tf
     from tf_keras_vis.activation_maximization import ActivationMaximization
     from tf_keras_vis.activation_maximization.input_modifiers import Jitter
@@ -71,7 +72,8 @@ def compute_class_images(model, config: TeachingConfig | None = None) -> np.ndar
     from tf_keras_vis.utils.scores import CategoricalScore
 
     classes = model.output_shape[-1]
-    visualizer = ActivationMaximization(model, ReplaceToLinear(), clone=True)
+    listed = keras.Model(inputs=[model.input], outputs=model.output)  # tf-keras-vis calls it with a list
+    visualizer = ActivationMaximization(listed, ReplaceToLinear(), clone=True)  # (no structure warning)
     seed = tf.zeros((classes, 28, 28, 1))
     images = visualizer(CategoricalScore(list(range(classes))), seed_input=seed, steps=config.steps,
                         input_modifiers=[Jitter(jitter=config.jitter)])
