@@ -46,6 +46,13 @@ def displayed(duo, selector: str) -> bool:
     return fresh(lambda: duo.find_element(selector).is_displayed())
 
 
+def click_when_enabled(duo, selector: str, timeout: float = WAIT):
+    """Click a button once Dash has enabled it: a step button is enabled by a callback that runs after
+    the one that opened the view, and a click on a disabled button does nothing."""
+    until(lambda: duo.find_element(selector).is_enabled(), timeout)
+    duo.find_element(selector).click()
+
+
 def text_of(duo, selector: str) -> str:
     return fresh(lambda: duo.find_element(selector).text)
 

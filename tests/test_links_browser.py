@@ -16,7 +16,7 @@ import pytest
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 
-from browser_helpers import WAIT, fresh, text_of, until
+from browser_helpers import WAIT, click_when_enabled, fresh, text_of, until
 from model import runs
 from test_insight_browser import REPO, RUNS, column, duo, insight_runs, visit  # noqa: F401 (fixtures)
 
@@ -165,7 +165,7 @@ def test_back_on_all_errors_undoes_an_image_a_filter_then_a_sort(duo):
     until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, ".modal.show"), WAIT)
     first = query(duo).get("image")
     until(lambda: first and text_of(duo, "#table-detail-title") == f"Test image #{first}", WAIT)
-    duo.find_element("#table-next").click()
+    click_when_enabled(duo, "#table-next")
     until(lambda: query(duo).get("image") not in (None, first), WAIT)
     duo.driver.back()  # the previous image
     until(lambda: text_of(duo, "#table-detail-title") == f"Test image #{first}", WAIT)
@@ -194,7 +194,7 @@ def test_compare_detail_steps_through_its_side_and_back_undoes_one_step_at_a_tim
     until(lambda: text_of(duo, "#compare-detail-title").startswith(f"Test image #{first}:"), WAIT)
     until(lambda: text_of(duo, "#compare-position").startswith("1 of "), WAIT)
     until(lambda: query(duo).get("image") == first, WAIT)  # the open image is in the URL: a link shows it
-    duo.find_element("#compare-next").click()
+    click_when_enabled(duo, "#compare-next")
     until(lambda: text_of(duo, "#compare-detail-title").startswith(f"Test image #{second}:"), WAIT)
     until(lambda: query(duo).get("image") == second, WAIT)
     duo.driver.back()  # the previous image
@@ -239,7 +239,7 @@ def test_stepping_past_the_table_page_turns_it_and_back_turns_it_back(duo):
     last = column(duo, "index")[-1]
     duo.driver.find_elements(By.CSS_SELECTOR, "td[data-dash-column='true']")[-1].click()  # row 25 of page 1
     until(lambda: query(duo).get("image") == last, WAIT)
-    duo.find_element("#table-next").click()  # row 26: on page 2
+    click_when_enabled(duo, "#table-next")  # row 26: on page 2
     until(lambda: query(duo).get("page") == "2" and query(duo).get("image") not in (None, last), WAIT)
     shown = query(duo)["image"]
     duo.find_element(".modal.show .btn-close").click()
