@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, callback, ctx, dash_table, dcc, html, no_update
+from dash import Input, Output, State, callback, clientside_callback, ctx, dash_table, dcc, html, no_update
 from dash.dash_table.Format import Format, Scheme
 
 from workbench import CLASS_NAMES, TEST_IMAGES, DataError, ExplainError, RunError, insight
@@ -83,15 +83,20 @@ def layout(**query):
         ], align="center", className="g-2"),
         html.Div(id="table-problem"),
         html.Div(id="table-count", className="small text-muted my-2"),
-        dash_table.DataTable(id="table-grid", columns=COLUMNS, data=[], sort_action="native", sort_mode="single",
-                             sort_by=parse_sort(state["sort"]), page_action="native", page_size=PAGE_SIZE,
-                             page_current=state["page"] - 1, style_cell={"fontSize": "0.85rem", "padding": "2px 6px"},
-                             style_table={"overflowX": "auto"},  # a narrow window scrolls the table, not the page
-                             style_data_conditional=[{"if": {"state": "active"}, "backgroundColor": "#e8f1fc"}]),
+        html.Div(dash_table.DataTable(
+            id="table-grid", columns=COLUMNS, data=[], sort_action="native", sort_mode="single",
+            sort_by=parse_sort(state["sort"]), page_action="native", page_size=PAGE_SIZE,
+            page_current=state["page"] - 1, style_cell={"fontSize": "0.85rem", "padding": "2px 6px"},
+            style_table={"overflowX": "auto"},  # a narrow window scrolls the table, not the page
+            style_data_conditional=[{"if": {"state": "active"}, "backgroundColor": "#e8f1fc"}]),
+            className="table-grid-wrap"),  # its own pager hidden (style.css): Tab could not leave its page box
+        dbc.Pagination(id="table-pager", max_value=1, active_page=state["page"], fully_expanded=False,
+                       first_last=True, previous_next=True, size="sm", class_name="mt-2"),
         dcc.Download(id="table-download"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="table-detail-title")), dbc.ModalBody(id="table-detail-body"),
                    detail_footer("table")], id="table-detail", size="xl", is_open=state["image"] is not None),
         dcc.Store(id="table-open", data=state["image"]),  # the test image open in the detail view
+        dcc.Store(id="table-pager-size", data=PAGE_SIZE),
     ])
 
 
@@ -122,6 +127,22 @@ def show_rows(run_id, every, true, pred, confidence, current):
     data = shown[insight.ROW_COLUMNS].assign(id=shown["index"]).to_dict("records")
     return data, count, None, page
 
+
+# DataTable's own pager traps the keyboard (Tab never leaves its page box, dash 4.4); Bootstrap's pager
+# stands in for it, in step with the table's page both ways (one callback: Dash allows a loop only there)
+clientside_callback("""
+function(active, current, rows, size) {
+    const trigger = (dash_clientside.callback_context.triggered_id || "");
+    const last = Math.max(1, Math.ceil((rows || []).length / size));
+    if (trigger === "table-pager" && active - 1 !== current) {
+        return [active - 1, dash_clientside.no_update, last];
+    }
+    const page = (current || 0) + 1;
+    return [dash_clientside.no_update, page === active ? dash_clientside.no_update : page, last];
+}""", Output("table-grid", "page_current", allow_duplicate=True), Output("table-pager", "active_page"),
+                    Output("table-pager", "max_value"), Input("table-pager", "active_page"),
+                    Input("table-grid", "page_current"), Input("table-grid", "data"), State("table-pager-size", "data"),
+                    prevent_initial_call="initial_duplicate")
 
 FILTERS = ("table-all", "table-true", "table-pred", "table-confidence")
 

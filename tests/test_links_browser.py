@@ -14,9 +14,11 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
-from browser_helpers import WAIT, click_when_enabled, fresh, text_of, until
+from browser_helpers import WAIT, attribute, click_when_enabled, fresh, text_of, until
 from model import runs
 from test_insight_browser import REPO, RUNS, column, duo, insight_runs, visit  # noqa: F401 (fixtures)
 
@@ -116,7 +118,7 @@ def test_a_table_page_past_the_last_shows_the_last_page_and_says_so(duo):
     duo.wait_for_contains_text("#table-count", f"the link's page 300 is past the last, so page {last} is shown",
                                timeout=WAIT)
     until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, "td[data-dash-column='index']"), WAIT)  # not blank
-    until(lambda: duo.find_element(".current-page").get_attribute("placeholder") == str(last), WAIT)
+    until(lambda: table_page(duo) == str(last), WAIT)
     assert query(duo).get("page") == "300"  # left as it was: a write here would be a history entry
 
 
@@ -230,7 +232,27 @@ def test_a_linked_image_outside_the_view_says_so_and_a_closed_row_reopens(duo):
 
 
 def table_page(duo) -> str:
-    return duo.find_element("input.current-page").get_attribute("placeholder")  # DataTable's page box
+    label = attribute(duo, "#table-pager .page-item.active", "textContent")  # "4(current)", also under a modal
+    return "".join(c for c in label if c.isdigit())
+
+
+def test_the_keyboard_turns_the_table_pages_and_leaves_the_table(duo):
+    visit(duo, "/all-errors")
+    until(lambda: table_page(duo) == "1" and column(duo, "index"), WAIT)
+    first = column(duo, "index")[0]
+    duo.find_element("#table-export").send_keys(Keys.TAB)  # the next stop after Export: the pager's page 2
+    focused = lambda: duo.driver.switch_to.active_element  # noqa: E731
+    until(lambda: focused().text == "2", WAIT)
+    focused().send_keys(Keys.ENTER)
+    until(lambda: query(duo).get("page") == "2" and table_page(duo) == "2" and column(duo, "index")[0] != first, WAIT)
+    for _ in range(12):  # DataTable's own page box kept the focus here for ever
+        ActionChains(duo.driver).send_keys(Keys.TAB).perform()
+        if not duo.driver.execute_script("return !!document.activeElement.closest('#table-pager, .table-grid-wrap')"):
+            break
+    else:
+        pytest.fail("Tab did not leave the table and its pager")
+    duo.driver.back()
+    until(lambda: table_page(duo) == "1" and column(duo, "index")[0] == first, WAIT)
 
 
 def test_stepping_past_the_table_page_turns_it_and_back_turns_it_back(duo):
