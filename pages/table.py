@@ -79,6 +79,9 @@ def layout(**query):
                      dcc.RangeSlider(id="table-confidence", min=0, max=1, step=0.05,
                                      value=[state["lo"], state["hi"]], marks={0: "0", 0.5: "0.5", 1: "1"},
                                      tooltip={"placement": "bottom"})], md=3),
+            dbc.Col(dbc.Button("One by one", id="table-first", color="primary", outline=True, size="sm",
+                               title="open this page's first image; previous / next step through the rows"),
+                    width="auto"),  # also the keyboard's way in: a row takes a mouse click
             dbc.Col(dbc.Button("Export CSV", id="table-export", color="secondary", size="sm"), width="auto"),
         ], align="center", className="g-2"),
         html.Div(id="table-problem"),
@@ -118,7 +121,8 @@ def show_rows(run_id, every, true, pred, confidence, current):
     lo, hi = (confidence if isinstance(confidence, list) and len(confidence) == 2 else (0.0, 1.0))
     shown = insight.filter_rows(rows, _class(true), _class(pred), (float(lo), float(hi)), errors_only=not every)
     what = "test images" if every else "misclassified test images"
-    count = f"{len(shown):,} {what} of {len(rows):,} (sort by clicking a column title; click a row for Grad-CAM)"
+    count = (f"{len(shown):,} {what} of {len(rows):,} (sort by clicking a column title; click a row, or "
+             "'One by one', for Grad-CAM)")
     pages = page_count(len(shown), PAGE_SIZE)
     opening = ctx.triggered_id in (None, "run-store")
     if opening and isinstance(current, int) and current >= pages:  # a link's page past the end
@@ -208,13 +212,14 @@ def export_csv(_clicks, shown, run_id):
           Output("table-url", "search", allow_duplicate=True), Output("table-grid", "active_cell"),
           Output("table-grid", "page_current", allow_duplicate=True),
           Input("table-grid", "active_cell"), Input("table-prev", "n_clicks"), Input("table-next", "n_clicks"),
-          Input("table-detail", "is_open"), Input("table-url", "search"), State("table-open", "data"),
+          Input("table-detail", "is_open"), Input("table-url", "search"), Input("table-first", "n_clicks"),
+          State("table-open", "data"),
           State("table-grid", "derived_virtual_data"), State("table-grid", "page_current"),
           State("table-stepped", "data"), prevent_initial_call=True)
-def open_detail(cell, prev, next_, is_open, search, current, shown, page, stepped):
-    """A clicked row opens its image; previous / next step through the rows in the table's order; the
-    close button closes it. Each writes image= into the URL, so Back and Forward (which change the
-    URL) step back through the images and close the view, one step at a time."""
+def open_detail(cell, prev, next_, is_open, search, _first, current, shown, page, stepped):
+    """A clicked row opens its image ("One by one": the page's first row); previous / next step through
+    the rows in the table's order; the close button closes it. Each writes image= into the URL, so Back
+    and Forward (which change the URL) step back through the images and close the view, one at a time."""
     trigger = ctx.triggered_id
     if trigger == "table-url":
         image = read_query_ignored(search, FIELDS)[0]["image"]
@@ -235,6 +240,9 @@ def open_detail(cell, prev, next_, is_open, search, current, shown, page, steppe
         if on_page != page:
             url = changed_query(search, {"image": image, "page": on_page + 1 if on_page else None})
             return True, image, no_update if url is None else url, no_update, on_page
+    elif trigger == "table-first":  # the current page's first row
+        rows = (shown or [])[(page or 0) * PAGE_SIZE:][:1]
+        image = int(rows[0]["id"]) if rows else None
     else:
         image = int(cell["row_id"]) if cell and cell.get("row_id") is not None else None
         if image is None or (image == current and is_open):

@@ -183,7 +183,7 @@ def test_map_url_keeps_the_run_and_other_parameters(duo):
 def test_table_url_keeps_the_run_and_other_parameters(duo):
     run = RUNS[1]
     visit(duo, f"/all-errors?run={run}&true=6&keep=1")
-    until(lambda: text_of(duo, "#table-count").endswith("click a row for Grad-CAM)"), WAIT)
+    until(lambda: text_of(duo, "#table-count").endswith("for Grad-CAM)"), WAIT)
     duo.select_dcc_dropdown("#table-pred", "T-shirt/top")
     until(lambda: query(duo) == {"run": run, "true": "6", "pred": "0", "keep": "1"}, WAIT)
 

@@ -76,7 +76,7 @@ def test_a_malformed_link_value_is_named_and_leaves_the_url(duo, path, note, say
 def test_the_all_errors_table_scrolls_in_its_box_not_the_page(duo):
     duo.driver.set_window_size(500, 900)
     visit(duo, "/all-errors")
-    until(lambda: text_of(duo, "#table-count").endswith("click a row for Grad-CAM)"), WAIT)
+    until(lambda: text_of(duo, "#table-count").endswith("for Grad-CAM)"), WAIT)
     until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, "td[data-dash-column='loss']"), WAIT)
     page, window = duo.driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
     assert page <= window + 1, f"page {page} px wide in a {window} px window"
@@ -236,7 +236,7 @@ def table_page(duo) -> str:
     return "".join(c for c in label if c.isdigit())
 
 
-def test_the_keyboard_turns_the_table_pages_and_leaves_the_table(duo):
+def test_the_keyboard_turns_the_table_pages_leaves_the_table_and_opens_its_images(duo):
     visit(duo, "/all-errors")
     until(lambda: table_page(duo) == "1" and column(duo, "index"), WAIT)
     first = column(duo, "index")[0]
