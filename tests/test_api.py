@@ -212,6 +212,15 @@ def test_box_looks_for_the_garment_inside_it(server, photos, api_schema):
         assert response.json()["results"][0]["label"] == CLASS_NAMES[label], box
 
 
+def test_a_box_with_several_photos_is_refused(server, photos, api_schema):
+    """A box is drawn on one photo: cutting every photo of a batch at the same place is refused."""
+    files = [("file", (f"p{i}.jpg", data)) for i, (data, _) in enumerate(photos[:2])]
+    response = predict(server, files=files, params={"box": "0,0,40,40"})
+    detail = check_error(response, 422, "bad_box", api_schema)["detail"]
+    assert "2 photos came with it" in detail and "alone" in detail
+    assert predict(server, files=files[:1], params={"box": "0,0,40,40"}).status_code == 200  # one: taken
+
+
 @pytest.mark.parametrize("box", ["1,2,3", "10,10,5,20", "a,b,c,d", "-1,0,5,5"])
 def test_a_malformed_box_is_a_bad_parameter(server, photos, api_schema, box):
     response = predict(server, files={"file": ("p.jpg", photos[0][0])}, params={"box": box})

@@ -114,6 +114,8 @@ def test_box_looks_only_inside_it_as_the_api_box_does(capsys, runs_dir, data_dir
     assert answers == {"left": "Trouser", "right": "Bag"}
     code, _, err = run_cli(capsys, runs_dir, "--box", "0,0,600,224", path)
     assert code == 2 and "(bad_box)" in err and "544" in err
+    code, out, err = run_cli(capsys, runs_dir, "--box", "0,0,260,224", path, path)  # one box, two photos
+    assert code == 2 and out == "" and "2 photos came with it" in err
     with pytest.raises(SystemExit) as caught:
         run_cli(capsys, runs_dir, "--box", "1,2,3", path)
     assert caught.value.code == 2 and "box must be x0,y0,x1,y1" in capsys.readouterr().err

@@ -205,7 +205,11 @@ def familiarity_warnings(runs_dir: Path | str, run_id: str, images: np.ndarray,
 def classify(uploads: Sequence[tuple[str, bytes]], runs_dir: Path | str, run_id: str, backend: str = "keras",
              *, top: int = 3, low_confidence: float = LOW_CONFIDENCE, limits: Limits = Limits(),
              box: tuple[int, int, int, int] | None = None) -> Batch:
-    """Prepare every upload, predict the good ones in one batch, rank each answer."""
+    """Prepare every upload, predict the good ones in one batch, rank each answer. A box is drawn on
+    one photo: with several, it would cut each of them at the same place, so that is refused."""
+    if box is not None and len(uploads) > 1:
+        raise ImageError(f"a box belongs to one photo, but {len(uploads)} photos came with it: give that "
+                         "photo alone with its box", "bad_box")
     class_names = artifacts.class_names(runs_dir, run_id)
     batch = Batch(run_id, backend, class_names, prepare_uploads(uploads, limits, box))
     ready = [item for item in batch.items if item.error is None]

@@ -82,7 +82,8 @@ def _predict_operation(limits, max_files: int, max_bytes: int, max_top: int) -> 
                "top": {"type": "integer", "minimum": 1, "maximum": max_top, "default": 3},
                "gradcam": {"type": "boolean", "default": False},
                "box": {"type": "string", "pattern": "^[0-9]+,[0-9]+,[0-9]+,[0-9]+$",
-                       "description": "x0,y0,x1,y1 in the photo's pixels: look for the garment inside this box"}}
+                       "description": "x0,y0,x1,y1 in the photo's pixels: look for the garment inside this "
+                                      "box (one photo only: with several the request is refused, bad_box)"}}
     binary = {"type": "string", "format": "binary"}
     return {
         "summary": "Classify garment photos",
