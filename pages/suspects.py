@@ -61,6 +61,8 @@ def show_suspects(run_id, split, page, search):
     state, _notes, ignored = read_query_ignored(search, FIELDS)
     if ctx.triggered_id == "suspects-url":  # Back / Forward: the URL wins over the controls
         split, page = state["split"], state["page"]
+    elif ctx.triggered_id == "suspects-split":  # another split's suspects: from its first page
+        page = 1
     split = split if split in sus.SPLITS else "test"
     page = page if isinstance(page, int) and page >= 1 else 1
 

@@ -184,6 +184,23 @@ def test_back_on_all_errors_undoes_an_image_a_filter_then_a_sort(duo):
     until(lambda: urlparse(duo.driver.current_url).path == "/", WAIT)
 
 
+def test_back_on_label_issues_undoes_a_split_then_a_page(duo):
+    visit(duo, "/")
+    duo.driver.get(duo.server_url + "/suspects")
+    header = lambda: text_of(duo, "#suspects-tiles p.small")  # noqa: E731 ("N suspects in the test set; page 1 of M.")
+    until(lambda: "in the test set; page 1 of" in header(), WAIT)
+    fresh(lambda: [a for a in duo.find_elements("#suspects-pager a.page-link") if a.text == "2"][0]).click()
+    until(lambda: query(duo).get("page") == "2" and "in the test set; page 2 of" in header(), WAIT)
+    duo.find_element("label[for='_dbcprivate_radioitems_suspects-split_input_train']").click()
+    until(lambda: query(duo).get("split") == "train" and "in the train set; page 1 of" in header(), WAIT)
+    duo.driver.back()  # the split
+    until(lambda: query(duo).get("split") != "train" and "in the test set; page 2 of" in header(), WAIT)
+    duo.driver.back()  # the page
+    until(lambda: "page" not in query(duo) and "in the test set; page 1 of" in header(), WAIT)
+    duo.driver.back()  # and out of the page
+    until(lambda: urlparse(duo.driver.current_url).path == "/", WAIT)
+
+
 def test_compare_detail_steps_through_its_side_and_back_undoes_one_step_at_a_time(duo):
     visit(duo, f"/compare?a={RUNS[0]}&b={RUNS[1]}")
     until(lambda: text_of(duo, "#compare-counts"), WAIT)
