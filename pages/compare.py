@@ -46,7 +46,7 @@ def layout(**query):
     options = [{"label": r, "value": r} for r in run_ids]
     return html.Div([
         dcc.Location(id="compare-url", refresh=False),
-        html.H2("Compare runs", className="page-title"),
+        html.H1("Compare runs", className="page-title h2"),
         link_notes(notes, "compare"),  # sync_url then drops the values ignored
         dbc.Row([dbc.Col([html.Div("run A", className="small text-muted"),
                           dcc.Dropdown(id="compare-a", options=options, value=a, clearable=False)], md=4),
@@ -68,7 +68,8 @@ def layout(**query):
                 className="mt-3"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="compare-detail-title")),
                    dbc.ModalBody(id="compare-detail-body"), detail_footer("compare")],
-                  id="compare-detail", size="xl", is_open=state["image"] is not None),
+                  id="compare-detail", labelledby="compare-detail-title",
+                  size="xl", is_open=state["image"] is not None),
         dcc.Store(id="compare-open", data=state["image"]),  # the test image open in the detail view
     ])
 

@@ -48,7 +48,7 @@ def layout(**query):
     cell = {"true": state["true"], "pred": state["pred"]} if state["true"] is not None else None
     return html.Div([
         dcc.Location(id="errors-url", refresh=False),
-        html.H2("Errors", className="page-title"),
+        html.H1("Errors", className="page-title h2"),
         html.Div(link_notes(notes, "errors"), id="errors-notes"),
         dbc.Row([
             dbc.Col([
@@ -75,7 +75,8 @@ def layout(**query):
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="errors-detail-title")),
                    dbc.ModalBody(id="errors-detail-body"),
                    detail_footer("errors")],
-                  id="errors-detail", size="xl", is_open=state["image"] is not None),
+                  id="errors-detail", labelledby="errors-detail-title",
+                  size="xl", is_open=state["image"] is not None),
         dcc.Store(id="errors-cell", data=cell), dcc.Store(id="errors-image", data=state["image"]),
         dcc.Store(id="errors-scrolled"),
     ])

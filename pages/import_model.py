@@ -42,7 +42,7 @@ def layout(**_):
         dbc.Button("Import", id="import-start", color="primary", className="mt-3"),
     ]))
     return html.Div([
-        html.H2("Import a model", className="page-title"),
+        html.H1("Import a model", className="page-title h2"),
         html.P([f"A Fashion-MNIST classifier trained elsewhere (up to {max_model_bytes() / 2**20:.0f} MiB): "
                 "its input convention is worked out from its input shape, it is evaluated once on the test "
                 "set, and every page then works on it. Models that need code from the file (Lambda layers, "

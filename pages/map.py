@@ -36,7 +36,7 @@ def layout(**query):
     colour = state["colour"]
     return html.Div([
         dcc.Location(id="map-url", refresh=False),  # written by callbacks: history entries, no reload
-        html.H2("Map", className="page-title"),
+        html.H1("Map", className="page-title h2"),
         link_notes(notes, "map"),  # sync_url then drops a malformed colour or image
         html.P("Each dot is a test image, placed by the model's penultimate-layer features (UMAP): images the "
                "model sees as alike sit together. Hover to see one, lasso a region to list its images.",
@@ -58,7 +58,8 @@ def layout(**query):
                                      type="dot")),
         ], className="mt-3"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="map-detail-title")), dbc.ModalBody(id="map-detail-body"),
-                   detail_footer("map")], id="map-detail", size="xl", is_open=state["image"] is not None),
+                   detail_footer("map")], id="map-detail", labelledby="map-detail-title",
+                   size="xl", is_open=state["image"] is not None),
         dcc.Store(id="map-selection"),
         dcc.Store(id="map-open", data=state["image"]),  # the test image open in the detail view
     ])

@@ -17,7 +17,7 @@ def layout(**_query):
                    key=lambda p: (p.get("order") is None, p.get("order") or 0, p["name"]))
     return html.Div([
         dcc.Location(id="notfound-url", refresh=False),
-        html.H2("Page not found", className="page-title"),
+        html.H1("Page not found", className="page-title h2"),
         html.P(id="notfound-path"),
         html.P("The workbench's pages:"),
         html.Ul([html.Li(dcc.Link(p["name"], href=p["relative_path"])) for p in pages], id="notfound-pages"),

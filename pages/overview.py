@@ -20,7 +20,7 @@ LINKS = (("Predict", "/predict", "Upload a photo or pick a test image; see why t
          ("Model report", "/report", "Architecture, parameters, config, calibration."))
 
 layout = html.Div([
-    html.H2("Overview", className="page-title"),
+    html.H1("Overview", className="page-title h2"),
     html.Div(id="overview-body"),
 ])
 

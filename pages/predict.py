@@ -63,7 +63,7 @@ def layout(test: str | None = None, photos: str | None = None, **_):
     ]), className="mb-3")
     return html.Div([
         dcc.Location(id="predict-url", refresh=False),
-        html.H2("Predict", className="page-title"),
+        html.H1("Predict", className="page-title h2"),
         dbc.Row([
             dbc.Col([  # under lg its two parts take turns with the results: the answer before the photo
                 html.Div([

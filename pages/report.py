@@ -16,7 +16,7 @@ from workbench.inference import get_predictor
 
 dash.register_page(__name__, path="/report", name="Report", order=7)
 
-layout = html.Div([html.H2("Model report", className="page-title"),
+layout = html.Div([html.H1("Model report", className="page-title h2"),
                    dcc.Loading(html.Div(id="report-body"), type="dot")])
 
 

@@ -31,7 +31,7 @@ def layout(**query):
     state, notes = read_query(query, FIELDS)
     return html.Div([
         dcc.Location(id="suspects-url", refresh=False),
-        html.H2("Label issues", className="page-title"),
+        html.H1("Label issues", className="page-title h2"),
         link_notes(notes, "suspects"),  # show_suspects then writes the split and page shown
         html.P("Images whose given label the model doubts, ranked by cleanlab's label quality "
                "(lowest first). Mark each one; the marks are saved in the run folder.", className="text-muted"),

@@ -66,7 +66,7 @@ def layout(**query):
     options = [{"label": name, "value": k} for k, name in enumerate(CLASS_NAMES)]
     return html.Div([
         dcc.Location(id="table-url", refresh=False),
-        html.H2("All errors", className="page-title"),
+        html.H1("All errors", className="page-title h2"),
         link_notes(notes, "table"), dcc.Store(id="table-ignored", data=sorted(ignored)),
         dbc.Row([
             dbc.Col(dbc.Switch(id="table-all", label="every test image (not only errors)",
@@ -97,7 +97,8 @@ def layout(**query):
                        first_last=True, previous_next=True, size="sm", class_name="mt-2"),
         dcc.Download(id="table-download"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle(id="table-detail-title")), dbc.ModalBody(id="table-detail-body"),
-                   detail_footer("table")], id="table-detail", size="xl", is_open=state["image"] is not None),
+                   detail_footer("table")], id="table-detail", labelledby="table-detail-title",
+                   size="xl", is_open=state["image"] is not None),
         dcc.Store(id="table-open", data=state["image"]),  # the test image open in the detail view
         dcc.Store(id="table-pager-size", data=PAGE_SIZE),
     ])

@@ -12,7 +12,7 @@ from workbench.components import no_run, problem, rows_table, settings
 dash.register_page(__name__, path="/training", name="Training", order=8)
 
 layout = html.Div([
-    html.H2("Training", className="page-title"),
+    html.H1("Training", className="page-title h2"),
     dbc.Row([dbc.Col(dbc.Label("Runs to compare"), width="auto"),
              dbc.Col(dcc.Dropdown(id="training-runs", multi=True, placeholder="choose runs"))],
             align="center", className="mb-2"),

@@ -86,7 +86,7 @@ def test_the_all_errors_table_scrolls_in_its_box_not_the_page(duo):
 def test_an_unknown_path_says_so_and_links_to_the_pages(duo, path):
     visit(duo, path)
     duo.wait_for_contains_text("#notfound-path", f"There is no page at {path}", timeout=WAIT)
-    assert text_of(duo, "h2.page-title") == "Page not found"
+    assert text_of(duo, "h1.page-title") == "Page not found"
     links = {a.get_attribute("pathname"): a.text for a in duo.find_elements("#notfound-pages a")}
     navbar = {a.get_attribute("pathname") for a in duo.find_elements("a.nav-link")}
     assert set(links) == navbar and links["/suspects"] == "Label issues"  # every page, and only pages
@@ -184,6 +184,21 @@ def test_back_on_all_errors_undoes_an_image_a_filter_then_a_sort(duo):
     until(lambda: urlparse(duo.driver.current_url).path == "/", WAIT)
 
 
+def test_skip_link_jumps_past_the_navbar_and_keyboard_focus_shows(duo):
+    visit(duo, "/predict")
+    focused = lambda: duo.driver.switch_to.active_element  # noqa: E731
+    ActionChains(duo.driver).send_keys(Keys.TAB).perform()  # the first Tab stop
+    until(lambda: focused().get_attribute("id") == "skip-link" and focused().is_displayed(), WAIT)
+    focused().send_keys(Keys.ENTER)
+    until(lambda: focused().get_attribute("id") == "main", WAIT)
+    ActionChains(duo.driver).send_keys(Keys.TAB, Keys.TAB).perform()  # the upload's input, then the button
+    until(lambda: focused().get_attribute("id") == "predict-random", WAIT)
+    outline = duo.driver.execute_script("const s = getComputedStyle(document.activeElement); "
+                                        "return [s.outlineStyle, parseFloat(s.outlineWidth)];")
+    assert outline[0] == "solid" and outline[1] >= 2, outline  # the theme's ring was all but invisible
+    assert fresh(lambda: len(duo.find_elements("h1.page-title"))) == 1
+
+
 def test_back_on_label_issues_undoes_a_split_then_a_page(duo):
     visit(duo, "/")
     duo.driver.get(duo.server_url + "/suspects")
@@ -270,6 +285,18 @@ def test_the_keyboard_turns_the_table_pages_leaves_the_table_and_opens_its_image
         pytest.fail("Tab did not leave the table and its pager")
     duo.driver.back()
     until(lambda: table_page(duo) == "1" and column(duo, "index")[0] == first, WAIT)
+    second = column(duo, "index")[1]
+    duo.find_element("#table-pred").send_keys(Keys.TAB)  # a row takes a mouse click; "One by one" takes a key
+    for _ in range(8):  # past the confidence slider's boxes and thumbs
+        if focused().get_attribute("id") == "table-first":
+            break
+        ActionChains(duo.driver).send_keys(Keys.TAB).perform()
+    focused().send_keys(Keys.ENTER)
+    until(lambda: text_of(duo, "#table-detail-title") == f"Test image #{first}", WAIT)
+    assert attribute(duo, ".modal.show", "aria-labelledby") == "table-detail-title"  # a screen reader names it
+    until(lambda: duo.find_element("#table-next").is_enabled(), WAIT)
+    duo.find_element("#table-next").send_keys(Keys.ENTER)
+    until(lambda: text_of(duo, "#table-detail-title") == f"Test image #{second}", WAIT)
 
 
 def test_stepping_past_the_table_page_turns_it_and_back_turns_it_back(duo):

@@ -70,6 +70,12 @@ def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "ker
                             Output("run-note", "is_open"), Input("app-url", "search"),
                             Input("run-select", "value"), State("run-select", "options"))
 
+    # "Skip to the page", the first Tab stop: past the navbar's 13 stops to the page (the next Tab is its
+    # first control). A button, not a #main link: the hash would be a history entry
+    app.clientside_callback("function(_) { document.getElementById('main').focus(); "
+                            "return dash_clientside.no_update; }", Output("main", "title"),
+                            Input("skip-link", "n_clicks"), prevent_initial_call=True)
+
     @app.callback(Output({"type": "nav-link", "path": ALL}, "href"),
                   Output({"type": "nav-link", "path": ALL}, "active"),
                   Input("app-url", "pathname"), Input("run-store", "data"),
@@ -158,8 +164,11 @@ def serve_layout():
                      id="navbar-collapse", is_open=False, navbar=True),
     ], fluid=True), color="primary", dark=True, expand="lg", className="mb-3")
     note = dbc.Alert(id="run-note", is_open=False, color="warning", dismissable=True, className="run-note")
-    return html.Div([dcc.Store(id="run-store"), dcc.Location(id="app-url", refresh=False), navbar,
-                     dbc.Container([note, dash.page_container], fluid=True, className="page")])
+    skip = html.Button("Skip to the page", id="skip-link",  # shown only when the keyboard focuses it
+                       className="skip-link btn btn-light visually-hidden-focusable")
+    return html.Div([dcc.Store(id="run-store"), dcc.Location(id="app-url", refresh=False), skip, navbar,
+                     html.Main(dbc.Container([note, dash.page_container], fluid=True, className="page"),
+                               id="main", tabIndex="-1")])
 
 
 def is_not_found_page(page: dict) -> bool:
