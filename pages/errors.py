@@ -31,6 +31,7 @@ from workbench.urlstate import ChoiceField, FlagField, IntField, merge_query, pa
 dash.register_page(__name__, path="/errors", name="Errors", order=2)
 
 PAGE_SIZE = 50   # gallery images per page: one screenful, and one Grad-CAM batch well under a second
+TOP_PAIRS = 5    # confused pairs listed open; the other cells are folded under them
 HIDDEN = "d-none"
 PROMPT = "Click a cell of the matrix (or a confused pair) to see its images."
 LAST_CLASS = len(CLASS_NAMES) - 1
@@ -55,8 +56,9 @@ def layout(**query):
                 dbc.RadioItems(id="errors-norm", value=state["norm"], inline=True, options=[
                     {"label": "counts", "value": "counts"}, {"label": "row-normalised", "value": "rows"}]),
                 dcc.Graph(id="errors-matrix", config=figures.STATIC_GRAPH_CONFIG),
-                html.Div("Click a cell to see its test images. Errors are red (darkest: the most "
-                         "frequent confusion), right answers green.", className="small text-muted"),
+                html.Div("Click a cell to see its test images (or pick it from the lists beside, by "
+                         "keyboard). Errors are red (darkest: the most frequent confusion), right answers "
+                         "green.", className="small text-muted"),
             ], lg=7),
             dbc.Col([html.Div(id="errors-problem"),
                      html.H5("Per-class scores"), html.Div(id="errors-table"),
@@ -233,20 +235,38 @@ def show_matrix(run_id, norm, cell):
         table = rows_table(figures.per_class_rows(artifacts.metrics(runs_dir, run_id)["per_class"], names))
     except (RunError, KeyError) as exc:
         table = problem(str(exc), "No per-class scores")
-    return fig, table, pair_list(figures.top_confused_pairs(matrix, names)), None
+    pairs = figures.top_confused_pairs(matrix, names, k=matrix.size)
+    return fig, table, [pair_list(pairs[:TOP_PAIRS]), other_cells(pairs[TOP_PAIRS:], matrix, names)], None
 
 
 def pair_list(pairs: list[dict]):
     """The most confused pairs; clicking one opens its gallery like clicking its matrix cell."""
     if not pairs:
         return html.Div("No confusions at all.", className="text-muted")
-    return html.Div([html.Button(  # buttons: Tab reaches each pair and Enter opens it, as a click does
+    return html.Div([pair_button(p) for p in pairs], className="list-group pair-list")
+
+
+def other_cells(pairs: list[dict], matrix, names: list[str]):
+    """Every other non-empty cell, folded: the confused pairs after the top ones, then the right
+    answers. The keyboard's way to any cell (the matrix takes only a mouse click)."""
+    counts = np.asarray(matrix, dtype=np.int64)
+    right = [{"true": n, "predicted": f"{n} (right)", "count": int(counts[i, i]),
+              "share": float(counts[i, i] / max(counts[i].sum(), 1)), "row": i, "col": i}
+             for i, n in enumerate(names) if counts[i, i] > 0]
+    return html.Details([
+        html.Summary(f"Every other cell: {len(pairs)} more confused pairs, {len(right)} right-answer cells",
+                     className="small mt-2"),
+        html.Div([pair_button(p) for p in pairs + right], className="list-group pair-list other-cells")])
+
+
+def pair_button(p: dict):
+    """A cell as a button: Tab reaches it and Enter opens its gallery, as a click on the matrix does."""
+    return html.Button(
         [html.Span(f"{p['true']} → {p['predicted']}"),
          dbc.Badge(f"{p['count']}  ({p['share']:.0%} of {p['true']})", color="light", text_color="dark",
                    className="ms-2")],
         id={"type": "errors-pair", "row": p["row"], "col": p["col"]}, n_clicks=0, type="button",
-        className="list-group-item list-group-item-action d-flex justify-content-between") for p in pairs],
-        className="list-group pair-list")
+        className="list-group-item list-group-item-action d-flex justify-content-between")
 
 
 @callback(Output("errors-gallery", "children"), Output("errors-gallery-title", "children"),

@@ -18,7 +18,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from browser_helpers import WAIT, attribute, click_when_enabled, fresh, text_of, until
+from browser_helpers import WAIT, attribute, click_when_enabled, displayed, fresh, text_of, until
 from model import runs
 from test_insight_browser import REPO, RUNS, column, duo, insight_runs, visit  # noqa: F401 (fixtures)
 
@@ -197,6 +197,18 @@ def test_skip_link_jumps_past_the_navbar_and_keyboard_focus_shows(duo):
                                         "return [s.outlineStyle, parseFloat(s.outlineWidth)];")
     assert outline[0] == "solid" and outline[1] >= 2, outline  # the theme's ring was all but invisible
     assert fresh(lambda: len(duo.find_elements("h1.page-title"))) == 1
+
+
+def test_the_keyboard_opens_any_cell_of_the_confusion_matrix(duo):
+    visit(duo, "/errors")
+    summary = "#errors-pairs details summary"  # "Every other cell: ...", folded under the top pairs
+    until(lambda: duo.find_elements(summary), WAIT)
+    duo.find_element(summary).send_keys(Keys.ENTER)  # opens the list
+    trouser = '#errors-pairs details button[id*=\'"row":1\'][id*=\'"col":1\']'  # right answers: not in the top pairs
+    until(lambda: displayed(duo, trouser), WAIT)
+    duo.find_element(trouser).send_keys(Keys.ENTER)
+    until(lambda: query(duo).get("true") == "1" and query(duo).get("pred") == "1", WAIT)
+    until(lambda: "Trouser" in text_of(duo, "#errors-gallery-title"), WAIT)
 
 
 def test_back_on_label_issues_undoes_a_split_then_a_page(duo):
