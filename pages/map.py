@@ -25,7 +25,8 @@ from workbench.urlstate import ChoiceField, IntField, changed_query, read_query,
 dash.register_page(__name__, path="/map", name="Map", order=4)
 
 HIDDEN = "d-none"
-PROMPT = "Drag a lasso (or pick the box tool) around points of the map to list their images here."
+PROMPT = ("Drag a lasso (or pick the box tool) around points of the map, or pick a whole colour group above, "
+          "to list their images here.")
 MAX_SELECTED = 10_000  # a selection holds test indices only: the whole test set at most
 FIELDS = {"colour": ChoiceField(tuple(maps.COLOUR_BY), default="true"),  # the URL's parameters for this page
           "image": IntField(0, TEST_IMAGES - 1)}
@@ -43,6 +44,8 @@ def layout(**query):
                className="text-muted small"),
         dbc.RadioItems(id="map-colour", value=colour, inline=True,
                        options=[{"label": f"colour by {text}", "value": key} for key, text in maps.COLOUR_BY.items()]),
+        dcc.Dropdown(id="map-group", placeholder="or select a whole colour group (as a lasso around it would)",
+                     className="map-group mt-2"),  # also the keyboard's way to a selection: the dots take a mouse
         html.Div(id="map-hint"),
         dcc.Loading(dcc.Graph(id="map-graph", config={**figures.GRAPH_CONFIG, "scrollZoom": True},
                               clear_on_unhover=True), type="dot"),
@@ -135,19 +138,24 @@ def opened_image(click, current, is_open, selection, stepped, prev, next_):
 
 
 @callback(Output("map-graph", "figure"), Output("map-hint", "children", allow_duplicate=True),
+          Output("map-group", "options"), Output("map-group", "value"),
           Input("run-store", "data"), Input("map-colour", "value"), prevent_initial_call="initial_duplicate")
 def show_map(run_id, colour):
+    """The map, and its colour groups as the group picker's choices (label: name and count)."""
     colour = colour if colour in maps.COLOUR_BY else "true"
     if not run_id:
-        return maps.go.Figure(), no_run()
+        return maps.go.Figure(), no_run(), [], None
     cfg = settings()
     try:
         coords = maps.embedding(cfg["runs_dir"], run_id, cfg["data_dir"])
         frame = artifacts.predictions(cfg["runs_dir"], run_id)
-        fig = maps.map_figure(coords, frame, artifacts.class_names(cfg["runs_dir"], run_id), colour)
+        names = artifacts.class_names(cfg["runs_dir"], run_id)
+        fig = maps.map_figure(coords, frame, names, colour)
     except (RunError, DataError) as exc:
-        return maps.go.Figure(), problem(str(exc), "No map")
-    return fig, None
+        return maps.go.Figure(), problem(str(exc), "No map"), [], None
+    options = [{"label": f"{name} ({len(members):,} images)", "value": name}
+               for name, members in maps.groups(frame, names, colour) if members]
+    return fig, None, options, None
 
 
 @callback(Output("map-tooltip", "show"), Output("map-tooltip", "bbox"), Output("map-tooltip", "children"),
@@ -180,11 +188,26 @@ def selected_indices(selected) -> list[int]:
 
 
 @callback(Output("map-selection", "data"), Output("map-page", "active_page"),
-          Input("map-graph", "selectedData"), Input("run-store", "data"), prevent_initial_call=True)
-def remember_selection(selected, _run_id):
+          Input("map-graph", "selectedData"), Input("run-store", "data"), Input("map-group", "value"),
+          State("map-colour", "value"), prevent_initial_call=True)
+def remember_selection(selected, run_id, group, colour):
+    """The lasso's images, or a whole colour group's (the group picker); cleared for another run."""
+    if ctx.triggered_id == "map-group":
+        return (group_indices(run_id, colour, group), 1) if group and run_id else (no_update, no_update)
     if ctx.triggered_id != "map-graph":
         return None, 1  # another run: its map is another picture
     return selected_indices(selected), 1
+
+
+def group_indices(run_id: str, colour: str, group: str) -> list[int] | None:
+    """The test indices of one colour group, or None when there is no such group (a stale choice)."""
+    cfg = settings()
+    try:
+        found = maps.groups(artifacts.predictions(cfg["runs_dir"], run_id),
+                            artifacts.class_names(cfg["runs_dir"], run_id), colour)
+    except (RunError, DataError):
+        return None
+    return next((members[:MAX_SELECTED] for name, members in found if name == group), None)
 
 
 @callback(Output("map-gallery", "children"), Output("map-gallery-title", "children"),

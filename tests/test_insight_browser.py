@@ -15,7 +15,9 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from model import runs
 from model.data import CLASS_NAMES
@@ -169,6 +171,20 @@ def query(duo) -> dict:
 
 # Each page writes its own keys into the URL and keeps the app-wide run= (and any other parameter)
 # the link came with. The run in the links is not the one shown first: the URL chose it.
+
+def test_map_group_picker_selects_a_whole_group_by_keyboard(duo):
+    frame = runs.read_predictions(REPO / "runs" / RUNS[0])
+    wrong = set(frame.loc[frame["label"] != frame["predicted"], "index"])
+    visit(duo, "/map?colour=correct")
+    until(lambda: len(duo.driver.find_elements(By.CSS_SELECTOR, "#map-graph .legendtext")) == 2, WAIT)
+    duo.find_element("#map-group").send_keys(Keys.ENTER)  # the dots take a mouse; the picker takes keys
+    options = until(lambda: fresh(lambda: [o.text for o in duo.find_elements("[role='option']")]), WAIT)
+    assert options == [f"correct ({10_000 - len(wrong):,} images)", f"wrong ({len(wrong)} images)"]
+    ActionChains(duo.driver).send_keys(Keys.ARROW_DOWN, Keys.ARROW_DOWN, Keys.ENTER).perform()
+    until(lambda: text_of(duo, "#map-gallery-title") == f"Selection: {len(wrong)} images", WAIT)
+    tiles = until(lambda: duo.find_elements("#map-tiles .tile"), WAIT)
+    assert {int(fresh(lambda: t.get_attribute("data-index"))) for t in tiles} <= wrong
+
 
 def test_map_url_keeps_the_run_and_other_parameters(duo):
     run = RUNS[1]

@@ -27,7 +27,7 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",  # plotly's D3
 RIGHT_WRONG = {"correct": "#b0b7bf", "wrong": "#d62728"}  # errors stand out on a grey crowd
 MARKER_SIZE = 4        # px: 10,000 points stay distinct at the page's 650 px height
 DECIMALS = 3           # coordinates rounded in the figure JSON: a third of the size, no visible change
-__all__ = ["COLOUR_BY", "ESTIMATED_SECONDS", "embedding", "has_embedding", "map_figure"]
+__all__ = ["COLOUR_BY", "ESTIMATED_SECONDS", "embedding", "groups", "has_embedding", "map_figure"]
 
 
 def has_embedding(runs_dir: Path | str, run_id: str) -> bool:
@@ -62,6 +62,12 @@ def _groups(predictions: pd.DataFrame, names: list[str], colour_by: str) -> list
         return [("correct", RIGHT_WRONG["correct"], right), ("wrong", RIGHT_WRONG["wrong"], ~right)]
     column = labels if colour_by == "true" else predicted
     return [(name, PALETTE[k % len(PALETTE)], column == k) for k, name in enumerate(names)]
+
+
+def groups(predictions: pd.DataFrame, names: list[str], colour_by: str) -> list[tuple[str, list[int]]]:
+    """(legend name, test indices) per colour group: a whole group selected without drawing a lasso."""
+    index = predictions["index"].to_numpy()
+    return [(name, index[mask].tolist()) for name, _, mask in _groups(predictions, names, colour_by)]
 
 
 def map_figure(coords: np.ndarray, predictions: pd.DataFrame, names: list[str], colour_by: str = "true") -> go.Figure:
