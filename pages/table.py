@@ -35,6 +35,23 @@ COLUMNS = [{"name": "index", "id": "index", "type": "numeric"},
            {"name": "label quality (low = suspect)", "id": "label_quality", "type": "numeric", "format": NUMBER}]
 
 
+def sort_label(column: dict, direction: str) -> str:
+    """'sort: loss, highest first' / 'sort: true, A to Z': a sort order in words."""
+    if column.get("type") == "numeric":
+        order = "lowest first" if direction == "asc" else "highest first"
+    else:
+        order = "A to Z" if direction == "asc" else "Z to A"
+    return f"sort: {column['name'].split(' (')[0]}, {order}"
+
+
+SORT_OPTIONS = [{"label": sort_label(c, d), "value": f"{c['id']}:{d}"} for c in COLUMNS for d in ("desc", "asc")]
+
+
+def sort_key(sort_by) -> str | None:
+    """DataTable's sort_by as the URL writes it ("loss:desc"); None when unsorted."""
+    return f"{sort_by[0]['column_id']}:{sort_by[0]['direction']}" if sort_by else None
+
+
 def _class(value) -> int | None:
     try:
         k = int(value)
@@ -79,6 +96,10 @@ def layout(**query):
                      dcc.RangeSlider(id="table-confidence", min=0, max=1, step=0.05,
                                      value=[state["lo"], state["hi"]], marks={0: "0", 0.5: "0.5", 1: "1"},
                                      tooltip={"placement": "bottom"})], md=3),
+            dbc.Col(dcc.Dropdown(id="table-sort", options=SORT_OPTIONS, value=sort_key(parse_sort(state["sort"])),
+                                 clearable=False, searchable=False, placeholder="unsorted",
+                                 style={"minWidth": "15rem"}),
+                    md=3),  # the keyboard's way to sort: the column titles take a mouse click
             dbc.Col(dbc.Button("One by one", id="table-first", color="primary", outline=True, size="sm",
                                title="open this page's first image; previous / next step through the rows"),
                     width="auto"),  # also the keyboard's way in: a row takes a mouse click
@@ -122,8 +143,8 @@ def show_rows(run_id, every, true, pred, confidence, current):
     lo, hi = (confidence if isinstance(confidence, list) and len(confidence) == 2 else (0.0, 1.0))
     shown = insight.filter_rows(rows, _class(true), _class(pred), (float(lo), float(hi)), errors_only=not every)
     what = "test images" if every else "misclassified test images"
-    count = (f"{len(shown):,} {what} of {len(rows):,} (sort by clicking a column title; click a row, or "
-             "'One by one', for Grad-CAM)")
+    count = (f"{len(shown):,} {what} of {len(rows):,} (sort by a column title or the sort list; click a "
+             "row, or 'One by one', for Grad-CAM)")
     pages = page_count(len(shown), PAGE_SIZE)
     opening = ctx.triggered_id in (None, "run-store")
     if opening and isinstance(current, int) and current >= pages:  # a link's page past the end
@@ -148,6 +169,20 @@ function(active, current, rows, size) {
                     Output("table-pager", "max_value"), Input("table-pager", "active_page"),
                     Input("table-grid", "page_current"), Input("table-grid", "data"), State("table-pager-size", "data"),
                     prevent_initial_call="initial_duplicate")
+
+# The sort list and the table's sort in step both ways (the column titles sort too, by mouse)
+clientside_callback("""
+function(value, sortBy) {
+    const none = dash_clientside.no_update;
+    const now = (sortBy && sortBy.length) ? sortBy[0].column_id + ":" + sortBy[0].direction : null;
+    if ((dash_clientside.callback_context.triggered_id || "") === "table-sort") {
+        if (!value || value === now) { return [none, none]; }
+        const [column, direction] = value.split(":");
+        return [[{column_id: column, direction: direction}], none];
+    }
+    return [none, now === value ? none : now];
+}""", Output("table-grid", "sort_by", allow_duplicate=True), Output("table-sort", "value"),
+                    Input("table-sort", "value"), Input("table-grid", "sort_by"), prevent_initial_call=True)
 
 FILTERS = ("table-all", "table-true", "table-pred", "table-confidence")
 

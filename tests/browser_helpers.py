@@ -53,6 +53,25 @@ def click_when_enabled(duo, selector: str, timeout: float = WAIT):
     duo.find_element(selector).click()
 
 
+def pick_by_keyboard(duo, selector: str, label_start: str, max_keys: int = 24) -> None:
+    """Open a dash dropdown with Enter, go down its list to the option whose text starts with
+    label_start, one arrow key at a time (each once the focus has moved: it lags the key), and Enter."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    on = "const o = document.activeElement.closest('[role=option]'); return o ? o.innerText : 'none';"
+    duo.find_element(selector).send_keys(Keys.ENTER)
+    until(lambda: duo.find_elements("[role='option']"), WAIT)
+    focused = duo.driver.execute_script(on)
+    for _ in range(max_keys):
+        if focused.startswith(label_start):
+            break
+        ActionChains(duo.driver).send_keys(Keys.ARROW_DOWN).perform()
+        focused = until(lambda: (now := duo.driver.execute_script(on)) != focused and now, WAIT)
+    assert focused.startswith(label_start), focused
+    ActionChains(duo.driver).send_keys(Keys.ENTER).perform()
+
+
 def text_of(duo, selector: str) -> str:
     return fresh(lambda: duo.find_element(selector).text)
 

@@ -18,7 +18,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from browser_helpers import WAIT, attribute, click_when_enabled, displayed, fresh, text_of, until
+from browser_helpers import WAIT, attribute, click_when_enabled, displayed, fresh, pick_by_keyboard, text_of, until
 from model import runs
 from test_insight_browser import REPO, RUNS, column, duo, insight_runs, visit  # noqa: F401 (fixtures)
 
@@ -161,6 +161,7 @@ def test_back_on_all_errors_undoes_an_image_a_filter_then_a_sort(duo):
     count = text_of(duo, "#table-count")
     duo.find_element("th[data-dash-column='confidence'] .column-header--sort").click()
     until(lambda: query(duo).get("sort") == "confidence:asc", WAIT)
+    until(lambda: text_of(duo, "#table-sort") == "sort: confidence, lowest first", WAIT)  # the list follows
     duo.select_dcc_dropdown("#table-pred", "T-shirt/top")
     until(lambda: query(duo).get("pred") == "0" and text_of(duo, "#table-count") != count, WAIT)
     duo.find_element("td[data-dash-column='true']").click()  # an image open, then the next one
@@ -297,6 +298,11 @@ def test_the_keyboard_turns_the_table_pages_leaves_the_table_and_opens_its_image
         pytest.fail("Tab did not leave the table and its pager")
     duo.driver.back()
     until(lambda: table_page(duo) == "1" and column(duo, "index")[0] == first, WAIT)
+    pick_by_keyboard(duo, "#table-sort", "sort: confidence, lowest first")  # the titles sort by mouse only
+    until(lambda: query(duo).get("sort") == "confidence:asc", WAIT)
+    confidences = until(lambda: [float(c) for c in column(duo, "confidence")], WAIT)
+    assert confidences == sorted(confidences)
+    first = column(duo, "index")[0]
     second = column(duo, "index")[1]
     duo.find_element("#table-pred").send_keys(Keys.TAB)  # a row takes a mouse click; "One by one" takes a key
     for _ in range(8):  # past the confidence slider's boxes and thumbs
