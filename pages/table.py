@@ -121,7 +121,6 @@ def layout(**query):
                    detail_footer("table")], id="table-detail", labelledby="table-detail-title",
                    size="xl", is_open=state["image"] is not None),
         dcc.Store(id="table-open", data=state["image"]),  # the test image open in the detail view
-        dcc.Store(id="table-pager-size", data=PAGE_SIZE),
     ])
 
 
@@ -157,18 +156,18 @@ def show_rows(run_id, every, true, pred, confidence, current):
 # DataTable's own pager traps the keyboard (Tab never leaves its page box, dash 4.4); Bootstrap's pager
 # stands in for it, in step with the table's page both ways (one callback: Dash allows a loop only there)
 clientside_callback("""
-function(active, current, rows, size) {
+function(active, current, rows) {
     const trigger = (dash_clientside.callback_context.triggered_id || "");
-    const last = Math.max(1, Math.ceil((rows || []).length / size));
+    const last = Math.max(1, Math.ceil((rows || []).length / PAGE_SIZE));
     if (trigger === "table-pager" && active - 1 !== current) {
         return [active - 1, dash_clientside.no_update, last];
     }
     const page = (current || 0) + 1;
     return [dash_clientside.no_update, page === active ? dash_clientside.no_update : page, last];
-}""", Output("table-grid", "page_current", allow_duplicate=True), Output("table-pager", "active_page"),
-                    Output("table-pager", "max_value"), Input("table-pager", "active_page"),
-                    Input("table-grid", "page_current"), Input("table-grid", "data"), State("table-pager-size", "data"),
-                    prevent_initial_call="initial_duplicate")
+}""".replace("PAGE_SIZE", str(PAGE_SIZE)), Output("table-grid", "page_current", allow_duplicate=True),
+                    Output("table-pager", "active_page"), Output("table-pager", "max_value"),
+                    Input("table-pager", "active_page"), Input("table-grid", "page_current"),
+                    Input("table-grid", "data"), prevent_initial_call="initial_duplicate")
 
 # The sort list and the table's sort in step both ways (the column titles sort too, by mouse)
 clientside_callback("""
@@ -230,7 +229,7 @@ def url_query(every, true, pred, confidence, sort_by, page) -> dict:
     if isinstance(confidence, list) and len(confidence) == 2 and list(confidence) != [0, 1]:
         query.update(lo=confidence[0], hi=confidence[1])
     if sort_by and sort_by != DEFAULT_SORT:
-        query["sort"] = f"{sort_by[0]['column_id']}:{sort_by[0]['direction']}"
+        query["sort"] = sort_key(sort_by)
     if isinstance(page, int) and page > 0:
         query["page"] = page + 1
     return query
