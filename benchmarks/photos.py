@@ -120,26 +120,42 @@ def naive(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("L").resize((28, 28), Image.Resampling.BILINEAR))
 
 
+def imagenet_masses(prepared: list, chunk: int = 50) -> np.ndarray:
+    """(N, 10) ImageNet group masses of prepared photos (workbench.classify.imagenet_view), in chunks."""
+    from model.data import CLASS_NAMES
+    from workbench.classify import Item, imagenet_view
+
+    rows = []
+    for start in range(0, len(prepared), chunk):
+        items = [Item("", i, p) for i, p in enumerate(prepared[start:start + chunk])]
+        masses = imagenet_view(items, list(CLASS_NAMES))[0]
+        rows.append(masses if masses is not None else np.zeros((len(items), len(CLASS_NAMES))))
+    return np.concatenate(rows)
+
+
 def evaluate(predictor, originals: np.ndarray, labels: np.ndarray, renders: list[bytes],
-             low_confidence: float) -> dict:
-    """Accuracies on originals, preprocessed renders and naive renders; the low-confidence split."""
-    from workbench.preprocess import ImageError, prepare_image
+             low_confidence: float, imagenet: bool = True) -> dict:
+    """Accuracies on originals, preprocessed renders (with the ImageNet view, as workbench.classify
+    answers photos, and the run alone) and naive renders; the low-confidence split."""
+    from model.imagenet import blend
+    from workbench.preprocess import ImageError, Prepared, prepare_image
 
     started = time.perf_counter()
     prepared, failed = [], 0
     for data in renders:
         try:
-            prepared.append(prepare_image(data).image)
+            prepared.append(prepare_image(data))
         except ImageError:
             failed += 1
-            prepared.append(np.zeros((28, 28), np.uint8))
+            prepared.append(Prepared(image=np.zeros((28, 28), np.uint8)))
     prep_ms = (time.perf_counter() - started) * 1000 / len(renders)
-    probs = predictor.predict(np.stack(prepared))
+    alone = predictor.predict(np.stack([p.image for p in prepared]))
+    probs = blend(alone, imagenet_masses(prepared)) if imagenet else alone
     correct = probs.argmax(1) == labels
     unsure = probs.max(1) < low_confidence
     return {
         "original": float((predictor.predict(originals).argmax(1) == labels).mean()),
-        "rendered": float(correct.mean()),
+        "rendered": float(correct.mean()), "alone": float((alone.argmax(1) == labels).mean()),
         "naive": float((predictor.predict(np.stack([naive(d) for d in renders])).argmax(1) == labels).mean()),
         "failed": failed, "prep_ms": prep_ms, "unsure": float(unsure.mean()),
         "sure_accuracy": float(correct[~unsure].mean()) if (~unsure).any() else float("nan"),
@@ -152,6 +168,7 @@ def report(title: str, result: dict, low_confidence: float) -> None:
     print(f"\n{title}")
     print(f"  accuracy on the original 28x28 images   {result['original']:.2%}")
     print(f"  accuracy on rendered photos, prepared   {result['rendered']:.2%}   (gap {gap:+.2f} points)")
+    print(f"  ... the run alone, no ImageNet view      {result['alone']:.2%}")
     print(f"  accuracy on rendered photos, naive      {result['naive']:.2%}   (whole photo resized, no prep)")
     print(f"  preprocessing {result['prep_ms']:.1f} ms per photo; {result['failed']} failed")
     print(f"  low confidence (top-1 < {low_confidence}): {result['unsure']:.1%} of photos; accuracy "
@@ -204,7 +221,7 @@ def run_rendered(args: argparse.Namespace) -> int:
             folder.mkdir(parents=True, exist_ok=True)
             for i, data in enumerate(renders[:50]):
                 (folder / f"{i:03d}-label{labels[i]}.jpg").write_bytes(data)
-        result = evaluate(predictor, images, labels, renders, args.low_confidence)
+        result = evaluate(predictor, images, labels, renders, args.low_confidence, not args.no_imagenet)
         report("hard renderings (colour, shadow, uneven light, clutter)" if hard else
                "clean renderings (dark-on-light, off-centre, blur, noise, JPEG, EXIF)", result, args.low_confidence)
     return 0
@@ -218,6 +235,8 @@ def add_real_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sheet", default=None, help="with --real: write a contact-sheet PNG here")
     parser.add_argument("--no-gradcam", action="store_true", help="with --real: time predict alone")
     parser.add_argument("--phone-size", action="store_true", help="with --real: also time 12 MP JPEGs")
+    parser.add_argument("--no-imagenet", action="store_true",
+                        help="the run alone, without the ImageNet view (workbench.classify)")
     parser.add_argument("--against", default=None,
                         help="with --real: a second run answering the same inputs, compared by McNemar's test")
 
@@ -239,7 +258,7 @@ def run_real_photos(args: argparse.Namespace) -> int:
         if args.against else None
     flags = (lambda images: familiarity_warnings(args.runs_dir, args.run, images, args.backend))  # noqa: E731
     run_real(Path(args.real), args.half, predictor, explainer, args.low_confidence,
-             Path(args.sheet) if args.sheet else None, args.phone_size, against, flags)
+             Path(args.sheet) if args.sheet else None, args.phone_size, against, flags, not args.no_imagenet)
     return 0
 
 

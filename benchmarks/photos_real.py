@@ -48,6 +48,7 @@ class Outcome:
     predicted: int = -1                 # -1: refused
     probability: float = 0.0
     runner_up: int = -1                 # the second class, which the Predict page names for a flagged answer
+    alone: int = -1                     # the run's own answer, before the ImageNet view joins it
     refusal: str = ""
     warnings: list[str] = field(default_factory=list)
     prep_ms: float = 0.0
@@ -77,9 +78,13 @@ def file_half(name: str) -> str:
     return "odd" if int(Path(name).stem.rsplit("_", 1)[-1]) % 2 else "even"
 
 
-def run_one(path: Path, label: int, predictor, explainer, flags=None) -> Outcome:
+def run_one(path: Path, label: int, predictor, explainer, flags=None, imagenet: bool = True) -> Outcome:
     """Preprocess, predict and explain one photo, timing both stages; `flags` (model inputs -> a list
-    of warnings per input, e.g. workbench.classify.familiarity_warnings) adds the model's own flags."""
+    of warnings per input, e.g. workbench.classify.familiarity_warnings) adds the model's own flags;
+    `imagenet` joins the ImageNet view as workbench.classify does."""
+    from model.data import CLASS_NAMES
+    from model.imagenet import blend
+    from workbench.classify import Item, imagenet_view
     from workbench.preprocess import ImageError, prepare_image
 
     outcome = Outcome(file=path.name, label=label)
@@ -92,7 +97,10 @@ def run_one(path: Path, label: int, predictor, explainer, flags=None) -> Outcome
         return outcome
     outcome.prep_ms = (time.perf_counter() - started) * 1000
     started = time.perf_counter()
-    probs = predictor.predict(prepared.image[None])[0]
+    own = predictor.predict(prepared.image[None])
+    masses = imagenet_view([Item(path.name, 0, prepared)], list(CLASS_NAMES))[0] if imagenet else None
+    probs = (blend(own, masses) if masses is not None else own)[0]
+    outcome.alone = int(own[0].argmax())
     extra = flags(prepared.image[None])[0] if flags else []
     if explainer is not None:
         explainer.explain(prepared.image[None], int(probs.argmax()))
@@ -144,13 +152,17 @@ def accuracy_interval(right: int, total: int) -> tuple[float, float]:
 
 
 def print_paired(outcomes: list[Outcome], other, run: str, other_run: str) -> None:
-    """Answer the same 28x28 inputs with `other` (a predictor) and print McNemar's test of the two
-    runs per half and overall; a refused photo is wrong for both."""
+    """Answer the same 28x28 inputs with `other` (a predictor; None: the run alone, without the
+    ImageNet view) and print McNemar's test of A and B per half and overall; a refused photo is
+    wrong for both."""
     from workbench.insight import mcnemar
 
-    images = [o.image for o in outcomes if o.image is not None]
-    answers = iter(other.predict(np.stack(images)).argmax(axis=1) if images else [])
-    theirs = np.array([next(answers) == o.label if o.image is not None else False for o in outcomes])
+    if other is None:
+        theirs = np.array([o.alone == o.label for o in outcomes])
+    else:
+        images = [o.image for o in outcomes if o.image is not None]
+        answers = iter(other.predict(np.stack(images)).argmax(axis=1) if images else [])
+        theirs = np.array([next(answers) == o.label if o.image is not None else False for o in outcomes])
     ours = np.array([o.predicted == o.label for o in outcomes])
     print(f"\npaired: A = {run}, B = {other_run} on the same model inputs")
     for part in ("odd", "even", "all"):
@@ -233,7 +245,7 @@ def contact_sheet(outcomes: list[Outcome], path: Path, columns: int = 6) -> None
 
 
 def time_phone_size(folder: Path, rows: list[tuple[str, int]], predictor, explainer, count: int = 20,
-                    flags=None) -> None:
+                    flags=None, imagenet: bool = True) -> None:
     """p50/p95 ms for photos upscaled to a 12-megapixel phone JPEG (4032x3024, quality 90): what
     decoding and finding cost at a phone camera's full size."""
     import io
@@ -248,27 +260,31 @@ def time_phone_size(folder: Path, rows: list[tuple[str, int]], predictor, explai
             photo.resize(size, Image.Resampling.BICUBIC).save(buffer, format="JPEG", quality=90)
             path = Path(tmp) / name
             path.write_bytes(buffer.getvalue())
-            outcomes.append(run_one(path, label, predictor, explainer, flags))
+            outcomes.append(run_one(path, label, predictor, explainer, flags, imagenet))
     print(f"\n12-megapixel JPEGs ({len(outcomes)} dev photos upscaled to 4032x3024):")
     print_timings(outcomes)
 
 
 def run_real(folder: Path, half: str, predictor, explainer, low_confidence: float,
              sheet: Path | None, phone_size: bool = False, against: tuple | None = None,
-             flags=None) -> list[Outcome]:
+             flags=None, imagenet: bool = True) -> list[Outcome]:
     """The whole benchmark on one folder; prints the odd, even and whole-set summaries, and with
-    `against` = (run, other run, other predictor) the paired comparison."""
+    `against` = (run, other run, other predictor) the paired comparison; with `imagenet`, also the
+    paired comparison against the run alone."""
     rows = load_labels(folder, half)
     predictor.predict(np.zeros((1, 28, 28), np.uint8))  # warm up: the first call builds the graph
-    outcomes = [run_one(folder / "images" / name, label, predictor, explainer, flags) for name, label in rows]
+    outcomes = [run_one(folder / "images" / name, label, predictor, explainer, flags, imagenet)
+                for name, label in rows]
     for part in ("odd", "even"):
         summarise(f"{part} half", [o for o in outcomes if file_half(o.file) == part], low_confidence)
     summarise(f"all ({half})", outcomes, low_confidence)
     print_calibration(outcomes)
+    if imagenet:
+        print_paired(outcomes, None, "the run with the ImageNet view", "the run alone")
     if against:
         print_paired(outcomes, against[2], against[0], against[1])
     if phone_size:
-        time_phone_size(folder, rows, predictor, explainer, flags=flags)
+        time_phone_size(folder, rows, predictor, explainer, flags=flags, imagenet=imagenet)
     if sheet:
         contact_sheet(outcomes, sheet)
         print(f"\ncontact sheet: {sheet}")

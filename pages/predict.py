@@ -18,8 +18,8 @@ import numpy as np
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
 from workbench import CLASS_NAMES, ExplainError, ImageError, RunError, artifacts, figures, list_runs
-from workbench.classify import (PHOTO_RUN_ID, RUNNER_UP_SHARE, familiarity_warnings, predict_images,
-                                run_for_photos)
+from workbench.classify import (PHOTO_RUN_ID, RUNNER_UP_SHARE, familiarity_warnings, join_imagenet,
+                                predict_images, run_for_photos)
 from workbench.components import no_run, problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, get_explainer, layer_label
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
@@ -298,7 +298,8 @@ def explain_item(store, item_index, selected_run, method, target, layer, opacity
     cfg = settings()
     names = artifacts.class_names(cfg["runs_dir"], run_id)
     try:
-        probs = predict_images(cfg["runs_dir"], run_id, image[None], cfg["backend"])[0]
+        own = predict_images(cfg["runs_dir"], run_id, image[None], cfg["backend"])[0]
+        probs = join_imagenet(own, item, names)
         unfamiliar = familiarity_warnings(cfg["runs_dir"], run_id, image[None], cfg["backend"])[0]
         top = int(probs.argmax())
         cls = top if target in (None, PREDICTED) else int(target)
@@ -317,7 +318,8 @@ def explain_item(store, item_index, selected_run, method, target, layer, opacity
     shown = overlay(image, heatmap, valid_opacity(opacity))
     bars = figures.confidence_bars(probs, names, None if cls == top else cls)
     hinted = {**item, "warnings": [*(item.get("warnings") or []), *unfamiliar]}
-    return (png_data_url(image), png_data_url(shown), caption, bars, hint(probs, names, hinted),
+    return (png_data_url(image), png_data_url(shown), caption, bars,
+            hint(probs, names, hinted) + imagenet_note(item, own, probs, names),
             f"Why not {names[runner_up]}?" if cls == top else f"← Back to {names[top]} (predicted)",
             probs.round(5).tolist(), options, *visibility(True))
 
@@ -383,6 +385,21 @@ def hint(probs: np.ndarray, names: list[str], item: dict):
         notes.append(dbc.Alert([opening, maybe, *[f"{w[:1].upper()}{w[1:]}. " for w in warnings], why],
                                color="warning", className="low-confidence mt-2 mb-0"))
     return notes
+
+
+def imagenet_note(item: dict, own: np.ndarray, probs: np.ndarray, names: list[str]) -> list:
+    """A line under the answer for a photo: what the ImageNet view saw, and the run's own answer when
+    the view changed it (or why the view was skipped)."""
+    seen = item.get("imagenet")
+    if not seen:
+        return []
+    if "skipped" in seen:
+        return [html.Small(f"ImageNet view skipped: {seen['skipped']}", className="imagenet-note d-block text-muted mt-2")]
+    alone = int(own.argmax())
+    changed = (f" The model alone says {names[alone]} ({own[alone]:.1%})." if alone != int(probs.argmax()) else "")
+    return [html.Small([f"An ImageNet classifier sees “{seen['imagenet_class']}” ({seen['probability']:.1%}; garment "
+                        f"names hold {seen['garment_share']:.0%} of its belief); the answer joins that with the "
+                        f"model's.{changed}"], className="imagenet-note d-block text-muted mt-2")]
 
 
 def empty_figure(message: str):

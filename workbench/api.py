@@ -82,7 +82,8 @@ def register_api(server: flask.Flask, runs_dir: Path | str, backend: str = "kera
         options = request_options(limits)
         run_id = check_run(runs_dir, run_for_photos(runs_dir, options["run"]), backend)
         batch = classify(read_uploads(limits), runs_dir, run_id, backend, top=options["top"],
-                         low_confidence=low_confidence, limits=limits.image, box=options["box"])
+                         low_confidence=low_confidence, limits=limits.image, box=options["box"],
+                         imagenet=options["imagenet"])
         answer = batch_answer(batch, runs_dir, options["gradcam"], low_confidence)
         answer["timing_ms"]["total"] = round((time.perf_counter() - started) * 1000, 2)
         return answer
@@ -130,12 +131,12 @@ def register_error_handlers(api: flask.Blueprint, server: flask.Flask) -> None:
 # request parsing
 
 def request_options(limits: ApiLimits) -> dict:
-    """run, top, gradcam and box from the query string, the form or the JSON body; given in two of
+    """run, top, gradcam, box and imagenet from the query string, the form or the JSON body; given in two of
     them, a value must agree (a URL's run= and a body's "run" naming two runs is refused)."""
     body = json_body() if flask.request.is_json else {}
     sources = [flask.request.args, flask.request.form if not flask.request.is_json else {}, body]
     raw = {}
-    for key in ("run", "top", "gradcam", "box"):
+    for key in ("run", "top", "gradcam", "box", "imagenet"):
         given = [value for source in sources if key in source
                  for value in (source.getlist(key) if hasattr(source, "getlist") else [source[key]])]
         if len({str(value).strip().lower() for value in given}) > 1:  # "3" in the URL is 3 in the body
@@ -143,7 +144,8 @@ def request_options(limits: ApiLimits) -> dict:
                                "body); give it once")
         raw[key] = given[0] if given else None
     return {"run": parse_run(raw["run"]), "top": parse_top(raw["top"], limits.max_top),
-            "gradcam": parse_flag(raw["gradcam"], "gradcam"), "box": parse_box(raw["box"])}
+            "gradcam": parse_flag(raw["gradcam"], "gradcam"), "box": parse_box(raw["box"]),
+            "imagenet": raw["imagenet"] in (None, "") or parse_flag(raw["imagenet"], "imagenet")}
 
 
 def json_body() -> dict:

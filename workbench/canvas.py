@@ -38,6 +38,8 @@ class Prepared:
     found_fraction: float = 0.0                           # share of the searched area (photo or box) found
     warnings: list[str] = field(default_factory=list)     # why the answer deserves less trust, for people
     method: str = "clean"                                 # "clean" product-photo path or "finder" (segment)
+    view: np.ndarray | None = None                        # uint8 RGB square around the garment for the
+                                                          # ImageNet view (model/imagenet.py), None when too small
 
 
 def resize_longest(crop: np.ndarray, size: int) -> tuple[np.ndarray, float]:

@@ -7,7 +7,9 @@
 
 The app's Predict page, the JSON API and `workbench predict` all go through here: `prepare_uploads`
 (each upload through workbench.preprocess, a bad one becoming that item's ImageError),
-`predict_images` (the run's cached predictor) and `rank` (the answer a person or program reads).
+`predict_images` (the run's cached predictor), `imagenet_view` (for photos: what an ImageNet
+classifier sees in the photo, joined with the run's probabilities, model/imagenet.py) and `rank`
+(the answer a person or program reads).
 What each caller does with a bad item differs: the CLI reports it and goes on, the API refuses the
 batch naming it, the page lists it beside the good ones.
 """
@@ -25,8 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from model import runs
-from model.errors import ImageError, RunError, SettingError
+from model.data import CLASS_NAMES
+from model.errors import ImageError, RunError, SettingError, WeightsError
 from model.familiarity import load_familiarity
+from model.imagenet import ImageNetView, blend, weights_path
 from model.runs import list_runs
 from workbench import artifacts
 from workbench.cache import cached
@@ -129,7 +133,8 @@ class Item:
     prepared: Prepared | None = None
     error: ImageError | None = None
     preprocess_ms: float = 0.0
-    probs: np.ndarray | None = None
+    probs: np.ndarray | None = None     # the answer's probabilities (the run's, joined with the ImageNet view)
+    model_probs: np.ndarray | None = None  # the run's own
     answer: dict = field(default_factory=dict)  # rank() plus name, index and "inverted"; or the error
 
 
@@ -202,11 +207,50 @@ def familiarity_warnings(runs_dir: Path | str, run_id: str, images: np.ndarray,
     return [[UNFAMILIAR] if flag else [] for flag in familiarity.unfamiliar(features)]
 
 
+def imagenet_view(items: Sequence[Item], class_names: list[str]) -> tuple[np.ndarray | None, list[dict | None]]:
+    """For each item with a garment view (a photo, not a tiny image): ImageNet's group masses (N, 10)
+    and what it saw, for the answer's "imagenet" field; masses of 0 where there is no view. The view
+    is skipped, saying why, when the run's classes are not Fashion-MNIST's or the weights are missing."""
+    if not any(item.prepared.view is not None for item in items):
+        return None, [None] * len(items)
+    if list(class_names) != list(CLASS_NAMES):
+        return None, [{"skipped": "the run's classes are not Fashion-MNIST's ten"}] * len(items)
+    try:
+        view = cached("imagenet", weights_path(), ImageNetView.load)
+    except WeightsError as exc:  # optional: the run still answers, and the answer says what is missing
+        return None, [{"skipped": str(exc)}] * len(items)
+    seen = [i for i, item in enumerate(items) if item.prepared.view is not None]
+    found, named = view.look(np.stack([items[i].prepared.view for i in seen]))
+    masses, notes = np.zeros((len(items), len(class_names))), [None] * len(items)
+    for row, i, note in zip(found, seen, named):
+        masses[i], notes[i] = row, note
+    return masses, notes
+
+
+def imagenet_fields(prepared: Prepared) -> dict:
+    """What the Predict page's store keeps of one photo's ImageNet view: what it saw and its ten
+    group masses (a few numbers, not the photo); {} when the photo has no view."""
+    masses, seen = imagenet_view([Item("", 0, prepared)], list(CLASS_NAMES))
+    if seen[0] is None:
+        return {}
+    return {"imagenet": seen[0], "imagenet_masses": None if masses is None else masses[0].round(6).tolist()}
+
+
+def join_imagenet(probs: np.ndarray, fields: dict, class_names: list[str]) -> np.ndarray:
+    """A run's probabilities joined with the stored ImageNet view (imagenet_fields), as classify
+    joins them; unchanged without a view or for a run whose classes are not Fashion-MNIST's."""
+    masses = fields.get("imagenet_masses")
+    if masses is None or list(class_names) != list(CLASS_NAMES):
+        return probs
+    return blend(np.asarray(probs)[None], np.asarray(masses)[None])[0]
+
+
 def classify(uploads: Sequence[tuple[str, bytes]], runs_dir: Path | str, run_id: str, backend: str = "keras",
              *, top: int = 3, low_confidence: float = LOW_CONFIDENCE, limits: Limits = Limits(),
-             box: tuple[int, int, int, int] | None = None) -> Batch:
-    """Prepare every upload, predict the good ones in one batch, rank each answer. A box is drawn on
-    one photo: with several, it would cut each of them at the same place, so that is refused."""
+             box: tuple[int, int, int, int] | None = None, imagenet: bool = True) -> Batch:
+    """Prepare every upload, predict the good ones in one batch, rank each answer; `imagenet` False
+    answers with the run alone. A box is drawn on one photo: with several, it would cut each of them
+    at the same place, so that is refused."""
     if box is not None and len(uploads) > 1:
         raise ImageError(f"a box belongs to one photo, but {len(uploads)} photos came with it: give that "
                          "photo alone with its box", "bad_box")
@@ -218,8 +262,13 @@ def classify(uploads: Sequence[tuple[str, bytes]], runs_dir: Path | str, run_id:
     started = time.perf_counter()
     images = np.stack([item.prepared.image for item in ready])
     probs = predict_images(runs_dir, run_id, images, backend)
+    masses, seen = imagenet_view(ready, class_names) if imagenet else (None, [None] * len(ready))
+    joined = blend(probs, masses) if masses is not None else probs
     batch.predict_ms = (time.perf_counter() - started) * 1000 / len(ready)
-    for item, row, extra in zip(ready, probs, familiarity_warnings(runs_dir, run_id, images, backend)):
-        item.probs = row
+    flags = familiarity_warnings(runs_dir, run_id, images, backend)
+    for item, own, row, extra, note in zip(ready, probs, joined, flags, seen):
+        item.probs, item.model_probs = row, own
         item.answer = answer(item, row, batch.class_names, top, low_confidence, extra)
+        if note is not None:
+            item.answer["imagenet"] = {**note, "model_probabilities": [round(float(p), 6) for p in own]}
     return batch

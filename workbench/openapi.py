@@ -63,7 +63,15 @@ def _schemas(max_top: int) -> dict:
                          "description": "why the answer deserves less trust (then low_confidence is true)"},
             "input_png": {"type": "string", "format": "byte", "description": "the 28x28 model input, PNG"},
             "gradcam_png": {"type": "string", "format": "byte",
-                            "description": "Grad-CAM of the predicted class over the input, 112x112 PNG"}}},
+                            "description": "Grad-CAM of the predicted class over the input, 112x112 PNG"},
+            "imagenet": {"type": "object", "description": (
+                "for a photo: what an ImageNet classifier saw in it (its most likely garment name, that "
+                "name's probability, the share of its belief on the garment names grouped under the ten "
+                "classes), joined with the run's probabilities; model_probabilities are the run's own. "
+                "Only 'skipped' (why) when the view could not be used"), "properties": {
+                "imagenet_class": {"type": "string"}, "probability": probability, "garment_share": probability,
+                "model_probabilities": {"type": "array", "items": probability, "minItems": 10, "maxItems": 10},
+                "skipped": {"type": "string"}}}}},
         "Prediction": {"type": "object", "required": ["run_id", "backend", "class_names",
                                                       "low_confidence_threshold", "results", "timing_ms"],
                        "properties": {
@@ -81,6 +89,9 @@ def _predict_operation(limits, max_files: int, max_bytes: int, max_top: int) -> 
                                                         "else the default run)"},
                "top": {"type": "integer", "minimum": 1, "maximum": max_top, "default": 3},
                "gradcam": {"type": "boolean", "default": False},
+               "imagenet": {"type": "boolean", "default": True,
+                            "description": "join an ImageNet classifier's view of the photo to the run's answer "
+                                           "(false: the run alone)"},
                "box": {"type": "string", "pattern": "^[0-9]+,[0-9]+,[0-9]+,[0-9]+$",
                        "description": "x0,y0,x1,y1 in the photo's pixels: look for the garment inside this "
                                       "box (one photo only: with several the request is refused, bad_box)"}}

@@ -75,6 +75,11 @@ class Settings:
     clean_tint: float = 20.0           # ... channels this close: a studio backdrop (dev photos 3 %, renders all)
     small_garment: int = 20            # px: a garment smaller than this in the photo is enlarged to 28, its
                                        # details guessed: a warning (no Fashion-MNIST test image is under 20 px)
+    view_side: int = 224               # px: the ImageNet view's square (model/imagenet.py INPUT_SIZE)
+    view_margin: float = 0.15          # the square is the garment box's longest side plus this share
+                                       # (context: the ImageNet photos show objects with some around them)
+    view_min: int = 56                 # px: a garment box smaller than this in the working image gets no
+                                       # ImageNet view (a 28x28 test image enlarged 8x reads as junk to it)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,6 +112,7 @@ def prepare_pil(image: Image.Image, settings: Settings = Settings(), *,
     factor *= region.width / work.width                   # original pixels per working pixel
     prepared = prepare_clean(work, settings) or prepare_found(work, boxed=box is not None)
     prepared.steps.insert(0, ("original", np.asarray(shrink(image, DISPLAY_SIZE))))
+    prepared.view = garment_view(work, prepared.box, settings)
     prepared.image_size = full_size
     across = round(max(prepared.box[2] - prepared.box[0], prepared.box[3] - prepared.box[1]) * factor)
     if across < settings.small_garment:
@@ -115,6 +121,23 @@ def prepare_pil(image: Image.Image, settings: Settings = Settings(), *,
     prepared.outline = [(round(origin[0] + x * factor), round(origin[1] + y * factor))
                         for x, y in prepared.outline]
     return prepared
+
+
+def garment_view(work: Image.Image, box: tuple[int, int, int, int], settings: Settings) -> np.ndarray | None:
+    """The photo in colour, a square around the garment's box (white beyond the photo's edge) at
+    view_side px: what the ImageNet view reads. None when the garment is too small for it."""
+    x0, y0, x1, y1 = box
+    longest = max(x1 - x0, y1 - y0)
+    if longest < settings.view_min:
+        return None
+    side = round(longest * (1 + settings.view_margin))
+    left, top = round((x0 + x1 - side) / 2), round((y0 + y1 - side) / 2)
+    square = Image.new("RGB", (side, side), (255, 255, 255))
+    square.paste(work.convert("RGB").crop((left, top, left + side, top + side)), (0, 0))
+    inside = Image.new("L", (side, side), 0)
+    inside.paste(255, (max(0, -left), max(0, -top), min(side, work.width - left), min(side, work.height - top)))
+    square = Image.composite(square, Image.new("RGB", (side, side), (255, 255, 255)), inside)
+    return np.asarray(square.resize((settings.view_side, settings.view_side), Image.Resampling.BILINEAR))
 
 
 def prepare_clean(work: Image.Image, settings: Settings) -> Prepared | None:

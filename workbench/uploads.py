@@ -18,7 +18,7 @@ from PIL import Image
 
 from model.data import IMAGE_SIZE
 from model.errors import ImageError
-from workbench.classify import decode_base64
+from workbench.classify import decode_base64, imagenet_fields
 from workbench.preprocess import DISPLAY_SIZE
 
 
@@ -31,9 +31,10 @@ def decode(pixels: str) -> np.ndarray:
 
 
 def prepared_fields(prepared) -> dict:
-    """What the store keeps of a prepared photo: the 28x28 pixels (784 bytes), never the photo."""
+    """What the store keeps of a prepared photo: the 28x28 pixels (784 bytes), never the photo, and
+    the ImageNet view of it (workbench.classify.imagenet_fields)."""
     return {"pixels": encode(prepared.image), "inverted": bool(prepared.inverted),
-            "size": list(prepared.image_size), "warnings": list(prepared.warnings)}
+            "size": list(prepared.image_size), "warnings": list(prepared.warnings), **imagenet_fields(prepared)}
 
 
 def upload_bytes(content: str) -> bytes | None:

