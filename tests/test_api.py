@@ -227,6 +227,26 @@ def test_a_malformed_box_is_a_bad_parameter(server, photos, api_schema, box):
     assert "box must be x0,y0,x1,y1" in check_error(response, 400, "bad_parameter", api_schema)["detail"]
 
 
+def test_a_photo_answer_carries_the_imagenet_view_and_imagenet_false_answers_with_the_run_alone(
+        server, photos, api_schema):
+    """Default: the answer joins an ImageNet classifier's view, named in the result with the run's
+    own probabilities; imagenet=false (in the URL or the JSON body) gives exactly those."""
+    data = photos[0][0]
+    joined = predict(server, files={"file": ("t.jpg", data)})
+    api_schema["/api/v1/predict"]["POST"].validate_response(joined)
+    seen = joined.json()["results"][0]["imagenet"]
+    assert seen["imagenet_class"] and 0 <= seen["garment_share"] <= 1
+    for alone in (predict(server, files={"file": ("t.jpg", data)}, params={"imagenet": "false"}),
+                  predict(server, json={"images": [{"name": "t.jpg", "data": base64.b64encode(data).decode()}],
+                                        "imagenet": False})):
+        assert alone.status_code == 200, alone.text
+        result = alone.json()["results"][0]
+        assert "imagenet" not in result
+        np.testing.assert_allclose(result["probabilities"], seen["model_probabilities"], atol=1e-5)
+    response = predict(server, files={"file": ("t.jpg", data)}, params={"imagenet": "maybe"})
+    assert "imagenet must be true or false" in check_error(response, 400, "bad_parameter", api_schema)["detail"]
+
+
 # ---------------------------------------------------------------------------------------------
 # bad input: each a 4xx JSON error naming the problem
 

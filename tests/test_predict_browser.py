@@ -112,6 +112,7 @@ def test_threshold_override_reaches_the_page_and_a_rejected_upload_keeps_the_res
     duo.wait_for_element("#predict-hint .low-confidence", timeout=WAIT)
     assert text_of(duo, "#predict-caption") == f"test image #{index} · true class: {label} · run {run_id}"
     assert "photo" not in text_of(duo, "#predict-hint .low-confidence")  # a test image is no photo
+    assert not duo.find_elements("#predict-hint .imagenet-note")       # ... and gets no ImageNet view
     probs = confident[runs.PROB_COLUMNS].to_numpy(float)
     second = int(probs.argsort()[-2])
     named = f"It may also be {CLASS_NAMES[second]} (" in text_of(duo, "#predict-hint")
@@ -157,6 +158,7 @@ def test_photo_shows_the_found_outline_and_a_drawn_box_reruns_the_finder(workben
     duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT).send_keys(str(tmp_path / "pair.png"))
     duo.wait_for_element("#predict-photo .scatterlayer .trace", timeout=WAIT)  # the found outline
     duo.wait_for_element("#predict-input[src^='data:image/png']", timeout=WAIT)
+    duo.wait_for_contains_text("#predict-hint .imagenet-note", "An ImageNet classifier sees “", timeout=WAIT)
     whole = attribute(duo, "#predict-input", "src")
     assert duo.driver.execute_script(  # with a mouse, a drag on the photo draws a box
         "return document.querySelector('#predict-photo .js-plotly-plot').layout.dragmode") == "drawrect"

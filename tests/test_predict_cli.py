@@ -14,6 +14,7 @@ from PIL import Image
 from model.data import CLASS_NAMES, load_raw
 from test_preprocess import load_benchmark
 from workbench import cli
+from workbench.cli.commands import format_text
 from workbench.classify import LOW_CONFIDENCE, PHOTO_RUN_ID, low_confidence_threshold, rank, run_for_photos
 
 
@@ -119,6 +120,16 @@ def test_box_looks_only_inside_it_as_the_api_box_does(capsys, runs_dir, data_dir
     with pytest.raises(SystemExit) as caught:
         run_cli(capsys, runs_dir, "--box", "1,2,3", path)
     assert caught.value.code == 2 and "box must be x0,y0,x1,y1" in capsys.readouterr().err
+
+
+def test_the_imagenet_view_is_named_under_a_photo_and_no_imagenet_leaves_the_run_alone(capsys, runs_dir, photo_files):
+    code, out, _ = run_cli(capsys, runs_dir, photo_files["bag.jpg"])
+    assert code == 0 and "\n    ImageNet view: " in out and "joined with the run's own answer" in out
+    _, joined, _ = run_cli(capsys, runs_dir, "--json", "--top", "10", photo_files["bag.jpg"])
+    _, alone, _ = run_cli(capsys, runs_dir, "--json", "--top", "10", "--no-imagenet", photo_files["bag.jpg"])
+    joined, alone = json.loads(joined)["results"][0], json.loads(alone)["results"][0]
+    assert "imagenet" not in alone and "ImageNet view" not in format_text(alone, 0.65)
+    np.testing.assert_allclose(alone["probabilities"], joined["imagenet"]["model_probabilities"], atol=1e-6)
 
 
 def test_low_confidence_threshold_is_a_flag(capsys, runs_dir, photo_files):
