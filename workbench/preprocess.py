@@ -75,7 +75,7 @@ class Settings:
     clean_tint: float = 20.0           # ... channels this close: a studio backdrop (dev photos 3 %, renders all)
     small_garment: int = 20            # px: a garment smaller than this in the photo is enlarged to 28, its
                                        # details guessed: a warning (no Fashion-MNIST test image is under 20 px)
-    view_side: int = 224               # px: the ImageNet view's square (model/imagenet.py INPUT_SIZE)
+    view_side: int = 260               # px: the ImageNet view's square (model/imagenet.py INPUT_SIZE)
     view_margin: float = 0.15          # the square is the garment box's longest side plus this share
                                        # (context: the ImageNet photos show objects with some around them)
     view_min: int = 56                 # px: a garment box smaller than this in the working image gets no
