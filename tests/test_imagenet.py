@@ -20,7 +20,6 @@ from model.data import CLASS_NAMES, load_raw
 from model.errors import WeightsError
 from test_preprocess import load_benchmark
 from workbench import classify as core
-from workbench.cache import cached
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,7 +128,7 @@ def test_damaged_weights_are_named_and_missing_ones_say_how_to_install(tmp_path,
 
 @pytest.fixture(scope="module")
 def view():
-    return cached("imagenet", imagenet.weights_path(), imagenet.ImageNetView.load)
+    return core.imagenet_network()
 
 
 def test_every_weight_of_the_file_fills_the_flat_network(view):

@@ -208,10 +208,22 @@ def warm_up(server: flask.Flask) -> threading.Thread:
         server.config["WORKBENCH_READINESS"] = "ok"  # the API is ready; the explainer is for the pages
         if available:
             explain_first(runs_dir, available[0])
+        look_once()
 
     thread = threading.Thread(target=load, name="workbench-warm-up", daemon=True)
     thread.start()
     return thread
+
+
+def look_once() -> None:
+    """Load the ImageNet view and look at one blank square, so the first photo does not wait ~3 s."""
+    from model.imagenet import INPUT_SIZE
+    from workbench.classify import imagenet_network
+
+    try:
+        imagenet_network().look(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), np.uint8))
+    except Exception:  # missing weights: each photo's answer says the view was skipped, and why
+        logging.getLogger(__name__).exception("warm-up of the ImageNet view failed")
 
 
 def explain_first(runs_dir, run_id: str) -> None:

@@ -207,6 +207,11 @@ def familiarity_warnings(runs_dir: Path | str, run_id: str, images: np.ndarray,
     return [[UNFAMILIAR] if flag else [] for flag in familiarity.unfamiliar(features)]
 
 
+def imagenet_network() -> ImageNetView:
+    """The ImageNet view's network, loaded once (the one cache, keyed on the weights file)."""
+    return cached("imagenet", weights_path(), ImageNetView.load)
+
+
 def imagenet_view(items: Sequence[Item], class_names: list[str]) -> tuple[np.ndarray | None, list[dict | None]]:
     """For each item with a garment view (a photo, not a tiny image): ImageNet's group masses (N, 10)
     and what it saw, for the answer's "imagenet" field; masses of 0 where there is no view. The view
@@ -216,7 +221,7 @@ def imagenet_view(items: Sequence[Item], class_names: list[str]) -> tuple[np.nda
     if list(class_names) != list(CLASS_NAMES):
         return None, [{"skipped": "the run's classes are not Fashion-MNIST's ten"}] * len(items)
     try:
-        view = cached("imagenet", weights_path(), ImageNetView.load)
+        view = imagenet_network()
     except WeightsError as exc:  # optional: the run still answers, and the answer says what is missing
         return None, [{"skipped": str(exc)}] * len(items)
     seen = [i for i, item in enumerate(items) if item.prepared.view is not None]
