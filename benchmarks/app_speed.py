@@ -56,7 +56,8 @@ def bench_upload(predict, run_id: str, layer: str, images: np.ndarray, method: s
         url = photo_data_url(images[i])
         start = time.perf_counter()
         store = predict.load_uploads([url], [f"photo{i}.png"])
-        out = predict.explain_item(store, 0, run_id, method, predict.PREDICTED, layer, 0.5)
+        # use_photo_run False: the run asked for answers the photo (as with the page's switch off)
+        out = predict.explain_item(store, 0, run_id, method, predict.PREDICTED, layer, 0.5, False)
         to_json_plotly(out)  # what Dash sends back to the browser
         elapsed = (time.perf_counter() - start) * 1000
         assert out[1] and out[1].startswith("data:image/png"), "no overlay rendered"
@@ -70,7 +71,7 @@ def bench_gallery(errors, run_id: str, cell: dict, pages: int) -> tuple[list[flo
     for timings in (cold, warm):
         for page in range(1, pages + 1):
             start = time.perf_counter()
-            tiles, _title, _ = errors.show_gallery(cell, page, True, run_id)
+            tiles = errors.show_gallery(cell, page, True, run_id)[0]  # (tiles, title, page count, pager class)
             to_json_plotly(tiles)
             timings.append((time.perf_counter() - start) * 1000)
             assert len(tiles.children) == errors.PAGE_SIZE
