@@ -391,7 +391,7 @@ def imagenet_note(item: dict, own: np.ndarray, probs: np.ndarray, names: list[st
     """A line under the answer for a photo: what the ImageNet view saw, and the run's own answer when
     the view changed it (or why the view was skipped)."""
     seen = item.get("imagenet")
-    if not seen:
+    if not seen or ("skipped" not in seen and probs is own):  # no view, or one this run's classes cannot take
         return []
     if "skipped" in seen:
         return [html.Small(f"ImageNet view skipped: {seen['skipped']}", className="imagenet-note d-block text-muted mt-2")]

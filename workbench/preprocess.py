@@ -132,11 +132,9 @@ def garment_view(work: Image.Image, box: tuple[int, int, int, int], settings: Se
         return None
     side = round(longest * (1 + settings.view_margin))
     left, top = round((x0 + x1 - side) / 2), round((y0 + y1 - side) / 2)
+    inside = (max(0, left), max(0, top), min(work.width, left + side), min(work.height, top + side))
     square = Image.new("RGB", (side, side), (255, 255, 255))
-    square.paste(work.convert("RGB").crop((left, top, left + side, top + side)), (0, 0))
-    inside = Image.new("L", (side, side), 0)
-    inside.paste(255, (max(0, -left), max(0, -top), min(side, work.width - left), min(side, work.height - top)))
-    square = Image.composite(square, Image.new("RGB", (side, side), (255, 255, 255)), inside)
+    square.paste(work.convert("RGB").crop(inside), (inside[0] - left, inside[1] - top))
     return np.asarray(square.resize((settings.view_side, settings.view_side), Image.Resampling.BILINEAR))
 
 
