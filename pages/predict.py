@@ -18,8 +18,7 @@ import numpy as np
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
 from workbench import CLASS_NAMES, ExplainError, ImageError, RunError, artifacts, figures, list_runs
-from workbench.classify import (PHOTO_RUN_ID, RUNNER_UP_SHARE, familiarity_warnings, join_imagenet,
-                                predict_images, run_for_photos)
+from workbench.classify import PHOTO_RUN_ID, familiarity_warnings, join_imagenet, predict_images, run_for_photos
 from workbench.components import no_run, problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, get_explainer, layer_label
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
@@ -27,6 +26,7 @@ from workbench.preprocess import prepare_image
 from workbench.uploads import box_of, chosen, decode, drawn_box, photo_bytes, prepared_fields, step_image
 from workbench.urlstate import merge_query, parse_query
 
+from pages.predict_answer import hint, imagenet_note
 from pages.predict_loading import (MAX_FILES, load_uploads, message_title, random_test_index, test_from_url,
                                    uploads_gone)
 from pages.predict_trust import colour_bar, register_callbacks, trust_section
@@ -357,49 +357,6 @@ def caption(store, item_index, selected_run, use_photo_run):
     if item.get("label") is not None:
         return [html.Strong(item["name"]), f" · true class: {CLASS_NAMES[item['label']]}", run]
     return [html.Strong(item["name"]), " · inside your box" if item.get("box") else "", run]
-
-
-def hint(probs: np.ndarray, names: list[str], item: dict):
-    notes = []
-    top = float(probs.max())
-    photo = item.get("label") is None
-    if not photo:
-        right = int(probs.argmax()) == item["label"]
-        notes.append(dbc.Badge(f"true class: {names[item['label']]}", color="success" if right else "danger",
-                               className="me-2"))
-    warnings = item.get("warnings") or []
-    low = top < settings()["low_confidence"]  # the app's one threshold, shared with the JSON API
-    if low or warnings:
-        unlike = ("The model knows only product photos of 10 kinds of clothing (" + ", ".join(names) +
-                  "); a busy background, several garments or an unusual angle often give answers like this. ")
-        why = ("This test image sits between classes for this model." if not photo else
-               unlike + "What lies outside your box counts as background: draw the box around the whole "
-               "garment, not through it." if item.get("box") else
-               unlike + "If it is one of them, a box drawn around it on the photo may help.")
-        threshold = settings()["low_confidence"]
-        opening = (f"Low confidence: the top class has only {top:.1%} (answers under {threshold:.0%} are "
-                   "flagged). " if low else "Treat this answer with care. ")
-        second = int(np.argsort(probs)[-2])  # a flagged photo's true class is the runner-up about as
-        maybe = (f"It may also be {names[second]} ({probs[second]:.1%}). "  # often as the top class
-                 if probs[second] >= RUNNER_UP_SHARE else "")
-        notes.append(dbc.Alert([opening, maybe, *[f"{w[:1].upper()}{w[1:]}. " for w in warnings], why],
-                               color="warning", className="low-confidence mt-2 mb-0"))
-    return notes
-
-
-def imagenet_note(item: dict, own: np.ndarray, probs: np.ndarray, names: list[str]) -> list:
-    """A line under the answer for a photo: what the ImageNet view saw, and the run's own answer when
-    the view changed it (or why the view was skipped)."""
-    seen = item.get("imagenet")
-    if not seen or ("skipped" not in seen and probs is own):  # no view, or one this run's classes cannot take
-        return []
-    if "skipped" in seen:
-        return [html.Small(f"ImageNet view skipped: {seen['skipped']}", className="imagenet-note d-block text-muted mt-2")]
-    alone = int(own.argmax())
-    changed = (f" The model alone says {names[alone]} ({own[alone]:.1%})." if alone != int(probs.argmax()) else "")
-    return [html.Small([f"An ImageNet classifier sees “{seen['imagenet_class']}” ({seen['probability']:.1%}; garment "
-                        f"names hold {seen['garment_share']:.0%} of its belief); the answer joins that with the "
-                        f"model's.{changed}"], className="imagenet-note d-block text-muted mt-2")]
 
 
 def empty_figure(message: str):
