@@ -148,6 +148,10 @@ def view(storages: dict[str, np.ndarray], record: _Tensor) -> np.ndarray:
     flat = storages[record.storage[0]][record.offset:]
     if not record.size:
         return flat[:1].reshape(()).copy()
+    # as_strided does not check bounds: a record reaching past its storage would read foreign memory
+    reach = sum((count - 1) * step for count, step in zip(record.size, record.stride))
+    if record.offset < 0 or min(record.size) < 1 or min(record.stride) < 0 or reach >= len(flat):
+        raise ValueError(f"a tensor of shape {record.size} reaches past its storage")
     strides = [step * flat.itemsize for step in record.stride]
     return np.lib.stride_tricks.as_strided(flat, record.size, strides).copy()
 

@@ -86,6 +86,17 @@ def test_a_legacy_state_dict_is_read_with_offsets_strides_and_scalars(tmp_path, 
     assert state["count"].shape == () and int(state["count"]) == 7
 
 
+def test_a_tensor_reaching_past_its_storage_is_refused_not_read(tmp_path, fake_torch):
+    """A record whose shape and strides run beyond its storage (a damaged or crafted file) is named,
+    instead of reading memory that is not the file's."""
+    short = _Storage("1", np.arange(6, dtype=np.float32))
+    path = tmp_path / "weights-00000000.pth"
+    write_legacy(path, collections.OrderedDict(w=_TensorOut(short, 2, (2, 3), (3, 1))), [short], fake_torch)
+    with pytest.raises(WeightsError) as caught:
+        imagenet.read_state_dict(path)
+    assert caught.value.code == "imagenet_corrupt" and "reaches past its storage" in str(caught.value)
+
+
 class _Hostile:
     def __init__(self, marker):
         self.marker = marker
