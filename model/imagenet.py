@@ -49,9 +49,9 @@ CLASS_GROUPS = {
     2: (474, 841),                               # Pullover: cardigan; sweatshirt
     3: (399, 578, 601, 614, 655, 689, 775),      # Dress: abaya, gown, hoop skirt, kimono, miniskirt, overskirt, sarong
     4: (501, 568, 617, 735, 834, 869),           # Coat: cloak, fur coat, lab coat, poncho, suit, trench coat
-    5: (774,),                                   # Sandal: sandal
+    5: (502, 774),                               # Sandal (open shoes): clogs, sandal
     6: (),                                       # Shirt: ImageNet-1k has no plain shirt
-    7: (502, 630, 770),                          # Sneaker (low shoes): clogs, slip-on shoe, sneaker
+    7: (630, 770),                               # Sneaker (closed low shoes): slip-on shoe, sneaker
     8: (414, 636, 728, 748),                     # Bag: backpack, messenger bag, plastic bag, purse
     9: (514,),                                   # Ankle boot: cowboy boot, ImageNet's only boot
 }

@@ -72,6 +72,8 @@ def layout(test: str | None = None, photos: str | None = None, **_):
                     dbc.Button("Random test image", id="predict-random", color="secondary", outline=True,
                                className="mt-2 w-100"),
                     photo_run_switch(),
+                    dbc.Switch(id="predict-imagenet", value=True, className="mt-1",
+                               label="Photos: also ask an ImageNet classifier (off: the model alone)"),
                     html.Div(id="predict-message", className="mt-2"),
                     dbc.RadioItems(id="predict-item", options=[], value=0, className="mt-2 item-list"),
                 ], className="predict-controls"),
@@ -285,13 +287,15 @@ def choose_target(click, _whynot, _store, _item, probs, target):
           Output("predict-result-images", "className"),
           Input("predict-store", "data"), Input("predict-item", "value"), Input("run-store", "data"),
           Input("predict-method", "value"), Input("predict-target", "value"), Input("predict-layer", "value"),
-          Input("predict-opacity", "value"), Input("predict-photo-run", "value"))
-def explain_item(store, item_index, selected_run, method, target, layer, opacity, use_photo_run):
+          Input("predict-opacity", "value"), Input("predict-photo-run", "value"), Input("predict-imagenet", "value"))
+def explain_item(store, item_index, selected_run, method, target, layer, opacity, use_photo_run, use_imagenet):
     """Everything right of the upload for the chosen image; before there is one, only a hint."""
     item = chosen(store, item_index)
     if item is None:  # nothing uploaded yet, or every upload rejected: no result (and no stale one)
         return (None, None, "", empty_figure(""), None, "", None, [], *visibility(False))
     run_id = answering_run(item, selected_run, use_photo_run)
+    if use_imagenet is False:  # the model alone: the photo's stored ImageNet view is left out
+        item = {k: v for k, v in item.items() if k not in ("imagenet", "imagenet_masses")}
     image = decode(item["pixels"])
     if not run_id:
         return (png_data_url(image), None, "", empty_figure(""), no_run(), "", None, [], *visibility(True))

@@ -12,6 +12,13 @@ from pathlib import Path
 from selenium.common.exceptions import StaleElementReferenceException
 
 WAIT = 30  # s: the first prediction of a server loads TensorFlow and the model
+PORT = 8050  # dash_duo's own default; each pytest-xdist worker (gw0, gw1, ...) serves on the next one up
+
+
+def start(dash_duo, app) -> None:
+    """dash_duo.start_server on this test worker's own port, so parallel workers never share one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    dash_duo.start_server(app, port=PORT + int(worker.removeprefix("gw") or 0))
 
 
 def until(condition, timeout: float, poll: float = 0.1):
@@ -86,7 +93,7 @@ def serve(dash_duo, app_runs, data_dir):
 
     app = create_app(app_runs, data_dir=data_dir)
     dash_duo.driver.set_window_size(1440, 1100)
-    dash_duo.start_server(app)
+    start(dash_duo, app)
     dash_duo.wait_for_element("#run-select", timeout=WAIT)
 
 

@@ -17,7 +17,7 @@ import requests
 from PIL import Image
 
 from model import runs
-from browser_helpers import WAIT, fresh, open_page, text_of, until
+from browser_helpers import WAIT, fresh, open_page, start, text_of, until
 
 pytestmark = pytest.mark.browser
 
@@ -67,7 +67,7 @@ def test_import_form_then_every_page_and_the_api(dash_duo, tmp_path, data_dir):
     model_path = their_mlp(sources, data_dir)
     (sources / "notes.txt").write_text("not a model")
     dash_duo.driver.set_window_size(1440, 1100)
-    dash_duo.start_server(create_app(runs_dir, data_dir=data_dir))
+    start(dash_duo, create_app(runs_dir, data_dir=data_dir))
     open_page(dash_duo, "/import")
     time.sleep(3 * 0.7)  # a few poll intervals: a page just opened has no import to report on
     assert text_of(dash_duo, "#import-status") == "", "the status speaks before any import"

@@ -21,7 +21,7 @@ from selenium.webdriver.common.keys import Keys
 
 from model import runs
 from model.data import CLASS_NAMES
-from browser_helpers import WAIT, fresh, pick_by_keyboard, screenshot, text_of, until
+from browser_helpers import WAIT, fresh, pick_by_keyboard, screenshot, start, text_of, until
 
 pytestmark = pytest.mark.browser
 
@@ -45,7 +45,7 @@ def duo(dash_duo, insight_runs, data_dir):
     from workbench.app import create_app
 
     dash_duo.driver.set_window_size(1440, 1100)
-    dash_duo.start_server(create_app(insight_runs, data_dir=data_dir))
+    start(dash_duo, create_app(insight_runs, data_dir=data_dir))
     dash_duo.wait_for_element("#run-select", timeout=WAIT)
     yield dash_duo
     assert dash_duo.get_logs() == [], "browser console errors"

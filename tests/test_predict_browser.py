@@ -159,6 +159,10 @@ def test_photo_shows_the_found_outline_and_a_drawn_box_reruns_the_finder(workben
     duo.wait_for_element("#predict-photo .scatterlayer .trace", timeout=WAIT)  # the found outline
     duo.wait_for_element("#predict-input[src^='data:image/png']", timeout=WAIT)
     duo.wait_for_contains_text("#predict-hint .imagenet-note", "An ImageNet classifier sees “", timeout=WAIT)
+    duo.find_element("#predict-imagenet").click()  # the model alone: no note, then back with the switch
+    until(lambda: not duo.find_elements("#predict-hint .imagenet-note"), timeout=WAIT)
+    duo.find_element("#predict-imagenet").click()
+    duo.wait_for_contains_text("#predict-hint .imagenet-note", "An ImageNet classifier sees “", timeout=WAIT)
     whole = attribute(duo, "#predict-input", "src")
     assert duo.driver.execute_script(  # with a mouse, a drag on the photo draws a box
         "return document.querySelector('#predict-photo .js-plotly-plot').layout.dragmode") == "drawrect"
