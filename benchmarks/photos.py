@@ -121,15 +121,16 @@ def naive(data: bytes) -> np.ndarray:
 
 
 def imagenet_masses(prepared: list, chunk: int = 50) -> np.ndarray:
-    """(N, 10) ImageNet group masses of prepared photos (workbench.classify.imagenet_view), in chunks."""
+    """ImageNet group masses of prepared photos (workbench.classify.imagenet_view), in chunks."""
     from model.data import CLASS_NAMES
+    from model.imagenet import SHARED
     from workbench.classify import Item, imagenet_view
 
     rows = []
     for start in range(0, len(prepared), chunk):
         items = [Item("", i, p) for i, p in enumerate(prepared[start:start + chunk])]
         masses = imagenet_view(items, list(CLASS_NAMES))[0]
-        rows.append(masses if masses is not None else np.zeros((len(items), len(CLASS_NAMES))))
+        rows.append(masses if masses is not None else np.zeros((len(items), len(CLASS_NAMES) + len(SHARED))))
     return np.concatenate(rows)
 
 

@@ -42,11 +42,12 @@ BN_EPSILON = 1e-3                     # TensorFlow's batch-norm epsilon, which t
 # (with ReLU6 instead of swish and no squeeze-and-excitation). Strides are the one thing the
 # checkpoint's shapes do not tell; a new stage starts where a block's output width changes.
 STAGE_STRIDES = (1, 2, 2, 2, 1, 2, 1)
-# ImageNet-1k class indices grouped under the Fashion-MNIST class they name, by meaning alone
+# ImageNet-1k class indices grouped under the Fashion-MNIST class they name, by meaning alone. A name
+# under two classes means both (SHARED): its mass is split between them as the run's own odds split.
 CLASS_GROUPS = {
-    0: (610,),                                   # T-shirt/top: T-shirt
+    0: (610,),                                   # T-shirt/top: "jersey, T-shirt, tee shirt"
     1: (608, 842),                               # Trouser: jeans; swim trunks / shorts
-    2: (474, 841),                               # Pullover: cardigan; sweatshirt
+    2: (474, 610, 841),                          # Pullover: cardigan; a jersey (a knitted pullover); sweatshirt
     3: (399, 578, 601, 614, 655, 689, 775),      # Dress: abaya, gown, hoop skirt, kimono, miniskirt, overskirt, sarong
     4: (501, 568, 617, 735, 834, 869),           # Coat: cloak, fur coat, lab coat, poncho, suit, trench coat
     5: (502, 774),                               # Sandal (open shoes): clogs, sandal
@@ -55,7 +56,10 @@ CLASS_GROUPS = {
     8: (414, 636, 728, 748),                     # Bag: backpack, messenger bag, plastic bag, purse
     9: (514,),                                   # Ankle boot: cowboy boot, ImageNet's only boot
 }
-GROUP_NAMES = {610: "T-shirt", 608: "jeans", 842: "swim trunks / shorts", 474: "cardigan", 841: "sweatshirt",
+SHARED = {name: tuple(c for c, members in CLASS_GROUPS.items() if name in members)
+          for name in sorted({n for members in CLASS_GROUPS.values() for n in members})
+          if sum(name in members for members in CLASS_GROUPS.values()) > 1}   # {610: (0, 2)}
+GROUP_NAMES = {610: "jersey / T-shirt", 608: "jeans", 842: "swim trunks / shorts", 474: "cardigan", 841: "sweatshirt",
                399: "abaya", 578: "gown", 601: "hoop skirt", 614: "kimono", 655: "miniskirt", 689: "overskirt",
                775: "sarong", 501: "cloak", 568: "fur coat", 617: "lab coat", 735: "poncho", 834: "suit",
                869: "trench coat", 774: "sandal", 502: "clogs", 630: "slip-on shoe", 770: "sneaker",
@@ -263,19 +267,27 @@ def load_lite(path: Path | None = None):
 
 
 def group_masses(probs: np.ndarray) -> np.ndarray:
-    """(N, 1000) ImageNet probabilities -> (N, 10): the mass on each Fashion-MNIST class's group."""
+    """(N, 1000) ImageNet probabilities -> (N, 10 + len(SHARED)): the mass on each Fashion-MNIST
+    class's names of its own, then the mass on each shared name (split later, by blend)."""
     probs = np.asarray(probs, np.float64)
-    return np.stack([probs[:, list(members)].sum(axis=1) if members else np.zeros(len(probs))
-                     for members in CLASS_GROUPS.values()], axis=1)
+    own = [[name for name in members if name not in SHARED] for members in CLASS_GROUPS.values()]
+    return np.stack([probs[:, names].sum(axis=1) if names else np.zeros(len(probs)) for names in own] +
+                    [probs[:, name] for name in SHARED], axis=1)
 
 
 def blend(model_probs: np.ndarray, masses: np.ndarray) -> np.ndarray:
     """The run's probabilities joined with ImageNet's: its group masses where ImageNet recognises a
-    garment, the run's probabilities scaled by the mass ImageNet puts elsewhere. No weight to tune:
-    a photo ImageNet reads as 'sneaker' at 0.9 is mostly a Sneaker, one it reads as 'dishrag' stays
-    the run's to answer."""
-    masses = np.asarray(masses, np.float64)
-    return np.asarray(model_probs, np.float64) * (1.0 - masses.sum(axis=1, keepdims=True)) + masses
+    garment, the run's probabilities scaled by the mass ImageNet puts elsewhere. A shared name's mass
+    goes to its classes as the run's own probabilities split between them. No weight to tune: a
+    photo ImageNet reads as 'sneaker' at 0.9 is mostly a Sneaker, one it reads as 'dishrag' stays
+    the run's to answer. `masses` may have just the ten class columns (no shared names)."""
+    model_probs, masses = np.asarray(model_probs, np.float64), np.asarray(masses, np.float64)
+    classes = model_probs.shape[1]
+    joined = model_probs * (1.0 - masses.sum(axis=1, keepdims=True)) + masses[:, :classes]
+    for column, owners in zip(masses.T[classes:], SHARED.values()):
+        odds = model_probs[:, owners] + 1e-12   # the run's split between the classes a name means
+        joined[:, owners] += column[:, None] * odds / odds.sum(axis=1, keepdims=True)
+    return joined
 
 
 @dataclass

@@ -152,10 +152,25 @@ def test_every_weight_of_the_file_fills_the_flat_network(view):
     assert view.model.get_layer("block20_project").output.shape[1:3] == (9, 9)
 
 
-def test_groups_are_distinct_imagenet_classes_and_every_one_is_named():
+def test_groups_are_imagenet_classes_every_one_named_and_only_the_shared_ones_twice():
     members = [i for group in imagenet.CLASS_GROUPS.values() for i in group]
-    assert len(members) == len(set(members)) and all(0 <= i < 1000 for i in members)
-    assert set(members) == set(imagenet.GROUP_NAMES) and len(imagenet.CLASS_GROUPS) == len(CLASS_NAMES)
+    assert all(len(set(group)) == len(group) for group in imagenet.CLASS_GROUPS.values())
+    assert all(0 <= i < 1000 for i in members) and set(members) == set(imagenet.GROUP_NAMES)
+    assert len(imagenet.CLASS_GROUPS) == len(CLASS_NAMES)
+    twice = {i for i in members if members.count(i) > 1}
+    assert twice == set(imagenet.SHARED) and imagenet.SHARED[610] == (0, 2)   # jersey: T-shirt or Pullover
+
+
+def test_a_shared_name_is_split_as_the_run_splits_its_classes():
+    run = np.array([[0.2, 0.0, 0.6, 0.0, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    probs = np.zeros((1, 1000))
+    probs[0, 610] = 0.5                   # ImageNet: 50 % "jersey, T-shirt"
+    masses = imagenet.group_masses(probs)
+    assert masses.shape == (1, 10 + len(imagenet.SHARED)) and masses[0, :10].sum() == 0
+    joined = imagenet.blend(run, masses)[0]
+    assert joined.sum() == pytest.approx(1.0)
+    assert joined[0] == pytest.approx(0.5 * 0.2 + 0.5 * 0.25) and joined[2] == pytest.approx(0.5 * 0.6 + 0.5 * 0.75)
+    assert joined[4] == pytest.approx(0.5 * 0.2)   # Coat: only the run's share, scaled
 
 
 def test_blend_keeps_a_distribution_and_gives_the_run_what_imagenet_does_not_claim():
@@ -175,7 +190,7 @@ def test_the_view_is_a_distribution_over_named_garments(view):
     flat = np.full((2, size, size, 3), 128, np.uint8)
     flat[1] = np.random.default_rng(0).integers(0, 256, (size, size, 3))
     masses, seen = view.look(flat)
-    assert masses.shape == (2, 10) and np.all(masses >= 0) and np.all(masses.sum(axis=1) <= 1 + 1e-6)
+    assert masses.shape == (2, 10 + len(imagenet.SHARED)) and np.all(masses >= 0) and np.all(masses.sum(axis=1) <= 1 + 1e-6)
     assert masses[:, 6].max() == 0                       # no ImageNet class stands for Shirt
     assert all(note["imagenet_class"] in imagenet.GROUP_NAMES.values() for note in seen)
     assert [note["garment_share"] for note in seen] == pytest.approx(masses.sum(axis=1), abs=1e-5)

@@ -213,8 +213,8 @@ def imagenet_network() -> ImageNetView:
 
 
 def imagenet_view(items: Sequence[Item], class_names: list[str]) -> tuple[np.ndarray | None, list[dict | None]]:
-    """For each item with a garment view (a photo, not a tiny image): ImageNet's group masses (N, 10)
-    and what it saw, for the answer's "imagenet" field; masses of 0 where there is no view. The view
+    """For each item with a garment view (a photo, not a tiny image): ImageNet's group masses (N, 10
+    classes + shared names: model.imagenet.group_masses) and what it saw, for the answer's "imagenet" field; masses of 0 where there is no view. The view
     is skipped, saying why, when the run's classes are not Fashion-MNIST's or the weights are missing."""
     if not any(item.prepared.view is not None for item in items):
         return None, [None] * len(items)
@@ -226,7 +226,7 @@ def imagenet_view(items: Sequence[Item], class_names: list[str]) -> tuple[np.nda
         return None, [{"skipped": str(exc)}] * len(items)
     seen = [i for i, item in enumerate(items) if item.prepared.view is not None]
     found, named = view.look(np.stack([items[i].prepared.view for i in seen]))
-    masses, notes = np.zeros((len(items), len(class_names))), [None] * len(items)
+    masses, notes = np.zeros((len(items), found.shape[1])), [None] * len(items)
     for row, i, note in zip(found, seen, named):
         masses[i], notes[i] = row, note
     return masses, notes
