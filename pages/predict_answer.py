@@ -53,7 +53,8 @@ def imagenet_note(item: dict, own: np.ndarray, probs: np.ndarray, names: list[st
     if "skipped" in seen:
         return [html.Small(f"ImageNet view skipped: {seen['skipped']}", className="imagenet-note d-block text-muted mt-2")]
     alone = int(own.argmax())
-    changed = (f" The model alone says {names[alone]} ({own[alone]:.1%})." if alone != int(probs.argmax()) else "")
+    changed = (f" The model alone says {names[alone]} ({own[alone]:.1%}); the heatmap is the model's own evidence "
+               f"for the class shown." if alone != int(probs.argmax()) else "")
     return [html.Small([f"An ImageNet classifier sees “{seen['imagenet_class']}” ({seen['probability']:.1%}; garment "
                         f"names hold {seen['garment_share']:.0%} of its belief); the answer joins that with the "
                         f"model's.{changed}"], className="imagenet-note d-block text-muted mt-2")]
