@@ -209,7 +209,7 @@ class Server:
             try:
                 if requests.get(f"{self.url}/api/v1/health", timeout=2).ok:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # still starting, or busy warming up
                 pass
             time.sleep(0.5)
         self.stop()

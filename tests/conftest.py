@@ -43,16 +43,26 @@ def tiny_run(tmp_path_factory, data_dir) -> Path:
     return train(recipe, runs, "tiny", data_dir=data_dir, limit=300, progress=False)
 
 
+@pytest.fixture(scope="session")
+def tiny_app_runs(tmp_path_factory, data_dir) -> Path:
+    """tiny-a and tiny-b, trained once per test process; each module's app_runs gets its own copy."""
+    from test_explain import build_tiny_run
+
+    folder = tmp_path_factory.mktemp("tiny-app-runs")
+    build_tiny_run(folder / "tiny-a", data_dir, seed=0, epochs=3)
+    build_tiny_run(folder / "tiny-b", data_dir, seed=1, epochs=2)
+    return folder
+
+
 @pytest.fixture(scope="module")
-def app_runs(tmp_path_factory, data_dir) -> Path:
+def app_runs(tmp_path_factory, tiny_app_runs) -> Path:
     """The browser tests' runs folder: tiny-a and tiny-b (trained in seconds), broken (a corrupt
     metrics.json, no confusion matrix) and the committed default run when it is here (shown first)."""
     from model import runs
-    from test_explain import build_tiny_run
 
     folder = tmp_path_factory.mktemp("app-runs")
-    build_tiny_run(folder / "tiny-a", data_dir, seed=0, epochs=3)
-    build_tiny_run(folder / "tiny-b", data_dir, seed=1, epochs=2)
+    for name in ("tiny-a", "tiny-b"):
+        shutil.copytree(tiny_app_runs / name, folder / name)
     broken = folder / "broken"
     shutil.copytree(folder / "tiny-b", broken)
     (broken / runs.METRICS).write_text("{ not json")

@@ -76,7 +76,7 @@ def wait_until_healthy(url: str, process: subprocess.Popen, log_path) -> None:
         try:
             if requests.get(f"{url}/api/v1/health", timeout=5).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # still starting, or busy warming up
             pass
         time.sleep(0.5)
     pytest.fail(f"workbench serve not healthy after {START_TIMEOUT} s:\n{log_path.read_text()[-3000:]}")
