@@ -213,9 +213,10 @@ def imagenet_network() -> ImageNetView:
 
 
 def imagenet_view(items: Sequence[Item], class_names: list[str]) -> tuple[np.ndarray | None, list[dict | None]]:
-    """For each item with a garment view (a photo, not a tiny image): ImageNet's group masses (N, 10
-    classes + shared names: model.imagenet.group_masses) and what it saw, for the answer's "imagenet" field; masses of 0 where there is no view. The view
-    is skipped, saying why, when the run's classes are not Fashion-MNIST's or the weights are missing."""
+    """For each item with a garment view (a photo, not a tiny image): ImageNet's group masses (the ten
+    classes, then the shared names: model.imagenet.group_masses) and what it saw, for the answer's
+    "imagenet" field; masses of 0 where there is no view. The view is skipped, saying why, when the
+    run's classes are not Fashion-MNIST's or the weights are missing."""
     if not any(item.prepared.view is not None for item in items):
         return None, [None] * len(items)
     if list(class_names) != list(CLASS_NAMES):
