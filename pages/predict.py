@@ -18,7 +18,8 @@ import numpy as np
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
 from workbench import CLASS_NAMES, ExplainError, ImageError, RunError, artifacts, figures, list_runs
-from workbench.classify import PHOTO_RUN_ID, familiarity_warnings, join_imagenet, predict_images, run_for_photos
+from workbench.classify import (PHOTO_RUN_ID, familiarity_warnings, join_imagenet, predict_images, run_for_photos,
+                                without_imagenet)
 from workbench.components import no_run, problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, get_explainer, layer_label
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
@@ -295,7 +296,7 @@ def explain_item(store, item_index, selected_run, method, target, layer, opacity
         return (None, None, "", empty_figure(""), None, "", None, [], *visibility(False))
     run_id = answering_run(item, selected_run, use_photo_run)
     if use_imagenet is False:  # the model alone: the photo's stored ImageNet view is left out
-        item = {k: v for k, v in item.items() if k not in ("imagenet", "imagenet_masses")}
+        item = without_imagenet(item)
     image = decode(item["pixels"])
     if not run_id:
         return (png_data_url(image), None, "", empty_figure(""), no_run(), "", None, [], *visibility(True))

@@ -220,8 +220,13 @@ def test_a_photo_is_answered_with_the_view_joined_and_the_runs_own_answer_kept(r
     seen = joined.answer["imagenet"]
     assert "imagenet" not in alone.answer
     np.testing.assert_allclose(seen["model_probabilities"], alone.answer["probabilities"], atol=1e-6)
-    masses = core.imagenet_fields(joined.prepared)["imagenet_masses"]
-    np.testing.assert_allclose(joined.probs, imagenet.blend(alone.probs[None], np.array([masses]))[0], atol=1e-5)
+    stored = {"pixels": "...", **core.imagenet_fields(joined.prepared)}   # what the Predict page keeps
+    np.testing.assert_allclose(joined.probs, imagenet.blend(alone.probs[None], np.array([stored["imagenet_masses"]]))[0],
+                               atol=1e-5)
+    np.testing.assert_allclose(core.join_imagenet(alone.probs, stored, list(CLASS_NAMES)), joined.probs, atol=1e-5)
+    assert core.without_imagenet(stored) == {"pixels": "..."}   # the page's switch off: the run alone answers
+    np.testing.assert_allclose(core.join_imagenet(alone.probs, core.without_imagenet(stored), list(CLASS_NAMES)),
+                               alone.probs)
     assert sum(joined.answer["probabilities"]) == pytest.approx(1.0, abs=1e-4)
 
 

@@ -242,6 +242,12 @@ def imagenet_fields(prepared: Prepared) -> dict:
     return {"imagenet": seen[0], "imagenet_masses": None if masses is None else masses[0].round(6).tolist()}
 
 
+def without_imagenet(fields: dict) -> dict:
+    """A stored upload (a Predict-page store item) less its ImageNet view (imagenet_fields' keys): the
+    run alone answers it."""
+    return {key: value for key, value in fields.items() if key not in ("imagenet", "imagenet_masses")}
+
+
 def join_imagenet(probs: np.ndarray, fields: dict, class_names: list[str]) -> np.ndarray:
     """A run's probabilities joined with the stored ImageNet view (imagenet_fields), as classify
     joins them; unchanged without a view or for a run whose classes are not Fashion-MNIST's."""
