@@ -5,6 +5,7 @@ saving screenshots. The fixtures they share (app_runs, workbench) are in conftes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -13,12 +14,61 @@ from selenium.common.exceptions import StaleElementReferenceException
 
 WAIT = 30  # s: the first prediction of a server loads TensorFlow and the model
 PORT = 8050  # dash_duo's own default; each pytest-xdist worker (gw0, gw1, ...) serves on the next one up
+MODULE_PORT = 8150  # a module's shared server (module_app), beside any test's own dash_duo server
 
 
-def start(dash_duo, app) -> None:
+def start(dash_duo, app, base: int = PORT) -> None:
     """dash_duo.start_server on this test worker's own port, so parallel workers never share one."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    dash_duo.start_server(app, port=PORT + int(worker.removeprefix("gw") or 0))
+    dash_duo.start_server(app, port=base + int(worker.removeprefix("gw") or 0))
+
+
+@contextlib.contextmanager
+def module_duo(request, download_dir: Path):
+    """A dash_duo for a whole test module: one threaded server and one Chromium, started once (each
+    costs a few seconds per test otherwise). Tests take a new tab of it (new_tab), which starts
+    with an empty history, so Back never reaches an earlier test's pages."""
+    from dash.testing.application_runners import ThreadedRunner
+    from dash.testing.composite import DashComposite
+
+    option = request.config.getoption
+    with ThreadedRunner() as server, DashComposite(
+            server=server, browser=option("webdriver"), remote=option("remote"), remote_url=option("remote_url"),
+            headless=option("headless"), options=request.config.hook.pytest_setup_options(),
+            download_path=str(download_dir), percy_assets_root=option("percy_assets"),
+            percy_finalize=option("nopercyfinalize"), pause=option("pause")) as duo:
+        yield duo
+
+
+@contextlib.contextmanager
+def module_app(request, download_dir: Path, runs_dir: Path, data_dir: Path):
+    """module_duo serving the app over runs_dir (create_app), for a module-scoped fixture."""
+    from workbench.app import create_app
+
+    with module_duo(request, download_dir) as duo:
+        start(duo, create_app(runs_dir, data_dir=data_dir), MODULE_PORT)
+        yield duo
+
+
+def new_tab(duo, path: str = "/", width: int = 1440, height: int = 1100) -> None:
+    """Close the browser's tab and open path in a new one, at width x height: a fresh page and history."""
+    old = duo.driver.current_window_handle
+    duo.driver.switch_to.new_window("tab")
+    new = duo.driver.current_window_handle
+    duo.driver.switch_to.window(old)
+    duo.driver.close()
+    duo.driver.switch_to.window(new)
+    duo.driver.set_window_size(width, height)
+    duo.driver.get(duo.server_url + path)
+    duo.wait_for_element("#run-select", timeout=WAIT)
+
+
+@contextlib.contextmanager
+def tab(duo):
+    """A test's own tab of a module's served app (new_tab); afterwards the browser console must be clean."""
+    new_tab(duo)
+    yield duo
+    assert duo.get_logs() == [], "browser console errors"
 
 
 def until(condition, timeout: float, poll: float = 0.1):

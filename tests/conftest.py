@@ -76,12 +76,20 @@ def app_runs(tmp_path_factory, tiny_app_runs) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def served_app_runs(request, tmp_path_factory, app_runs, data_dir):
+    """The app over app_runs, served once per module in one browser (browser_helpers.module_app)."""
+    from browser_helpers import module_app
+
+    with module_app(request, tmp_path_factory.mktemp("download"), app_runs, data_dir) as duo:
+        yield duo
+
+
 @pytest.fixture
-def workbench(dash_duo, app_runs, data_dir):
-    """dash_duo serving the app over app_runs; yields (dash_duo, id of the run shown first)."""
-    from browser_helpers import serve
+def workbench(served_app_runs, app_runs):
+    """The served app over app_runs in the test's own new tab; yields (duo, id of the run shown first)."""
+    from browser_helpers import tab
     from model import runs
 
-    serve(dash_duo, app_runs, data_dir)
-    yield dash_duo, runs.list_runs(app_runs)[0]
-    assert dash_duo.get_logs() == [], "browser console errors"
+    with tab(served_app_runs) as duo:
+        yield duo, runs.list_runs(app_runs)[0]

@@ -15,7 +15,7 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 
 from model import runs
-from browser_helpers import WAIT, click_cell, serve, text_of, until
+from browser_helpers import WAIT, click_cell, module_app, tab, text_of, until
 
 pytestmark = pytest.mark.browser
 
@@ -24,13 +24,18 @@ RUN = runs.DEFAULT_RUN_ID
 SHIRT, TSHIRT = 6, 0  # the largest confusion of the default run: two gallery pages
 
 
-@pytest.fixture
-def duo(dash_duo, data_dir):
+@pytest.fixture(scope="module")
+def served(request, tmp_path_factory, data_dir):
     if not (RUNS / RUN / runs.PREDICTIONS).is_file():
         pytest.skip("the committed default run is not here")
-    serve(dash_duo, RUNS, data_dir)
-    yield dash_duo
-    assert dash_duo.get_logs() == [], "browser console errors"
+    with module_app(request, tmp_path_factory.mktemp("download"), RUNS, data_dir) as duo:
+        yield duo
+
+
+@pytest.fixture
+def duo(served):
+    with tab(served) as duo:
+        yield duo
 
 
 def cell_indices(true: int, pred: int) -> list[int]:

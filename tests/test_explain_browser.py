@@ -15,7 +15,7 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 
 from model.data import CLASS_NAMES
-from browser_helpers import WAIT, displayed, screenshot, serve, text_of, until
+from browser_helpers import WAIT, displayed, screenshot, tab, text_of, until
 from workbench.explain import METHODS
 
 pytestmark = pytest.mark.browser
@@ -25,10 +25,9 @@ PHONE_PAGES = ("/all-errors", "/map", "/compare", "/suspects")  # checked at 400
 
 
 @pytest.fixture
-def duo(dash_duo, app_runs, data_dir):
-    serve(dash_duo, app_runs, data_dir)
-    yield dash_duo
-    assert dash_duo.get_logs() == [], "browser console errors"
+def duo(served_app_runs):
+    with tab(served_app_runs) as duo:
+        yield duo
 
 
 def visit(duo, path: str) -> None:

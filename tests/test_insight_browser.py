@@ -21,7 +21,7 @@ from selenium.webdriver.common.keys import Keys
 
 from model import runs
 from model.data import CLASS_NAMES
-from browser_helpers import WAIT, fresh, pick_by_keyboard, screenshot, start, text_of, until
+from browser_helpers import WAIT, fresh, module_app, pick_by_keyboard, screenshot, tab, text_of, until
 
 pytestmark = pytest.mark.browser
 
@@ -40,15 +40,18 @@ def insight_runs(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture
-def duo(dash_duo, insight_runs, data_dir):
-    from workbench.app import create_app
+@pytest.fixture(scope="module")
+def served(request, insight_runs, data_dir, tmp_path_factory):
+    """The app over the committed runs, served once for the module in one browser (module_app)."""
+    with module_app(request, tmp_path_factory.mktemp("download"), insight_runs, data_dir) as shared:
+        yield shared
 
-    dash_duo.driver.set_window_size(1440, 1100)
-    start(dash_duo, create_app(insight_runs, data_dir=data_dir))
-    dash_duo.wait_for_element("#run-select", timeout=WAIT)
-    yield dash_duo
-    assert dash_duo.get_logs() == [], "browser console errors"
+
+@pytest.fixture
+def duo(served):
+    """The served app in a new tab: the test's own page and history (the server is the module's)."""
+    with tab(served) as duo:
+        yield duo
 
 
 def visit(duo, path: str) -> None:

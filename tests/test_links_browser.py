@@ -20,7 +20,7 @@ from selenium.webdriver.common.keys import Keys
 
 from browser_helpers import WAIT, attribute, click_when_enabled, displayed, fresh, pick_by_keyboard, text_of, until
 from model import runs
-from test_insight_browser import REPO, RUNS, column, duo, insight_runs, visit  # noqa: F401 (fixtures)
+from test_insight_browser import REPO, RUNS, column, duo, insight_runs, served, visit  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 
