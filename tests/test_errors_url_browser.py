@@ -15,27 +15,14 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 
 from model import runs
-from browser_helpers import WAIT, click_cell, module_app, tab, text_of, until
+from browser_helpers import WAIT, click_cell, text_of, until
+from test_insight_browser import duo, insight_runs, served  # noqa: F401 (fixtures: the committed runs, served)
 
 pytestmark = pytest.mark.browser
 
 RUNS = Path(__file__).resolve().parents[1] / "runs"
 RUN = runs.DEFAULT_RUN_ID
 SHIRT, TSHIRT = 6, 0  # the largest confusion of the default run: two gallery pages
-
-
-@pytest.fixture(scope="module")
-def served(request, tmp_path_factory, data_dir):
-    if not (RUNS / RUN / runs.PREDICTIONS).is_file():
-        pytest.skip("the committed default run is not here")
-    with module_app(request, tmp_path_factory.mktemp("download"), RUNS, data_dir) as duo:
-        yield duo
-
-
-@pytest.fixture
-def duo(served):
-    with tab(served) as duo:
-        yield duo
 
 
 def cell_indices(true: int, pred: int) -> list[int]:
