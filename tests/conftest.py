@@ -10,6 +10,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The longest test files, longest first (--durations=0, 2026-12-07): they start first, so the two
+# xdist workers (--no-loadscope-reorder in pyproject.toml) end together on the many short ones
+# instead of one waiting while the other runs a long file that came last.
+LONGEST_FIRST = ("test_links_browser.py", "test_distributed.py", "test_resume.py", "test_train.py",
+                 "test_import.py", "test_explain_browser.py", "test_app_browser.py", "test_insight_browser.py",
+                 "test_export.py", "test_photo_augment.py")
+
+
+def pytest_collection_modifyitems(items):
+    """The longest files first (LONGEST_FIRST), the rest in collection order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(scope="session")
