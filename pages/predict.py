@@ -10,6 +10,7 @@ address with photos= (Back or Forward to it, a reload, a shared link) says to up
 
 from __future__ import annotations
 
+import json
 import logging
 
 import dash
@@ -43,6 +44,7 @@ PHOTO_HINT = ["Green: the garment found. Not right? ",  # a swipe on a touch scr
 DRAW = "Draw a box"
 EMPTY_HINT = ("Upload a photo or pick a random test image: its prediction, the 28×28 image the model "
               "sees and why it decided appear here.")
+WORKING = "Reading your photo and asking the model…"
 
 
 def layout(test: str | None = None, photos: str | None = None, **_):
@@ -91,8 +93,8 @@ def layout(test: str | None = None, photos: str | None = None, **_):
                     html.Div(id="predict-steps", className="mt-2"),
                 ], className="predict-found"),
             ], md=12, lg=3, className="predict-left"),
-            dbc.Col(html.Div(EMPTY_HINT, className="empty-state"), id="predict-empty", md=12, lg=9,
-                    className=empty),
+            dbc.Col(html.Div(EMPTY_HINT, id="predict-empty-hint", className="empty-state"), id="predict-empty",
+                    md=12, lg=9, className=empty),
             dbc.Col([
                 html.Div(id="predict-caption", className="predict-caption"),
                 dcc.Loading(dcc.Graph(id="predict-bars", config=figures.STATIC_GRAPH_CONFIG), type="dot"),
@@ -204,6 +206,17 @@ def show_steps(item_index, store, photos, touch):
     note = " (light background: intensities inverted)" if item.get("inverted") else ""
     return [html.Div("Preprocessing" + note, className="small text-muted"), html.Div(tiles, className="steps")], \
         photo, "", DRAW
+
+
+# The first upload's answer takes a second or two: till then the empty result area says it is working
+# (set in the browser at once); once the answer or a refusal is drawn, its className is set and the hint is back.
+clientside_callback("function(contents) { return (contents && contents.length) ? " + json.dumps(WORKING) +
+                    " : window.dash_clientside.no_update; }",
+                    Output("predict-empty-hint", "children"), Input("predict-upload", "contents"),
+                    prevent_initial_call=True)
+clientside_callback("function(_) { return " + json.dumps(EMPTY_HINT) + "; }",
+                    Output("predict-empty-hint", "children", allow_duplicate=True), Input("predict-empty", "className"),
+                    prevent_initial_call=True)
 
 
 # A touch screen: the photo scrolls with the page until "Draw a box" turns drawing on (until the

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from PIL import Image
 
-from browser_helpers import WAIT, attribute, displayed, fresh, open_page, screenshot, serve, text_of, until
+from browser_helpers import WAIT, attribute, displayed, fresh, new_tab, open_page, screenshot, serve, text_of, until
 from model import runs
 from model.data import CLASS_NAMES
 from workbench.classify import LOW_CONFIDENCE, RUNNER_UP_SHARE
@@ -79,8 +79,14 @@ def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_p
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
     Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png")
     good = garment_photo(tmp_path, data_dir, index=0)
-    second = garment_photo(tmp_path, data_dir, index=1, name="second.png")
+    second = garment_photo(tmp_path, data_dir, index=1, name="my_holiday_photo_of_the_red_dress_" * 3 + "2.png")
     files = [tmp_path / n for n in ("notes.png", "empty.png", "anim.gif", "bomb.png")] + [good, second]
+    upload = duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT)
+    upload.send_keys(str(tmp_path / "empty.png"))  # refused alone: the result area is not left "working"
+    duo.wait_for_contains_text("#predict-message .problem", "empty.png", timeout=WAIT)
+    duo.wait_for_contains_text("#predict-empty-hint", "Upload a photo or pick a random test image", timeout=WAIT)
+    new_tab(duo, "/predict")  # a new page: chromedriver adds files to the input's earlier ones (a person's pick
+    # in the file dialog replaces them)
     upload = duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT)
     upload.send_keys("\n".join(str(f) for f in files))
     duo.wait_for_element("#predict-message .problem", timeout=WAIT)
@@ -92,6 +98,9 @@ def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_p
     duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)  # the good ones still work
     assert len(duo.find_elements("#predict-bars .bars .point")) == 20  # 10 bars + 10 invisible row hit areas
     assert len(duo.find_elements("#predict-item input")) == 2  # one entry per good upload
+    column = duo.find_element(".predict-left").rect
+    for element in duo.find_elements("#predict-item label") + [duo.find_element("#predict-photo")]:
+        assert element.rect["x"] + element.rect["width"] <= column["x"] + column["width"] + 1, element.text
     first = attribute(duo, "#predict-input", "src")
     duo.find_elements("#predict-item label")[1].click()
     until(lambda: attribute(duo, "#predict-input", "src") != first, timeout=WAIT)
