@@ -24,12 +24,14 @@ def start(dash_duo, app, base: int = PORT) -> None:
 
 
 @contextlib.contextmanager
-def module_duo(request, download_dir: Path):
-    """A dash_duo for a whole test module: one threaded server and one Chromium, started once (each
-    costs a few seconds per test otherwise). Tests take a new tab of it (new_tab), which starts
-    with an empty history, so Back never reaches an earlier test's pages."""
+def module_app(request, download_dir: Path, runs_dir: Path, data_dir: Path):
+    """For a module-scoped fixture: the app over runs_dir (create_app) in one threaded server and one
+    Chromium, started once (each costs a few seconds per test otherwise). Tests take a new tab of it
+    (new_tab), which starts with an empty history, so Back never reaches an earlier test's pages."""
     from dash.testing.application_runners import ThreadedRunner
     from dash.testing.composite import DashComposite
+
+    from workbench.app import create_app
 
     option = request.config.getoption
     with ThreadedRunner() as server, DashComposite(
@@ -37,15 +39,6 @@ def module_duo(request, download_dir: Path):
             headless=option("headless"), options=request.config.hook.pytest_setup_options(),
             download_path=str(download_dir), percy_assets_root=option("percy_assets"),
             percy_finalize=option("nopercyfinalize"), pause=option("pause")) as duo:
-        yield duo
-
-
-@contextlib.contextmanager
-def module_app(request, download_dir: Path, runs_dir: Path, data_dir: Path):
-    """module_duo serving the app over runs_dir (create_app), for a module-scoped fixture."""
-    from workbench.app import create_app
-
-    with module_duo(request, download_dir) as duo:
         start(duo, create_app(runs_dir, data_dir=data_dir), MODULE_PORT)
         yield duo
 
