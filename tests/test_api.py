@@ -355,6 +355,10 @@ def test_unknown_paths_and_methods_answer_json(server):
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
     wrong = requests.get(f"{server}/api/v1/predict", timeout=TIMEOUT)
     assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
+    for guessed in ("/api", "/api/", "/api/openapi.json", "/api/v2/predict"):  # not the app's HTML page
+        answer = requests.get(f"{server}{guessed}", timeout=TIMEOUT)
+        assert answer.status_code == 404 and answer.json()["error"] == "not_found", guessed
+        assert "/api/v1/openapi.json" in answer.json()["detail"], guessed
 
 
 def test_server_is_still_healthy_after_bad_input(server):

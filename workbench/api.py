@@ -32,6 +32,7 @@ from workbench.limits import ERROR_STATUS, UNLISTED_STATUS, ApiLimits
 from workbench.openapi import openapi_document
 
 PREFIX = "/api/v1"
+ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]   # unknown API paths answer JSON to each
 LOG = logging.getLogger(__name__)
 
 
@@ -93,18 +94,25 @@ def register_api(server: flask.Flask, runs_dir: Path | str, backend: str = "kera
 
 def register_error_handlers(api: flask.Blueprint, server: flask.Flask) -> None:
     """JSON errors for the API: unknown paths, project errors (status from ERROR_STATUS), the rest."""
-    @api.route("", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-    @api.route("/", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    @api.route("", methods=ANY_METHOD)
+    @api.route("/", methods=ANY_METHOD)
     def root():  # /api/v1 alone: the API's JSON 404, not the app's HTML page
         return error_response("not_found", f"{PREFIX} has no index; see {PREFIX}/openapi.json")
 
-    @api.route("/<path:anything>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    @api.route("/<path:anything>", methods=ANY_METHOD)
     def not_here(anything: str):
         # without this, the app's catch-all page route would answer unknown API paths with HTML
         if any(rule.rule == f"{PREFIX}/{anything}" for rule in server.url_map.iter_rules()):
             return error_response("method_not_allowed", f"{flask.request.method} is not allowed on "
                                   f"{PREFIX}/{anything}")
         return error_response("not_found", f"no API endpoint {PREFIX}/{anything}; see {PREFIX}/openapi.json")
+
+    @server.route("/api", methods=ANY_METHOD)
+    @server.route("/api/", methods=ANY_METHOD)
+    @server.route("/api/<path:anything>", methods=ANY_METHOD)
+    def other_version(anything: str = ""):  # /api, /api/openapi.json ...: guessed addresses get JSON too
+        return error_response("not_found", f"no API endpoint {flask.request.path}: the API lives under {PREFIX}; "
+                              f"see {PREFIX}/openapi.json")
 
     @api.errorhandler(WorkbenchError)
     def project_error(exc: WorkbenchError):
