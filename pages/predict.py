@@ -45,6 +45,8 @@ DRAW = "Draw a box"
 EMPTY_HINT = ("Upload a photo or pick a random test image: its prediction, the 28×28 image the model "
               "sees and why it decided appear here.")
 WORKING = "Reading your photo and asking the model…"
+REPLACE_UPLOADS = ("Show a random test image instead of your uploaded photos? They are not kept once replaced: "
+                   "to see them again you would upload them again.")
 
 
 def layout(test: str | None = None, photos: str | None = None, **_):
@@ -74,6 +76,7 @@ def layout(test: str | None = None, photos: str | None = None, **_):
                         ["Drag and drop photos here, or ", html.A("choose files", className="link-primary")])),
                     dbc.Button("Random test image", id="predict-random", color="secondary", outline=True,
                                className="mt-2 w-100"),
+                    dcc.ConfirmDialog(id="predict-random-confirm", message=REPLACE_UPLOADS),
                     photo_run_switch(),
                     dbc.Switch(id="predict-imagenet", value=True, className="mt-1",
                                label="Photos: also ask an ImageNet classifier (off: the model alone)"),
@@ -146,19 +149,30 @@ def valid_opacity(opacity) -> float:
     return DEFAULT_OPACITY
 
 
+@callback(Output("predict-random-confirm", "displayed"), Input("predict-random", "n_clicks"),
+          State("predict-photos", "data"), prevent_initial_call=True)
+def ask_before_replacing_uploads(_clicks, photos):
+    """Uploaded photos cannot come back from the URL: a random test image replaces them only when confirmed."""
+    return bool(photos)
+
+
 @callback(Output("predict-store", "data"), Output("predict-item", "value"), Output("predict-photos", "data"),
           Output("predict-url", "search"), Input("predict-upload", "contents"), Input("predict-random", "n_clicks"),
-          Input("predict-url", "search"), State("predict-upload", "filename"), State("predict-store", "data"),
+          Input("predict-random-confirm", "submit_n_clicks"), Input("predict-url", "search"),
+          State("predict-upload", "filename"), State("predict-store", "data"), State("predict-photos", "data"),
           prevent_initial_call=True)
-def load_images(contents, _clicks, search, filenames, store):
+def load_images(contents, _clicks, _confirmed, search, filenames, store, photos):
     """New images replace the old ones; an upload with no usable image keeps the earlier results. The
-    test image shown is in the URL (test=N), so Back and Forward (which change it) show theirs."""
+    test image shown is in the URL (test=N), so Back and Forward (which change it) show theirs. A
+    random test image replaces uploaded photos only once the user confirms (ask_before_replacing_uploads)."""
     if ctx.triggered_id == "predict-url":
         test = parse_query(search).get("test")
         if test is None or (store or {}).get("test") == test:  # an upload's entry, or shown already
             return (no_update,) * 4
         return test_from_url(test), 0, None, no_update
-    if ctx.triggered_id == "predict-random":
+    if ctx.triggered_id == "predict-random" and photos:  # the dialog asks first
+        return (no_update,) * 4
+    if ctx.triggered_id in ("predict-random", "predict-random-confirm"):
         index = str(random_test_index())
         return test_from_url(index), 0, None, merge_query(search, {"test": index, "photos": None})
     if not contents:

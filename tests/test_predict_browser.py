@@ -10,11 +10,14 @@ it exists). Expected values are read from the run files, never hard-coded.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from PIL import Image
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from browser_helpers import WAIT, attribute, displayed, fresh, new_tab, open_page, screenshot, serve, text_of, until
 from model import runs
@@ -216,3 +219,16 @@ def test_photo_shows_the_found_outline_and_a_drawn_box_reruns_the_finder(workben
     finally:
         duo.driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": False})
         duo.driver.set_window_size(1440, 1100)
+    # "Random test image" would replace the photo, which the URL cannot bring back: it asks first
+    address = duo.driver.current_url
+    duo.find_element("#predict-random").click()
+    question = WebDriverWait(duo.driver, WAIT).until(expected_conditions.alert_is_present())
+    assert "uploaded photos" in question.text
+    question.dismiss()  # kept: the photo, its answer and the address
+    time.sleep(0.5)
+    assert text_of(duo, "#predict-caption").startswith("pair.png")
+    assert attribute(duo, "#predict-input", "src") == whole and duo.driver.current_url == address
+    duo.find_element("#predict-random").click()
+    WebDriverWait(duo.driver, WAIT).until(expected_conditions.alert_is_present()).accept()
+    until(lambda: text_of(duo, "#predict-caption").startswith("test image #"), timeout=WAIT)
+    assert "test" in parse_qs(urlparse(duo.driver.current_url).query)
