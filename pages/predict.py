@@ -6,6 +6,9 @@ The store holds the prepared 28x28 images (784 bytes each, base64), never the up
 its number there, so it can be shared and Back returns to the previous one. An upload writes how
 many photos it showed instead (photos=2, a history entry): uploads cannot be in a link, so an
 address with photos= (Back or Forward to it, a reload, a shared link) says to upload them again.
+The two photo switches are in the URL when off (imagenet=0: the model alone; photorun=0: the
+selected run, not the photo-tuned one), so a link shows the same answer. A flip writes no history
+entry: Back re-renders the page, which would lose the uploaded photos.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, 
 from workbench import CLASS_NAMES, ExplainError, ImageError, RunError, artifacts, figures, list_runs
 from workbench.classify import (PHOTO_RUN_ID, familiarity_warnings, join_imagenet, predict_images, run_for_photos,
                                 without_imagenet)
-from workbench.components import no_run, problem, settings
+from workbench.components import link_notes, no_run, problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, get_explainer, layer_label
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
 from workbench.preprocess import prepare_image
 from workbench.uploads import box_of, chosen, decode, drawn_box, photo_bytes, prepared_fields, step_image
-from workbench.urlstate import merge_query, parse_query
+from workbench.urlstate import FlagField, merge_query, parse_query, query_updater, read_query
 
 from pages.predict_answer import hint, imagenet_note
 from pages.predict_loading import (MAX_FILES, load_uploads, message_title, random_test_index, test_from_url,
@@ -45,11 +48,14 @@ DRAW = "Draw a box"
 EMPTY_HINT = ("Upload a photo or pick a random test image: its prediction, the 28×28 image the model "
               "sees and why it decided appear here.")
 WORKING = "Reading your photo and asking the model…"
+SWITCHES = {"imagenet": FlagField(default=True),   # the URL's switch parameters (on is the default, left out)
+            "photorun": FlagField(default=True)}
 REPLACE_UPLOADS = ("Show a random test image instead of your uploaded photos? They are not kept once replaced: "
                    "to see them again you would upload them again.")
 
 
-def layout(test: str | None = None, photos: str | None = None, **_):
+def layout(test: str | None = None, photos: str | None = None, **query):
+    switches, notes = read_query(query, SWITCHES)
     initial = {"items": [], "errors": []}
     if test is not None:
         initial = test_from_url(test)
@@ -69,6 +75,7 @@ def layout(test: str | None = None, photos: str | None = None, **_):
     return html.Div([
         dcc.Location(id="predict-url", refresh=False),
         html.H1("Predict", className="page-title h2"),
+        link_notes(notes, "predict"),  # the switches' query then drops a malformed value from the URL
         dbc.Row([
             dbc.Col([  # under lg its two parts take turns with the results: the answer before the photo
                 html.Div([
@@ -77,8 +84,8 @@ def layout(test: str | None = None, photos: str | None = None, **_):
                     dbc.Button("Random test image", id="predict-random", color="secondary", outline=True,
                                className="mt-2 w-100"),
                     dcc.ConfirmDialog(id="predict-random-confirm", message=REPLACE_UPLOADS),
-                    photo_run_switch(),
-                    dbc.Switch(id="predict-imagenet", value=True, className="mt-1",
+                    photo_run_switch(switches["photorun"]),
+                    dbc.Switch(id="predict-imagenet", value=switches["imagenet"], className="mt-1",
                                label="Photos: also ask an ImageNet classifier (off: the model alone)"),
                     html.Div(id="predict-message", className="mt-2"),
                     dbc.RadioItems(id="predict-item", options=[], value=0, className="mt-2 item-list"),
@@ -121,14 +128,16 @@ def layout(test: str | None = None, photos: str | None = None, **_):
         dcc.Store(id="predict-store", data=initial),
         dcc.Store(id="predict-photos"),  # data URLs of the accepted uploads: redrawn and re-cropped from here
         dcc.Store(id="predict-probs"),
-        dcc.Store(id="predict-touch"),  # a touch screen (coarse pointer): set in the browser as the page opens
+        dcc.Store(id="predict-touch"),
+        dcc.Store(id="predict-switches"),  # the switches as URL parameters ({"imagenet": "0" or None, ...})
+        dcc.Store(id="predict-query"),     # the address's query after they were written (in the browser)  # a touch screen (coarse pointer): set in the browser as the page opens
     ])
 
 
-def photo_run_switch():
+def photo_run_switch(on: bool = True):
     """"Photos: use the photo-tuned run", shown when that run is there (test images keep the selected run)."""
     present = PHOTO_RUN_ID in list_runs(settings()["runs_dir"])
-    return dbc.Switch(id="predict-photo-run", value=present, className="mt-2" if present else HIDDEN,
+    return dbc.Switch(id="predict-photo-run", value=present and on, className="mt-2" if present else HIDDEN,
                       label=f"Classify photos with {PHOTO_RUN_ID}, the model tuned for real photos")
 
 
@@ -137,6 +146,20 @@ def answering_run(item: dict, selected: str | None, use_photo_run: bool) -> str 
     if item.get("slot") is not None and use_photo_run:
         return run_for_photos(settings()["runs_dir"]) or selected
     return selected
+
+
+@callback(Output("predict-switches", "data"), Input("predict-imagenet", "value"), Input("predict-photo-run", "value"),
+          State("predict-photo-run", "className"))
+def switch_query(imagenet, photo_run, photo_run_class):
+    """The switches as URL parameters: "0" when off, None (left out) when on; the photo-run switch
+    only where it is shown. Written into the address in the browser, and into each URL load_images writes."""
+    shown = {"imagenet": imagenet, "photorun": photo_run if photo_run_class != HIDDEN else True}
+    return {key: None if value else "0" for key, value in shown.items()}
+
+
+clientside_callback(query_updater(), Output("predict-url", "search", allow_duplicate=True),
+                    Output("predict-url", "href"), Input("predict-switches", "data"),
+                    prevent_initial_call="initial_duplicate")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,8 +183,8 @@ def ask_before_replacing_uploads(_clicks, photos):
           Output("predict-url", "search"), Input("predict-upload", "contents"), Input("predict-random", "n_clicks"),
           Input("predict-random-confirm", "submit_n_clicks"), Input("predict-url", "search"),
           State("predict-upload", "filename"), State("predict-store", "data"), State("predict-photos", "data"),
-          prevent_initial_call=True)
-def load_images(contents, _clicks, _confirmed, search, filenames, store, photos):
+          State("predict-switches", "data"), prevent_initial_call=True)
+def load_images(contents, _clicks, _confirmed, search, filenames, store, photos, switches):
     """New images replace the old ones; an upload with no usable image keeps the earlier results. The
     test image shown is in the URL (test=N), so Back and Forward (which change it) show theirs. A
     random test image replaces uploaded photos only once the user confirms (ask_before_replacing_uploads)."""
@@ -174,7 +197,7 @@ def load_images(contents, _clicks, _confirmed, search, filenames, store, photos)
         return (no_update,) * 4
     if ctx.triggered_id in ("predict-random", "predict-random-confirm"):
         index = str(random_test_index())
-        return test_from_url(index), 0, None, merge_query(search, {"test": index, "photos": None})
+        return test_from_url(index), 0, None, merge_query(search, {"test": index, "photos": None, **(switches or {})})
     if not contents:
         return (no_update,) * 4
     loaded = load_uploads(contents, filenames or [f"upload {i + 1}" for i in range(len(contents))])
@@ -183,7 +206,7 @@ def load_images(contents, _clicks, _confirmed, search, filenames, store, photos)
         title = "Upload rejected; the result shown is still your earlier image" if kept else "Upload rejected"
         return ({"items": kept, "errors": loaded["errors"], "title": title, "test": (store or {}).get("test")},
                 no_update, no_update, no_update)
-    url = merge_query(search, {"test": None, "photos": len(loaded["items"])})  # a history entry per upload
+    url = merge_query(search, {"test": None, "photos": len(loaded["items"]), **(switches or {})})  # history entry
     return loaded, 0, contents[:MAX_FILES], url
 
 

@@ -157,6 +157,25 @@ def test_threshold_override_reaches_the_page_and_a_rejected_upload_keeps_the_res
     # stopped mid-callback prints a thread's SystemExit
 
 
+def query(duo) -> dict:
+    return parse_qs(urlparse(duo.driver.current_url).query)
+
+
+def test_switches_off_in_a_link_stay_off_and_a_malformed_value_is_named_and_dropped(workbench):
+    duo, _ = workbench
+    duo.driver.get(duo.server_url + "/predict?imagenet=0&photorun=maybe")
+    duo.wait_for_contains_text("#predict-url-note", "photorun='maybe' ignored", timeout=WAIT)
+    until(lambda: "photorun" not in query(duo), timeout=WAIT)  # dropped from the address, the rest kept
+    assert query(duo).get("imagenet") == ["0"] and not duo.find_element("#predict-imagenet").is_selected()
+    duo.find_element("#predict-random").click()  # a URL the page writes keeps the switch
+    until(lambda: "test" in query(duo), timeout=WAIT)
+    assert query(duo).get("imagenet") == ["0"] and not duo.find_element("#predict-imagenet").is_selected()
+    duo.driver.back()
+    until(lambda: "test" not in query(duo), timeout=WAIT)
+    duo.wait_for_element("#predict-imagenet", timeout=WAIT)
+    assert query(duo).get("imagenet") == ["0"] and not duo.find_element("#predict-imagenet").is_selected()
+
+
 def test_photo_shows_the_found_outline_and_a_drawn_box_reruns_the_finder(workbench, tmp_path, data_dir):
     """The photo with the finder's outline; a box drawn on it looks again inside; the whole photo back."""
     duo, _ = workbench
@@ -171,10 +190,13 @@ def test_photo_shows_the_found_outline_and_a_drawn_box_reruns_the_finder(workben
     duo.wait_for_element("#predict-photo .scatterlayer .trace", timeout=WAIT)  # the found outline
     duo.wait_for_element("#predict-input[src^='data:image/png']", timeout=WAIT)
     duo.wait_for_contains_text("#predict-hint .imagenet-note", "An ImageNet classifier sees “", timeout=WAIT)
-    duo.find_element("#predict-imagenet").click()  # the model alone: no note, then back with the switch
+    duo.find_element("#predict-imagenet").click()  # the model alone: no note, imagenet=0 in the address
     until(lambda: not duo.find_elements("#predict-hint .imagenet-note"), timeout=WAIT)
+    until(lambda: query(duo).get("imagenet") == ["0"], timeout=WAIT)
+    assert query(duo).get("photos") == ["1"] and text_of(duo, "#predict-caption").startswith("pair.png")
     duo.find_element("#predict-imagenet").click()
     duo.wait_for_contains_text("#predict-hint .imagenet-note", "An ImageNet classifier sees “", timeout=WAIT)
+    until(lambda: "imagenet" not in query(duo), timeout=WAIT)
     whole = attribute(duo, "#predict-input", "src")
     assert duo.driver.execute_script(  # with a mouse, a drag on the photo draws a box
         "return document.querySelector('#predict-photo .js-plotly-plot').layout.dragmode") == "drawrect"

@@ -199,3 +199,23 @@ function(value) {
     window.history.replaceState(null, "", window.location.pathname + "?" + params.toString());
     return wanted;
 }""" % json.dumps(key)
+
+
+def query_updater() -> str:
+    """A clientside callback ({key: value or null}) -> [search, href]: applies it to the address bar
+    in place (null removes the key; replaceState: no history entry) and returns the new address for
+    the page's dcc.Location, whose props must match it (else its next write pushes its stale href).
+    For a setting that must not add a history entry: on the Predict page Back re-renders the page,
+    which loses uploaded photos, so a switch flipped there is written this way (pages/predict.py)."""
+    return """
+function(updates) {
+    const params = new URLSearchParams(window.location.search);
+    for (const [key, value] of Object.entries(updates || {})) {
+        if (value === null || value === undefined) { params.delete(key); } else { params.set(key, String(value)); }
+    }
+    const query = params.toString() ? "?" + params.toString() : "";
+    if (query !== window.location.search) {
+        window.history.replaceState(null, "", window.location.pathname + query + window.location.hash);
+    }
+    return [window.location.search, window.location.href];
+}"""
