@@ -179,9 +179,28 @@ def test_blend_keeps_a_distribution_and_gives_the_run_what_imagenet_does_not_cla
     np.testing.assert_allclose(none, run)
     masses = np.zeros((1, 10))
     masses[0, 7] = 0.8                    # ImageNet: 80 % "sneaker"
-    joined = imagenet.blend(run, masses)
+    joined = imagenet.blend(run, masses)[0]
     assert joined.sum() == pytest.approx(1.0) and joined.argmax() == 7
-    np.testing.assert_allclose(np.delete(joined, 7), 0.2 * np.delete(run, 7))
+    feet = list(imagenet.FOOTWEAR)
+    np.testing.assert_allclose(np.delete(joined, feet), 0.2 * np.delete(run[0], feet))  # the rest: the run's
+    assert joined[feet].sum() == pytest.approx(0.2 * run[0, feet].sum() + 0.8)          # footwear in all: joined
+    ours = (0.2 * run[0, feet] + np.array([0, 0.8, 0])) / joined[feet].sum()             # ... split 80 % as ImageNet
+    np.testing.assert_allclose(joined[feet] / joined[feet].sum(), 0.8 * np.array([0, 1, 0]) + 0.2 * ours)
+
+
+def test_imagenet_splits_footwear_as_much_as_it_is_sure_of_a_shoe():
+    run = np.array([[0.05, 0.0, 0.0, 0.0, 0.0, 0.2, 0.0, 0.05, 0.1, 0.6]])   # the run: Ankle boot
+    probs = np.zeros((1, 1000))
+    probs[0, 770] = 0.3                   # ImageNet: 30 % "sneaker", 10 % "sandal", 60 % no garment
+    probs[0, 774] = 0.1
+    joined = imagenet.blend(run, imagenet.group_masses(probs))[0]
+    feet = list(imagenet.FOOTWEAR)
+    assert joined.sum() == pytest.approx(1.0)
+    before = 0.6 * run[0] + np.array([0, 0, 0, 0, 0, 0.1, 0, 0.3, 0, 0])      # the join before the split
+    np.testing.assert_allclose(np.delete(joined, feet), np.delete(before, feet))
+    np.testing.assert_allclose(joined[feet], before[feet].sum() * (0.4 * np.array([0.25, 0.75, 0])
+                                                                   + 0.6 * before[feet] / before[feet].sum()))
+    assert joined[9] < before[9] and joined[7] > before[7]   # the run's boot loses to ImageNet's sneaker
     assert imagenet.group_masses(np.full((1, 1000), 1e-3)).sum() == pytest.approx(len(imagenet.GROUP_NAMES) * 1e-3)
 
 
