@@ -74,13 +74,27 @@ def trust_section(runs_dir, run_id: str):
     names = artifacts.class_names(runs_dir, run_id)
     return html.Div([title, html.P(note, className="small text-muted"),
                      dbc.Row([dbc.Col(rows_table(explain_figures.auc_rows(table), table_id="report-trust"), lg=6),
-                              dbc.Col(dcc.Graph(id="report-sanity", config=figures.STATIC_GRAPH_CONFIG,
-                                                figure=explain_figures.sanity_figure(table["sanity"])), lg=6)]),
+                              dbc.Col([dcc.Graph(id="report-sanity", config=figures.STATIC_GRAPH_CONFIG,
+                                                 figure=explain_figures.sanity_figure(table["sanity"])),
+                                       same_maps_note(table)], lg=6)]),
                      html.Details([html.Summary("deletion AUC per predicted class"),
                                    rows_table(explain_figures.per_class_rows(table, names))]),
                      dbc.Button("Class-average Grad-CAM (correct vs wrong)", id="report-average-button",
                                 color="link", className="p-0"),
                      dcc.Loading(html.Div(id="report-average", className="method-grid"), type="dot")])
+
+
+def same_maps_note(table: dict):
+    """Methods that gave the same maps (one line hides the other), and why that can happen."""
+    pairs = explain_figures.same_maps(table)
+    if not pairs:
+        return None
+    named = "; ".join(f"{a} and {b}" for a, b in pairs)
+    return html.P(f"{named}: the same maps for this model (every score agrees to 4 decimals, so one line hides "
+                  "the other). That happens where the class score's gradient is the same at every position of "
+                  "the layer, as in front of a global average pooling: Grad-CAM++'s position weights are then "
+                  "all equal, and it reduces to Layer-CAM's positive-gradient weighting.",
+                  className="small text-muted", id="report-same-maps")
 
 
 @callback(Output("report-average", "children"), Input("report-average-button", "n_clicks"),

@@ -141,3 +141,24 @@ def test_every_graph_takes_its_config_from_figures():
     assert calls, "no dcc.Graph found: the pattern is wrong"
     bad = [(name, call) for name, call in calls if not re.search(r"config=(\{\*\*)?figures\.(STATIC_)?GRAPH_CONFIG", call)]
     assert bad == []
+
+
+def test_methods_with_the_same_scores_are_named_as_giving_the_same_maps():
+    from workbench.explain_figures import same_maps
+
+    def row(deletion, insertion):
+        return {"deletion": {"mean": deletion, "ci95": 0.01}, "insertion": {"mean": insertion, "ci95": 0.01}}
+
+    def sanity(*rhos):
+        return {"passed": True, "steps": [{"layer": f"l{i}", "rho": r} for i, r in enumerate(rhos)]}
+
+    table = {"methods": {"gradcam": row(0.23, 0.52), "gradcam++": row(0.234421, 0.5246), "layercam": row(0.23442, 0.5246)},
+             "sanity": {"gradcam": sanity(0.1, -0.1), "gradcam++": sanity(0.72226, 0.0123),
+                        "layercam": sanity(0.72227, 0.0123)}}
+    assert same_maps(table) == [("Grad-CAM++", "Layer-CAM")]
+    table["sanity"]["layercam"] = sanity(0.72227, 0.0125)   # one sanity step differs: not the same maps
+    assert same_maps(table) == []
+    table["sanity"]["layercam"] = sanity(0.72227, 0.0123)
+    table["methods"]["gradcam"] = row(0.234421, 0.5246)      # all three the same: every pair named
+    table["sanity"]["gradcam"] = sanity(0.72226, 0.0123)
+    assert len(same_maps(table)) == 3

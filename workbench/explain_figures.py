@@ -53,6 +53,18 @@ def sanity_figure(sanity: dict) -> go.Figure:
     return fig
 
 
+def same_maps(table: dict, decimals: int = 4) -> list[tuple[str, str]]:
+    """Pairs of methods whose scores all agree to `decimals` (deletion, insertion, every sanity
+    step): their maps are the same here, and one's line hides the other's in the sanity chart."""
+    def scores(method: str) -> tuple:
+        row, sanity = table["methods"][method], table.get("sanity", {}).get(method, {})
+        return (round(row["deletion"]["mean"], decimals), round(row["insertion"]["mean"], decimals),
+                *(round(step["rho"], decimals) for step in sanity.get("steps", [])))
+    methods = list(table["methods"])
+    return [(METHODS.get(a, a), METHODS.get(b, b)) for i, a in enumerate(methods) for b in methods[i + 1:]
+            if scores(a) == scores(b)]
+
+
 def auc_rows(table: dict) -> list[dict]:
     """One row per method: mean AUC +- 95% interval, and the sanity verdict."""
     rows = []
