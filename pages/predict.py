@@ -32,8 +32,8 @@ from workbench.uploads import box_of, chosen, decode, drawn_box, photo_bytes, pr
 from workbench.urlstate import FlagField, merge_query, parse_query, query_updater, read_query
 
 from pages.predict_answer import hint, imagenet_note
-from pages.predict_loading import (MAX_FILES, load_uploads, message_title, random_test_index, test_from_url,
-                                   uploads_gone)
+from pages.predict_loading import (MAX_FILES, in_name_order, load_uploads, message_title, random_test_index,
+                                   test_from_url, uploads_gone)
 from pages.predict_trust import colour_bar, register_callbacks, trust_section
 
 dash.register_page(__name__, path="/predict", name="Predict", order=1)
@@ -77,9 +77,10 @@ def layout(test: str | None = None, photos: str | None = None, **query):
         html.H1("Predict", className="page-title h2"),
         link_notes(notes, "predict"),  # the switches' query then drops a malformed value from the URL
         dbc.Row([
-            dbc.Col([  # under lg its two parts take turns with the results: the answer before the photo
+            dbc.Col([  # under lg its two parts take turns with the results: the answer before the photo.
+                # The upload has no accept="image/*": a file it would drop unseen (a .txt) gets a message instead.
                 html.Div([
-                    dcc.Upload(id="predict-upload", multiple=True, accept="image/*", className="upload-zone", children=html.Div(
+                    dcc.Upload(id="predict-upload", multiple=True, className="upload-zone", children=html.Div(
                         ["Drag and drop photos here, or ", html.A("choose files", className="link-primary")])),
                     dbc.Button("Random test image", id="predict-random", color="secondary", outline=True,
                                className="mt-2 w-100"),
@@ -183,8 +184,8 @@ def ask_before_replacing_uploads(_clicks, photos):
           Output("predict-url", "search"), Input("predict-upload", "contents"), Input("predict-random", "n_clicks"),
           Input("predict-random-confirm", "submit_n_clicks"), Input("predict-url", "search"),
           State("predict-upload", "filename"), State("predict-store", "data"), State("predict-photos", "data"),
-          State("predict-switches", "data"), prevent_initial_call=True)
-def load_images(contents, _clicks, _confirmed, search, filenames, store, photos, switches):
+          State("predict-switches", "data"), State("run-store", "data"), prevent_initial_call=True)
+def load_images(contents, _clicks, _confirmed, search, filenames, store, photos, switches, run_id):
     """New images replace the old ones; an upload with no usable image keeps the earlier results. The
     test image shown is in the URL (test=N), so Back and Forward (which change it) show theirs. A
     random test image replaces uploaded photos only once the user confirms (ask_before_replacing_uploads)."""
@@ -195,18 +196,20 @@ def load_images(contents, _clicks, _confirmed, search, filenames, store, photos,
         return test_from_url(test), 0, None, no_update
     if ctx.triggered_id == "predict-random" and photos:  # the dialog asks first
         return (no_update,) * 4
+    keep = {"run": run_id, **(switches or {})}  # written in the browser since this page's address was read
     if ctx.triggered_id in ("predict-random", "predict-random-confirm"):
         index = str(random_test_index())
-        return test_from_url(index), 0, None, merge_query(search, {"test": index, "photos": None, **(switches or {})})
+        return test_from_url(index), 0, None, merge_query(search, {"test": index, "photos": None, **keep})
     if not contents:
         return (no_update,) * 4
-    loaded = load_uploads(contents, filenames or [f"upload {i + 1}" for i in range(len(contents))])
+    contents, filenames = in_name_order(contents, filenames or [f"upload {i + 1}" for i in range(len(contents))])
+    loaded = load_uploads(contents, filenames)
     if not loaded["items"]:
         kept = (store or {}).get("items", [])
         title = "Upload rejected; the result shown is still your earlier image" if kept else "Upload rejected"
         return ({"items": kept, "errors": loaded["errors"], "title": title, "test": (store or {}).get("test")},
                 no_update, no_update, no_update)
-    url = merge_query(search, {"test": None, "photos": len(loaded["items"]), **(switches or {})})  # history entry
+    url = merge_query(search, {"test": None, "photos": len(loaded["items"]), **keep})  # a history entry
     return loaded, 0, contents[:MAX_FILES], url
 
 

@@ -8,6 +8,8 @@ callbacks; predict.py uses these). The store holds the prepared 28x28 images, ne
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from workbench import TEST_IMAGES, DataError, artifacts
@@ -63,6 +65,18 @@ def load_uploads(contents: list[str], filenames: list[str]) -> dict:
             continue
         items.append({"name": item.name, "label": None, "slot": slot, "box": None, **prepared_fields(item.prepared)})
     return {"items": items, "errors": errors}
+
+
+def in_name_order(contents: list[str], names: list[str]) -> tuple[list[str], list[str]]:
+    """The uploads sorted by file name, numbers compared as numbers ("photo 2" before "photo 10"):
+    dcc.Upload lists files in the order they finished reading, which varies from one try to the
+    next; the file dialog shows them by name, so that is the order a person expects (and which
+    files are the "first" MAX_FILES)."""
+    def key(index: int):
+        return [(0, int(part), "") if part.isdigit() else (1, 0, part)
+                for part in re.split(r"(\d+)", names[index].casefold())]
+    order = sorted(range(len(contents)), key=key)
+    return [contents[i] for i in order], [names[i] for i in order]
 
 
 def distinct(names: list[str]) -> list[str]:

@@ -77,13 +77,14 @@ def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_p
     duo, _ = workbench
     open_page(duo, "/predict")
     (tmp_path / "notes.png").write_text("this is not an image")
+    (tmp_path / "notes.txt").write_text("a text file: the upload zone must not drop it unseen")
     (tmp_path / "empty.png").write_bytes(b"")
     frames = [Image.new("L", (40, 40), v) for v in (0, 128, 255)]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
     Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png")
     good = garment_photo(tmp_path, data_dir, index=0)
     second = garment_photo(tmp_path, data_dir, index=1, name="my_holiday_photo_of_the_red_dress_" * 3 + "2.png")
-    files = [tmp_path / n for n in ("notes.png", "empty.png", "anim.gif", "bomb.png")] + [good, second]
+    files = [tmp_path / n for n in ("notes.png", "notes.txt", "empty.png", "anim.gif", "bomb.png")] + [second, good]
     upload = duo.wait_for_element("#predict-upload input[type=file]", timeout=WAIT)
     upload.send_keys(str(tmp_path / "empty.png"))  # refused alone: the result area is not left "working"
     duo.wait_for_contains_text("#predict-message .problem", "empty.png", timeout=WAIT)
@@ -94,13 +95,14 @@ def test_bad_uploads_show_specific_errors_and_app_keeps_working(workbench, tmp_p
     upload.send_keys("\n".join(str(f) for f in files))
     duo.wait_for_element("#predict-message .problem", timeout=WAIT)
     alerts = fresh(lambda: [a.text for a in duo.find_elements("#predict-message .problem")])
-    assert len(alerts) == 4, alerts
-    for name in ("notes.png", "empty.png", "anim.gif", "bomb.png"):  # files may arrive in any order
+    assert len(alerts) == 5, alerts
+    for name in ("notes.png", "notes.txt", "empty.png", "anim.gif", "bomb.png"):
         assert sum(name in alert for alert in alerts) == 1, (name, alerts)
-    assert len({a.split(": ", 2)[-1] for a in alerts}) == 4, "each problem has its own message"
+    assert len({a.split(": ", 2)[-1] for a in alerts}) >= 4, "each kind of problem has its own message"
     duo.wait_for_element("#predict-cam[src^='data:image/png']", timeout=WAIT)  # the good ones still work
     assert len(duo.find_elements("#predict-bars .bars .point")) == 20  # 10 bars + 10 invisible row hit areas
-    assert len(duo.find_elements("#predict-item input")) == 2  # one entry per good upload
+    assert len(duo.find_elements("#predict-item input")) == 2  # one entry per good upload, by file name
+    assert [label.text for label in duo.find_elements("#predict-item label")] == sorted([good.name, second.name])
     column = duo.find_element(".predict-left").rect
     for element in duo.find_elements("#predict-item label") + [duo.find_element("#predict-photo")]:
         assert element.rect["x"] + element.rect["width"] <= column["x"] + column["width"] + 1, element.text

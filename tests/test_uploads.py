@@ -70,3 +70,12 @@ def test_an_upload_over_the_limit_names_the_files_left_out_and_same_names_are_to
                                "many at once with `workbench predict`"]
     assert "the 3 photos uploaded" in uploads_gone("3")["errors"][0]
     assert "the photo uploaded" in uploads_gone("junk")["errors"][0]
+
+
+def test_uploads_are_listed_by_file_name_with_numbers_in_order():
+    from pages.predict_loading import in_name_order
+
+    names = ["IMG_10.jpg", "img_2.jpg", "b.png", "IMG_1.jpg", "a.png"]
+    contents, ordered = in_name_order([f"data:{name}" for name in names], names)
+    assert ordered == ["a.png", "b.png", "IMG_1.jpg", "img_2.jpg", "IMG_10.jpg"]
+    assert contents == [f"data:{name}" for name in ordered]   # each upload stays with its name

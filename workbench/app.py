@@ -96,8 +96,9 @@ def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "ker
     return app
 
 
-# Page load or Back/Forward (the URL changed): select the URL's run, or say it does not exist and keep
-# the selector's. The user picked a run: store it and write it into the URL, keeping the other parameters.
+# Page load or Back/Forward (the URL changed): select the URL's run (none named: the default, the first,
+# whatever this tab's session remembers, so an address shows the same run everywhere), or say it does
+# not exist and keep the selector's. The user picked a run: store it and write it into the URL, keeping the other parameters.
 RUN_FROM_URL = """
 function(search, selected, options) {
     const skip = window.dash_clientside.no_update;
@@ -108,7 +109,10 @@ function(search, selected, options) {
         params.set("run", selected);
         return [skip, selected, "?" + params.toString(), "", false];
     }
-    if (wanted === null) { return [skip, selected, skip, "", false]; }
+    if (wanted === null) {  // an address without run= means the default run, as in a fresh tab (Back
+        const first = (options || []).length ? options[0].value : selected;  // to it undoes a run pick)
+        return [first === selected ? skip : first, first, skip, "", false];
+    }
     if ((options || []).some(o => o.value === wanted)) {
         return [wanted === selected ? skip : wanted, wanted, skip, "", false];
     }
