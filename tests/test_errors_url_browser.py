@@ -93,6 +93,11 @@ def test_b_cell_click_and_pages_go_in_the_url_and_back_returns(duo):
     duo.driver.back()
     until(lambda: "true" not in query(duo), timeout=WAIT)
     duo.wait_for_contains_text("#errors-gallery", "Click a cell of the matrix", timeout=WAIT)
+    visit(duo, f"/errors?true={SHIRT}&pred={TSHIRT}")  # an address without run=: the default run ...
+    duo.select_dcc_dropdown("#run-select", other)
+    until(lambda: query(duo).get("run") == other, timeout=WAIT)
+    duo.driver.back()  # ... so Back to it undoes the pick (a fresh tab would show the default too)
+    until(lambda: "run" not in query(duo) and text_of(duo, "#run-select") == RUN, timeout=WAIT)
 
 
 def test_c_detail_view_steps_through_the_cell_with_both_grad_cams(duo):
