@@ -66,9 +66,9 @@ def show_suspects(run_id, split, page, search):
     split = split if split in sus.SPLITS else "test"
     page = page if isinstance(page, int) and page >= 1 else 1
 
-    def url(page: int):  # the split and page in the URL, the run and other parameters kept: when the
-        if not chosen and not ignored:  # user picks them (the app writes the run)
-            return no_update                                    # or to drop values the URL had wrong
+    def url(page: int, past: bool = False):  # the split and page in the URL, the run and other parameters
+        if not chosen and not ignored and not past:  # kept: when the user picks them (the app writes the
+            return no_update                     # run), or to drop values the URL had wrong or past the end
         written = changed_query(search, {"split": split, "page": page}, run_id)
         return no_update if written is None else written
 
@@ -82,13 +82,14 @@ def show_suspects(run_id, split, page, search):
         hint = problem(str(exc), "No label issues yet") if exc.code == "no_label_issues" else problem(str(exc))
         return hint, 1, 1, split, url(1), None
     pages = page_count(len(found), PAGE_SIZE)
-    page = min(page, pages)
+    asked, page = page, min(page, pages)
+    past = f" The link's page {asked} is past the last, so page {pages} is shown." if asked > pages else ""
     try:
         tiles = suspect_tiles(run_id, split, found.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE], cfg)
     except WorkbenchError as exc:
         tiles = problem(str(exc))
-    header = html.P(f"{len(found):,} suspects in the {split} set; page {page} of {pages}.", className="small")
-    return [header, tiles], pages, page, split, url(page), duplicates
+    header = html.P(f"{len(found):,} suspects in the {split} set; page {page} of {pages}.{past}", className="small")
+    return [header, tiles], pages, page, split, url(page, bool(past)), duplicates
 
 
 def suspect_tiles(run_id: str, split: str, rows, cfg: dict):

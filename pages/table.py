@@ -70,6 +70,17 @@ FIELDS = {  # the URL's parameters for this page (write_url writes URL_KEYS back
 }
 
 
+def read_state(query) -> tuple[dict, list[str], dict]:
+    """The URL's state, notes on what was ignored, and the ignored values (urlstate.read_query_ignored);
+    also an inverted confidence range (lo above hi), which would show no row without saying why."""
+    state, notes, ignored = read_query_ignored(query, FIELDS)
+    if state["lo"] > state["hi"]:
+        notes.append(f"lo={state['lo']:g} and hi={state['hi']:g} ignored: the range's low end is above its high end")
+        ignored.update({key: str(state[key]) for key in ("lo", "hi")})
+        state["lo"], state["hi"] = FIELDS["lo"].default, FIELDS["hi"].default
+    return state, notes, ignored
+
+
 def parse_sort(text) -> list[dict]:
     """"loss:desc" -> DataTable sort_by; anything else -> the default order."""
     column, _, direction = str(text or "").partition(":")
@@ -79,7 +90,7 @@ def parse_sort(text) -> list[dict]:
 
 
 def layout(**query):
-    state, notes, ignored = read_query_ignored(query, FIELDS)
+    state, notes, ignored = read_state(query)
     options = [{"label": name, "value": k} for k, name in enumerate(CLASS_NAMES)]
     return html.Div([
         dcc.Location(id="table-url", refresh=False),
@@ -199,7 +210,7 @@ def sync_url(every, true, pred, confidence, sort_by, page, search, rows, run_id)
     shown and the URL's other parameters kept. A changed filter starts again at page 1."""
     shown = [bool(every), _class(true), _class(pred), confidence, sort_by, page]
     if ctx.triggered_id == "table-url":
-        wanted = controls(read_query_ignored(search, FIELDS)[0])
+        wanted = controls(read_state(search)[0])
         wanted[-1] = min(wanted[-1], page_count(len(rows or []), PAGE_SIZE) - 1)  # past the end: show_rows
         return no_update, *(w if w != now else no_update for w, now in zip(wanted, shown))
     first = 0 if ctx.triggered_id in FILTERS else page
@@ -257,7 +268,7 @@ def open_detail(cell, prev, next_, is_open, search, _first, current, shown, page
     and Forward (which change the URL) step back through the images and close the view, one at a time."""
     trigger = ctx.triggered_id
     if trigger == "table-url":
-        image = read_query_ignored(search, FIELDS)[0]["image"]
+        image = read_state(search)[0]["image"]
         return (image is not None if image != current or bool(is_open) != (image is not None) else no_update,
                 image if image != current else no_update, no_update, None if image is None else no_update,
                 no_update)

@@ -50,6 +50,8 @@ BAD_LINKS = [  # path, the note's id, what the note says, the URL afterwards (No
     ("/all-errors?sort=zzz&page=99999&lo=abc&hi=0.5", "#table-url-note",
      ["sort='zzz' ignored", "page='99999' ignored: outside 1..400", "lo='abc' ignored: not a number"],
      {"sort": None, "page": None, "lo": None, "hi": "0.5"}),
+    ("/all-errors?lo=0.9&hi=0.1&true=6", "#table-url-note",
+     ["lo=0.9 and hi=0.1 ignored: the range's low end is above its high end"], {"lo": None, "hi": None, "true": "6"}),
     ("/errors?true=99&pred=0&page=abc&norm=rows", "#errors-url-note",
      ["true='99' ignored: outside 0..9", "page='abc' ignored: not a whole number"],
      {"true": None, "pred": None, "page": None, "norm": "rows"}),
@@ -227,6 +229,15 @@ def test_back_on_label_issues_undoes_a_split_then_a_page(duo):
     until(lambda: "page" not in query(duo) and "in the test set; page 1 of" in header(), WAIT)
     duo.driver.back()  # and out of the page
     until(lambda: urlparse(duo.driver.current_url).path == "/", WAIT)
+
+
+def test_a_label_issues_page_past_the_last_shows_the_last_says_so_and_leaves_the_url(duo):
+    visit(duo, "/suspects?page=999")
+    header = lambda: text_of(duo, "#suspects-tiles p.small")  # noqa: E731
+    until(lambda: "past the last" in header(), WAIT)
+    last = header().split(" of ")[1].split(".")[0]
+    assert f"The link's page 999 is past the last, so page {last} is shown." in header()
+    until(lambda: query(duo).get("page") == last, WAIT)
 
 
 def test_compare_detail_steps_through_its_side_and_back_undoes_one_step_at_a_time(duo):
