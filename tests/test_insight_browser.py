@@ -81,6 +81,11 @@ def test_map_lasso_selection_opens_its_images(duo):
     visit(duo, "/map?colour=correct")
     entries = until(lambda: duo.driver.find_elements(By.CSS_SELECTOR, "#map-graph .legendtext"), WAIT)
     assert fresh(lambda: [e.text for e in entries]) == ["correct", "wrong"]  # the colouring came from the URL
+    rects = duo.driver.execute_script(  # the legend's title clear of the tool bar (shown on hover, always on touch)
+        "return ['#map-graph .legendtitletext', '#map-graph .modebar']"
+        ".map(s => document.querySelector(s).getBoundingClientRect().toJSON())")
+    title, bar = rects
+    assert title["top"] >= bar["bottom"] or title["right"] <= bar["left"], rects
     # A selection as plotly reports a lasso: the graph emits plotly_selected with the points inside
     # (a real mouse lasso with ActionChains did not select reliably in headless Chromium); dcc.Graph
     # turns it into selectedData, the page lists those images. 30 points of each trace:

@@ -83,7 +83,8 @@ def map_figure(coords: np.ndarray, predictions: pd.DataFrame, names: list[str], 
                                    name=name,
                                    mode="markers", marker={"size": MARKER_SIZE, "color": colour},
                                    hoverinfo="none"))
-    fig.update_layout(dragmode="lasso", height=650, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+    fig.update_layout(dragmode="lasso", height=650, margin={"l": 10, "r": 10, "t": 40, "b": 10},  # t: the tool
+                      # bar's own strip above the plot, so it does not cover the legend's title
                       legend={"itemsizing": "constant", "title": COLOUR_BY.get(colour_by, "")},
                       xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"},
                       plot_bgcolor="white", uirevision="map")
