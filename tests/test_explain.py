@@ -122,6 +122,16 @@ def test_heatmaps_have_image_shape_and_unit_range(explainer, images, method):
     assert np.all(maps.reshape(len(images), -1).std(axis=1) > 0.01), "a map, not a constant"
 
 
+def test_score_cam_prints_no_progress_bar_and_leaves_keras_logging_as_it_was(explainer, images, capfd):
+    import keras
+
+    assert keras.config.is_interactive_logging_enabled()
+    maps = explainer.explain(images[:1], [0], method="scorecam")
+    assert maps.shape == (1, 28, 28) and maps.max() > 0.5
+    assert "step" not in capfd.readouterr().out  # no "1/1 ━━━━ 0s 206ms/step" in a server's log
+    assert keras.config.is_interactive_logging_enabled()
+
+
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++", "saliency"])
 def test_heatmap_changes_with_target_class(explainer, images, method):
     trouser = explainer.explain(images[:1], 1, method=method)[0]

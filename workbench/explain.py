@@ -12,6 +12,7 @@ batch for all images not yet cached and cached per (method, layer, target, image
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import warnings
@@ -151,8 +152,9 @@ class Explainer:
     @staticmethod
     def _run(visualizer, score, batch: np.ndarray, method: str, layer: str | None):
         if method == "scorecam":
-            return visualizer(score, batch, penultimate_layer=layer, seek_penultimate_conv_layer=False,
-                              batch_size=SCORECAM_BATCH)
+            with no_progress_bars():  # it calls model.predict, whose bar would land in the server's log
+                return visualizer(score, batch, penultimate_layer=layer, seek_penultimate_conv_layer=False,
+                                  batch_size=SCORECAM_BATCH)
         if method in LAYER_METHODS:
             return visualizer(score, batch, penultimate_layer=layer, seek_penultimate_conv_layer=False)
         if method == "smoothgrad":
@@ -189,6 +191,20 @@ class Explainer:
         self._cache.move_to_end(key)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
+
+
+@contextlib.contextmanager
+def no_progress_bars():
+    """Keras' progress bars off for the block (as they were after it)."""
+    import keras
+
+    was = keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()
+    try:
+        yield
+    finally:
+        if was:
+            keras.config.enable_interactive_logging()
 
 
 def smoothgrad(saliency, score, batch: np.ndarray) -> np.ndarray:
