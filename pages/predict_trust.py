@@ -30,6 +30,9 @@ SHOWN = [Input("predict-store", "data"), Input("predict-item", "value"), Input("
          Input("predict-photo-run", "value")]
 
 
+FAITH_HEIGHT = "330px"  # the faithfulness curve's box: its figure's height (its legend sits below the plot)
+
+
 def colour_bar():
     """The overlay's colour scale, with what its ends mean."""
     return html.Div([html.Img(src=explain_figures.colorbar_url(), className="colour-bar", alt="colour scale"),
@@ -41,7 +44,7 @@ def trust_section():
     """The faithfulness curve and the side-by-side button, placed under the images."""
     return html.Div([
         dcc.Loading(dcc.Graph(id="predict-faith", config=figures.STATIC_GRAPH_CONFIG,
-                              style={"height": "260px"}), type="dot"),
+                              style={"height": FAITH_HEIGHT}), type="dot"),
         dbc.Button("Compare all methods", id="predict-compare-button", color="secondary", outline=True,
                    size="sm", className="mt-1"),
         dcc.Loading(html.Div(id="predict-compare", className="method-grid"), type="dot"),
@@ -89,7 +92,7 @@ def faithfulness_curve(store, item_index, selected_run, method, target, layer, u
     except (RunError, ExplainError) as exc:
         logging.getLogger(__name__).info("no faithfulness curve for run %s: %s", run_id, exc)
         return {}, hidden
-    return explain_figures.faithfulness_figure(curve, METHODS[method]), {"height": "260px"}
+    return explain_figures.faithfulness_figure(curve, METHODS[method]), {"height": FAITH_HEIGHT}
 
 
 def compare_methods(_clicks, store, item_index, selected_run, target, layer, use_photo_run):

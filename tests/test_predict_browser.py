@@ -230,6 +230,18 @@ def test_photo_shows_the_found_outline_and_a_drawn_box_reruns_the_finder(workben
         tops = duo.driver.execute_script("return ['predict-upload', 'predict-bars', 'predict-photo', 'predict-input']"
                                          ".map(id => document.getElementById(id).getBoundingClientRect().top)")
         assert tops == sorted(tops), f"upload, bars, photo, model input at {tops} px on a phone"
+        lefts = duo.driver.execute_script("return ['predict-input', 'predict-cam', 'predict-colour-bar']"
+                                          ".map(id => Math.round(document.getElementById(id).getBoundingClientRect().left))")
+        assert len(set(lefts)) == 1, f"the two images and the colour bar stacked but not aligned: {lefts}"
+        duo.wait_for_element("#predict-faith .g-xtitle", timeout=WAIT)  # the faithfulness curve's texts fit
+        def spans():  # the graph's box, then its title, x-axis title and legend (redrawn for the new width)
+            return duo.driver.execute_script(
+                "return ['', ' .gtitle', ' .g-xtitle', ' .legend'].map(s => document.querySelector('#predict-faith' + s))"
+                ".map(e => e.getBoundingClientRect()).map(r => [Math.round(r.left), Math.round(r.right)])")
+        try:
+            until(lambda: all(spans()[0][0] <= left and right <= spans()[0][1] for left, right in spans()[1:]), WAIT)
+        except TimeoutError:
+            raise AssertionError(f"the faithfulness curve's texts overflow its box: {spans()}") from None
         # On a touch screen a swipe over the photo scrolls the page; "Draw a box" turns drawing on
         duo.driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 1})
         duo.driver.get(duo.server_url + "/predict")  # loaded again: the page asks the browser as it opens

@@ -27,10 +27,13 @@ def faithfulness_figure(curve: dict, label: str) -> go.Figure:
                         line=dict(color=color, width=3))
         fig.add_scatter(x=x, y=curve["random"][kind], name=f"random {kind} ({curve['random'][kind + '_auc']:.2f})",
                         line=dict(color=RANDOM_COLOR, dash="dot" if kind == "deletion" else "dash"))
-    fig.update_layout(title=f"Is the {label} map faithful? deletion ↓ low is good, insertion ↑ high is good",
-                      title_font_size=13, height=260, margin=MARGIN, plot_bgcolor="white",
-                      xaxis=dict(title="share of pixels removed / added, most important first", tickformat=".0%"),
-                      yaxis=dict(title="probability", range=[0, 1.02]), legend=dict(font_size=11))
+    reading = '<span style="font-size:11px">deletion ↓ low is good · insertion ↑ high is good</span>'
+    fig.update_layout(  # two short title lines and the legend below: it fits a 360 px phone column
+        title=f"Is the {label} map faithful?<br>{reading}",
+        title_font_size=13, height=330, margin=dict(MARGIN, t=50), plot_bgcolor="white",
+        xaxis=dict(title="pixels removed / added, most important first", tickformat=".0%"),
+        yaxis=dict(title="probability", range=[0, 1.02]),
+        legend=dict(font_size=11, orientation="h", yanchor="top", y=-0.3, x=0))
     return fig
 
 
