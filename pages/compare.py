@@ -26,9 +26,11 @@ SIDES = {"a_only": "A right, B wrong", "b_only": "B right, A wrong"}
 
 
 def fields(run_ids: list[str]) -> dict:
-    """The URL's parameters for this page: the two runs, the side whose images are shown, the image open."""
+    """The URL's parameters for this page: the two runs, the side whose images are shown, its gallery
+    page, the image open."""
     return {"a": RunField(tuple(run_ids)), "b": RunField(tuple(run_ids)),
-            "side": ChoiceField(tuple(SIDES), default="a_only"), "image": IntField(0, TEST_IMAGES - 1)}
+            "side": ChoiceField(tuple(SIDES), default="a_only"), "page": IntField(1, pages(TEST_IMAGES), default=1),
+            "image": IntField(0, TEST_IMAGES - 1)}
 
 
 def runs_named(state: dict, run_ids: list[str], selected: str | None) -> tuple[str | None, str | None]:
@@ -61,7 +63,7 @@ def layout(**query):
                                                 inline=True, options=[{"label": t, "value": k}
                                                                       for k, t in SIDES.items()])),
                          dbc.Col(dbc.Switch(id="compare-overlay", label="Grad-CAM", value=False), width="auto"),
-                         dbc.Col(dbc.Pagination(id="compare-page", max_value=1, active_page=1, size="sm",
+                         dbc.Col(dbc.Pagination(id="compare-page", max_value=1, active_page=state["page"], size="sm",
                                                 fully_expanded=False, className="mb-0"),
                                  id="compare-page-col", width="auto", className=HIDDEN)], align="center")),
                      dbc.CardBody(dcc.Loading(html.Div(id="compare-gallery"), type="dot"))]), lg=7)],
@@ -79,26 +81,34 @@ def comparison(run_a: str, run_b: str) -> dict:
 
 
 @callback(Output("compare-url", "search"), Output("compare-a", "value"), Output("compare-b", "value"),
-          Output("compare-side", "value"), Output("compare-detail", "is_open"), Output("compare-open", "data"),
+          Output("compare-side", "value"), Output("compare-page", "active_page"), Output("compare-detail", "is_open"),
+          Output("compare-open", "data"),
           Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-side", "value"),
+          Input("compare-page", "active_page"),
           Input("compare-url", "search"), Input({"type": "compare-thumb", "index": ALL}, "n_clicks"),
           Input("compare-prev", "n_clicks"), Input("compare-next", "n_clicks"), Input("compare-detail", "is_open"),
           State("compare-open", "data"), State("compare-stepped", "data"))
-def sync_url(run_a, run_b, side, search, _clicks, prev, next_, is_open, current, stepped):
+def sync_url(run_a, run_b, side, page, search, _clicks, prev, next_, is_open, current, stepped):
     """The controls, the open image and the URL in step, one callback both ways: Back or Forward
     changed the URL -> show what it names; the user changed the view -> write it (the URL's other
     parameters, the navbar's run among them, kept). A tile opens its image, previous / next step
-    through the side's images, another run or side closes it. Opening the page writes nothing,
-    unless to drop values it ignored."""
+    through the side's images, another run or side closes it and starts at the gallery's first page.
+    Opening the page writes nothing, unless to drop values it ignored."""
     if ctx.triggered_id in (None, "compare-url"):  # opening, Back, Forward
-        return show_url(search, {"a": run_a, "b": run_b, "side": side, "image": current if is_open else None})
+        return show_url(search, {"a": run_a, "b": run_b, "side": side, "page": page,
+                                 "image": current if is_open else None})
+    if ctx.triggered_id in ("compare-a", "compare-b", "compare-side"):
+        page = 1
     step = clicked_step("compare", prev, next_, stepped) if ctx.triggered_id in ("compare-prev", "compare-next") else 0
     image = opened_image(run_a, run_b, side, current, is_open, step)
-    if image is False:  # not an action: a tile re-rendered, the modal opened by this callback
-        return (no_update,) * 6
-    url = changed_query(search, {"a": run_a or None, "b": run_b or None, "side": side or None, "image": image})
+    if image is False and ctx.triggered_id != "compare-page":  # not an action: a tile re-rendered, the
+        return (no_update,) * 7                                   # modal opened by this callback
+    image = current if image is False else image  # a page turned: the open image (if any) stays
+    url = changed_query(search, {"a": run_a or None, "b": run_b or None, "side": side or None,
+                                 "page": page if isinstance(page, int) and page > 1 else None, "image": image})
     return (no_update if url is None else url, no_update, no_update, no_update,
-            image is not None, image if image != current else no_update)
+            page if ctx.triggered_id != "compare-page" else no_update, image is not None,
+            image if image != current else no_update)
 
 
 def show_url(search, shown: dict) -> tuple:
@@ -106,10 +116,11 @@ def show_url(search, shown: dict) -> tuple:
     run_ids = list_runs(settings()["runs_dir"])
     state, _notes, ignored = read_query_ignored(search, fields(run_ids))
     wanted = {**dict(zip(("a", "b"), runs_named(state, run_ids, parse_query(search).get("run")))),
-              "side": state["side"], "image": state["image"]}
-    url = changed_query(search, wanted) if ignored else None  # the URL without what was ignored
+              "side": state["side"], "page": state["page"], "image": state["image"]}
+    url = changed_query(search, {**wanted, "page": wanted["page"] if wanted["page"] > 1 else None}) \
+        if ignored else None  # the URL without what was ignored
     return (no_update if url is None else url,
-            *(wanted[k] if wanted[k] != shown[k] else no_update for k in ("a", "b", "side")),
+            *(wanted[k] if wanted[k] != shown[k] else no_update for k in ("a", "b", "side", "page")),
             wanted["image"] is not None if wanted["image"] != shown["image"] else no_update,
             wanted["image"] if wanted["image"] != shown["image"] else no_update)
 
@@ -152,12 +163,6 @@ def show_comparison(run_a, run_b):
     return html.Div([cards, verdict, same]), rows_table(table, table_id="compare-class-table"), None
 
 
-@callback(Output("compare-page", "active_page"), Input("compare-a", "value"), Input("compare-b", "value"),
-          Input("compare-side", "value"), prevent_initial_call=True)
-def first_page(*_):
-    return 1
-
-
 @callback(Output("compare-gallery", "children"), Output("compare-page", "max_value"),
           Output("compare-page-col", "className"),
           Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-side", "value"),
@@ -170,7 +175,8 @@ def show_gallery(run_a, run_b, side, page, with_overlay):
     try:
         indices = comparison(run_a, run_b)[side]
         wrong_run = run_b if side == "a_only" else run_a
-        tiles, total = gallery(settings(), wrong_run, indices, page or 1, bool(with_overlay), "compare")
+        page = min(page or 1, pages(len(indices)) or 1)  # a linked page past the side's last: its last
+        tiles, total = gallery(settings(), wrong_run, indices, page, bool(with_overlay), "compare")
     except (RunError, DataError, ExplainError) as exc:
         return problem(str(exc), "No gallery"), 1, HIDDEN
     if not total:

@@ -268,6 +268,29 @@ def test_compare_detail_steps_through_its_side_and_back_undoes_one_step_at_a_tim
     until(lambda: text_of(duo, "#compare-detail-title").startswith(f"Test image #{first}:"), WAIT)
 
 
+def test_compare_gallery_page_is_in_the_url_back_undoes_it_and_a_link_opens_it(duo):
+    visit(duo, f"/compare?a={RUNS[0]}&b={RUNS[1]}")
+    until(lambda: text_of(duo, "#compare-counts"), WAIT)
+    def tiles():
+        return [t.get_attribute("data-index") for t in duo.driver.find_elements(By.CSS_SELECTOR, "#compare-tiles .tile")]
+
+    page_one = until(lambda: fresh(tiles), WAIT)
+    fresh(lambda: [a for a in duo.find_elements("#compare-page a.page-link") if a.text == "2"][0]).click()
+    until(lambda: query(duo).get("page") == "2" and fresh(tiles) and fresh(tiles) != page_one, WAIT)
+    page_two = fresh(tiles)
+    duo.driver.back()
+    until(lambda: "page" not in query(duo) and fresh(tiles) == page_one, WAIT)
+    duo.driver.forward()
+    until(lambda: query(duo).get("page") == "2" and fresh(tiles) == page_two, WAIT)
+    duo.find_element(f"#compare-tiles .tile[data-index='{page_two[0]}']").click()
+    until(lambda: query(duo).get("image") == page_two[0] and query(duo).get("page") == "2", WAIT)
+    link = duo.driver.current_url
+    visit(duo, "/")
+    duo.driver.get(link)  # the link: the detail open over the gallery's page 2
+    until(lambda: text_of(duo, "#compare-detail-title").startswith(f"Test image #{page_two[0]}:"), WAIT)
+    until(lambda: fresh(tiles) == page_two, WAIT)
+
+
 def test_a_linked_image_outside_the_view_says_so_and_a_closed_row_reopens(duo):
     a, b = (runs.read_predictions(REPO / "runs" / r) for r in RUNS)
     both_right = int(a[(a["label"] == a["predicted"]) & (b["label"] == b["predicted"])]["index"].iloc[0])
