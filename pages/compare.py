@@ -14,14 +14,13 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from workbench import DEFAULT_RUN_ID, TEST_IMAGES, DataError, ExplainError, RunError, insight, list_runs
 from workbench.classify import PHOTO_RUN_ID
-from workbench.components import link_notes, metric_card, problem, rows_table, settings
+from workbench.components import HIDDEN, link_notes, metric_card, problem, rows_table, settings
 from workbench.gallery import clicked_step, detail, detail_footer, footer_state, gallery, pages, step_in
 from workbench.urlstate import (ChoiceField, IntField, RunField, changed_query, parse_query, read_query,
                                 read_query_ignored)
 
 dash.register_page(__name__, path="/compare", name="Compare", order=6)
 
-HIDDEN = "d-none"
 SIDES = {"a_only": "A right, B wrong", "b_only": "B right, A wrong"}
 
 

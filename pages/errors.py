@@ -21,7 +21,7 @@ from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, 
 
 from workbench import (CLASS_NAMES, PROB_COLUMNS, TEST_IMAGES, DataError, ExplainError, RunError, artifacts,
                        figures)
-from workbench.components import link_notes, no_run, problem, rows_table, settings
+from workbench.components import HIDDEN, link_notes, no_run, problem, rows_table, settings
 from workbench.explain import get_explainer
 from workbench.gallery import clicked_step, detail, detail_footer, footer_state, step_in
 from workbench.gallery import pages as page_count
@@ -32,7 +32,6 @@ dash.register_page(__name__, path="/errors", name="Errors", order=2)
 
 PAGE_SIZE = 50   # gallery images per page: one screenful, and one Grad-CAM batch well under a second
 TOP_PAIRS = 5    # confused pairs listed open; the other cells are folded under them
-HIDDEN = "d-none"
 PROMPT = "Click a cell of the matrix (or a confused pair) to see its images."
 LAST_CLASS = len(CLASS_NAMES) - 1
 FIELDS = {  # the URL's parameters for this page; defaults are left out of the URL

@@ -17,14 +17,13 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from workbench import TEST_IMAGES, DataError, ExplainError, RunError, artifacts, figures, maps
-from workbench.components import link_notes, no_run, problem, settings
+from workbench.components import HIDDEN, link_notes, no_run, problem, settings
 from workbench.gallery import clicked_step, detail, detail_footer, footer_state, gallery, pages, step_in
 from workbench.images import png_data_url
 from workbench.urlstate import ChoiceField, IntField, changed_query, read_query, read_query_ignored
 
 dash.register_page(__name__, path="/map", name="Map", order=4)
 
-HIDDEN = "d-none"
 PROMPT = ("Drag a lasso (or pick the box tool) around points of the map, or pick a whole colour group above, "
           "to list their images here.")
 MAX_SELECTED = 10_000  # a selection holds test indices only: the whole test set at most

@@ -21,26 +21,26 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
-from workbench import CLASS_NAMES, ExplainError, ImageError, RunError, artifacts, figures, list_runs
-from workbench.classify import (PHOTO_RUN_ID, familiarity_warnings, join_imagenet, predict_images, run_for_photos,
-                                without_imagenet)
-from workbench.components import link_notes, no_run, problem, settings
+from workbench import CLASS_NAMES, ExplainError, ImageError, RunError, artifacts, figures
+from workbench.classify import familiarity_warnings, join_imagenet, predict_images, without_imagenet
+from workbench.components import HIDDEN, link_notes, no_run, problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, get_explainer, layer_label
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
 from workbench.preprocess import prepare_image
 from workbench.uploads import box_of, chosen, decode, drawn_box, photo_bytes, prepared_fields, step_image
-from workbench.urlstate import FlagField, merge_query, parse_query, query_updater, read_query
+from workbench.urlstate import merge_query, parse_query
 
 from pages.predict_answer import hint, imagenet_note
 from pages.predict_loading import (MAX_FILES, in_name_order, load_uploads, message_title, random_test_index,
                                    test_from_url, uploads_gone)
-from pages.predict_trust import colour_bar, register_callbacks, trust_section
+from pages.predict_switches import answering_run, read_switches, register_callbacks as register_switches, switches
+from pages.predict_trust import colour_bar, register_callbacks as register_trust, trust_section
 
 dash.register_page(__name__, path="/predict", name="Predict", order=1)
-register_callbacks()  # the trust section's callbacks, for the app being built (see pages/predict_trust.py)
+register_trust()     # the helper modules' callbacks, for the app being built (see pages/predict_trust.py)
+register_switches()
 
 PREDICTED = "predicted"
-HIDDEN = "d-none"      # className of the result columns before there is an image (and of the hint after)
 PHOTO_HINT = ["Green: the garment found. Not right? ",  # a swipe on a touch screen scrolls: drawing is a button
               html.Span("Drag a box around the garment to look only there.", className="pointer-only"),
               html.Span("Tap Draw a box, then drag around the garment to look only there.", className="touch-only")]
@@ -48,14 +48,12 @@ DRAW = "Draw a box"
 EMPTY_HINT = ("Upload a photo or pick a random test image: its prediction, the 28×28 image the model "
               "sees and why it decided appear here.")
 WORKING = "Reading your photo and asking the model…"
-SWITCHES = {"imagenet": FlagField(default=True),   # the URL's switch parameters (on is the default, left out)
-            "photorun": FlagField(default=True)}
 REPLACE_UPLOADS = ("Show a random test image instead of your uploaded photos? They are not kept once replaced: "
                    "to see them again you would upload them again.")
 
 
 def layout(test: str | None = None, photos: str | None = None, **query):
-    switches, notes = read_query(query, SWITCHES)
+    switch_state, notes = read_switches(query)
     initial = {"items": [], "errors": []}
     if test is not None:
         initial = test_from_url(test)
@@ -85,9 +83,7 @@ def layout(test: str | None = None, photos: str | None = None, **query):
                     dbc.Button("Random test image", id="predict-random", color="secondary", outline=True,
                                className="mt-2 w-100"),
                     dcc.ConfirmDialog(id="predict-random-confirm", message=REPLACE_UPLOADS),
-                    photo_run_switch(switches["photorun"]),
-                    dbc.Switch(id="predict-imagenet", value=switches["imagenet"], className="mt-1",
-                               label="Photos: also ask an ImageNet classifier (off: the model alone)"),
+                    *switches(switch_state),
                     html.Div(id="predict-message", className="mt-2"),
                     dbc.RadioItems(id="predict-item", options=[], value=0, className="mt-2 item-list"),
                 ], className="predict-controls"),
@@ -133,34 +129,6 @@ def layout(test: str | None = None, photos: str | None = None, **query):
         dcc.Store(id="predict-switches"),  # the switches as URL parameters ({"imagenet": "0" or None, ...})
         dcc.Store(id="predict-query"),     # the address's query after they were written (in the browser)  # a touch screen (coarse pointer): set in the browser as the page opens
     ])
-
-
-def photo_run_switch(on: bool = True):
-    """"Photos: use the photo-tuned run", shown when that run is there (test images keep the selected run)."""
-    present = PHOTO_RUN_ID in list_runs(settings()["runs_dir"])
-    return dbc.Switch(id="predict-photo-run", value=present and on, className="mt-2" if present else HIDDEN,
-                      label=f"Classify photos with {PHOTO_RUN_ID}, the model tuned for real photos")
-
-
-def answering_run(item: dict, selected: str | None, use_photo_run: bool) -> str | None:
-    """The run that answers this item: the photo-tuned run for uploaded photos when switched on."""
-    if item.get("slot") is not None and use_photo_run:
-        return run_for_photos(settings()["runs_dir"]) or selected
-    return selected
-
-
-@callback(Output("predict-switches", "data"), Input("predict-imagenet", "value"), Input("predict-photo-run", "value"),
-          State("predict-photo-run", "className"))
-def switch_query(imagenet, photo_run, photo_run_class):
-    """The switches as URL parameters: "0" when off, None (left out) when on; the photo-run switch
-    only where it is shown. Written into the address in the browser, and into each URL load_images writes."""
-    shown = {"imagenet": imagenet, "photorun": photo_run if photo_run_class != HIDDEN else True}
-    return {key: None if value else "0" for key, value in shown.items()}
-
-
-clientside_callback(query_updater(), Output("predict-url", "search", allow_duplicate=True),
-                    Output("predict-url", "href"), Input("predict-switches", "data"),
-                    prevent_initial_call="initial_duplicate")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,18 +11,19 @@ imported once per process: decorating at import would give its callbacks to the 
 
 from __future__ import annotations
 
-import base64
 import logging
 
 import dash_bootstrap_components as dbc
 import numpy as np
 from dash import Input, Output, State, callback, ctx, dcc, html
 
-from workbench import IMAGE_SIZE, ExplainError, RunError, explain_figures, figures, trust
-from workbench.classify import run_for_photos
+from workbench import ExplainError, RunError, explain_figures, figures, trust
 from workbench.components import problem, settings
 from workbench.explain import LAYER_METHODS, METHODS, get_explainer
 from workbench.images import overlay, png_data_url
+from workbench.uploads import chosen, decode
+
+from pages.predict_switches import answering_run
 
 PREDICTED = "predicted"  # the target dropdown's "explain the predicted class" value (as in predict.py)
 SHOWN = [Input("predict-store", "data"), Input("predict-item", "value"), Input("run-store", "data"),
@@ -53,15 +54,10 @@ def trust_section():
 
 def current(store, item_index, selected_run, use_photo_run):
     """(image uint8 28x28, run id) of the chosen item, or (None, None)."""
-    items = (store or {}).get("items", [])
-    if not items:
+    item = chosen(store, item_index)
+    if item is None:
         return None, None
-    item = items[item_index if isinstance(item_index, int) and 0 <= item_index < len(items) else 0]
-    image = np.frombuffer(base64.b64decode(item["pixels"]), dtype=np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
-    run_id = selected_run
-    if item.get("slot") is not None and use_photo_run:
-        run_id = run_for_photos(settings()["runs_dir"]) or selected_run
-    return image, run_id
+    return decode(item["pixels"]), answering_run(item, selected_run, use_photo_run)
 
 
 def target_class(explainer, image: np.ndarray, target) -> int:

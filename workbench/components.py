@@ -4,6 +4,7 @@
     problem("file is damaged")       # a visible, specific error in the page
     metric_card("accuracy", "93.5 %"), rows_table(rows), no_run()
     link_notes(notes, "map")         # "Part of the link was ignored: ..." (urlstate.read_query's notes)
+    className=HIDDEN                 # a part of a page not shown (yet)
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import flask
 from dash import html
 
 from model import runs
+
+HIDDEN = "d-none"  # Bootstrap's className for a part of a page not shown (yet): a result before its input
 
 
 def settings() -> dict:
