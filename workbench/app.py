@@ -96,9 +96,10 @@ def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "ker
     return app
 
 
-# Page load or Back/Forward (the URL changed): select the URL's run (none named: the default, the first,
-# whatever this tab's session remembers, so an address shows the same run everywhere), or say it does
-# not exist and keep the selector's. The user picked a run: store it and write it into the URL, keeping the other parameters.
+# Page load or Back/Forward (the URL changed): select the URL's run, or say it does not exist and keep
+# the selector's. None named: the default (the first), not the run this tab's session remembers, so an
+# address shows the same run in every tab. The user picked a run: store it and write it into the URL,
+# keeping the other parameters.
 RUN_FROM_URL = """
 function(search, selected, options) {
     const skip = window.dash_clientside.no_update;
