@@ -156,8 +156,8 @@ def serve_layout():
     run_ids = runs.list_runs(settings()["runs_dir"])
     selector = dcc.Dropdown(
         id="run-select", options=[{"label": r, "value": r} for r in run_ids],
-        value=run_ids[0] if run_ids else None, clearable=False, persistence=True,
-        persistence_type="session", placeholder="no runs found", className="run-select")
+        value=run_ids[0] if run_ids else None, clearable=False,  # no persistence: the URL names the run
+        placeholder="no runs found", className="run-select")
     links = [dbc.NavLink(page["name"], href=page["relative_path"], active=False,  # active, ?run=: a callback
                          id={"type": "nav-link", "path": page["relative_path"]})
              for page in dash.page_registry.values() if not is_not_found_page(page)]
