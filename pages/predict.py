@@ -6,9 +6,7 @@ The store holds the prepared 28x28 images (784 bytes each, base64), never the up
 its number there, so it can be shared and Back returns to the previous one. An upload writes how
 many photos it showed instead (photos=2, a history entry): uploads cannot be in a link, so an
 address with photos= (Back or Forward to it, a reload, a shared link) says to upload them again.
-The two photo switches are in the URL when off (imagenet=0: the model alone; photorun=0: the
-selected run, not the photo-tuned one), so a link shows the same answer. A flip writes no history
-entry: Back re-renders the page, which would lose the uploaded photos.
+The two photo switches are in the URL when off (imagenet=0, photorun=0; pages/predict_switches.py).
 """
 
 from __future__ import annotations
@@ -125,9 +123,8 @@ def layout(test: str | None = None, photos: str | None = None, **query):
         dcc.Store(id="predict-store", data=initial),
         dcc.Store(id="predict-photos"),  # data URLs of the accepted uploads: redrawn and re-cropped from here
         dcc.Store(id="predict-probs"),
-        dcc.Store(id="predict-touch"),
+        dcc.Store(id="predict-touch"),  # a touch screen (coarse pointer): set in the browser as the page opens
         dcc.Store(id="predict-switches"),  # the switches as URL parameters ({"imagenet": "0" or None, ...})
-        dcc.Store(id="predict-query"),     # the address's query after they were written (in the browser)  # a touch screen (coarse pointer): set in the browser as the page opens
     ])
 
 
