@@ -6,7 +6,8 @@ The store holds the prepared 28x28 images (784 bytes each, base64), never the up
 its number there, so it can be shared and Back returns to the previous one. An upload writes how
 many photos it showed instead (photos=2, a history entry): uploads cannot be in a link, so an
 address with photos= (Back or Forward to it, a reload, a shared link) says to upload them again.
-The two photo switches are in the URL when off (imagenet=0, photorun=0; pages/predict_switches.py).
+The photo switches and the explanation's settings are in the URL when not the default (imagenet=0,
+method=saliency, target=4, ...; pages/predict_settings.py).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
-from workbench import CLASS_NAMES, ExplainError, ImageError, RunError, artifacts, figures
+from workbench import CLASS_NAMES, ExplainError, ImageError, artifacts, figures
 from workbench.classify import familiarity_warnings, join_imagenet, predict_images, without_imagenet
 from workbench.components import HIDDEN, link_notes, no_run, problem, settings
-from workbench.explain import LAYER_METHODS, METHODS, get_explainer, layer_label
+from workbench.explain import METHODS, get_explainer
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
 from workbench.preprocess import prepare_image
 from workbench.uploads import box_of, chosen, decode, drawn_box, photo_bytes, prepared_fields, step_image
@@ -31,14 +32,14 @@ from workbench.urlstate import merge_query, parse_query
 from pages.predict_answer import hint, imagenet_note
 from pages.predict_loading import (MAX_FILES, in_name_order, load_uploads, message_title, random_test_index,
                                    test_from_url, uploads_gone)
-from pages.predict_switches import answering_run, read_switches, register_callbacks as register_switches, switches
+from pages.predict_settings import (PREDICTED, answering_run, read_settings, register_callbacks as register_settings,
+                                   switches)
 from pages.predict_trust import colour_bar, register_callbacks as register_trust, trust_section
 
 dash.register_page(__name__, path="/predict", name="Predict", order=1)
 register_trust()     # the helper modules' callbacks, for the app being built (see pages/predict_trust.py)
-register_switches()
+register_settings()
 
-PREDICTED = "predicted"
 PHOTO_HINT = ["Green: the garment found. Not right? ",  # a swipe on a touch screen scrolls: drawing is a button
               html.Span("Drag a box around the garment to look only there.", className="pointer-only"),
               html.Span("Tap Draw a box, then drag around the garment to look only there.", className="touch-only")]
@@ -51,7 +52,7 @@ REPLACE_UPLOADS = ("Show a random test image instead of your uploaded photos? Th
 
 
 def layout(test: str | None = None, photos: str | None = None, **query):
-    switch_state, notes = read_switches(query)
+    state, notes = read_settings(query)
     initial = {"items": [], "errors": []}
     if test is not None:
         initial = test_from_url(test)
@@ -59,19 +60,21 @@ def layout(test: str | None = None, photos: str | None = None, **query):
         initial = uploads_gone(photos)
     empty, results, _ = visibility(bool(initial["items"]))
     controls = dbc.Card(dbc.CardBody([
-        dbc.Label("Explanation"), dbc.RadioItems(id="predict-method", value="gradcam", inline=True,
+        dbc.Label("Explanation"), dbc.RadioItems(id="predict-method", value=state["method"], inline=True,
                                                  options=[{"label": v, "value": k} for k, v in METHODS.items()]),
         dbc.Label("Target class", className="mt-2"),
-        dcc.Dropdown(id="predict-target", value=PREDICTED, clearable=False, options=target_options(CLASS_NAMES)),
-        dbc.Label("Layer", className="mt-2"), dcc.Dropdown(id="predict-layer", clearable=False),
+        dcc.Dropdown(id="predict-target", value=PREDICTED if state["target"] is None else state["target"],
+                     clearable=False, options=target_options(CLASS_NAMES)),
+        dbc.Label("Layer", className="mt-2"), dcc.Dropdown(id="predict-layer", value=state["layer"], clearable=False),
+        html.Div(id="predict-layer-note", className="small text-warning"),
         dbc.Label("Overlay opacity", className="mt-2"),
-        dcc.Slider(id="predict-opacity", min=0, max=1, step=0.05, value=DEFAULT_OPACITY,
+        dcc.Slider(id="predict-opacity", min=0, max=1, step=0.05, value=state["opacity"],
                    marks={0: "0", 0.5: "½", 1: "1"}),
     ]), className="mb-3")
     return html.Div([
         dcc.Location(id="predict-url", refresh=False),
         html.H1("Predict", className="page-title h2"),
-        link_notes(notes, "predict"),  # the switches' query then drops a malformed value from the URL
+        link_notes(notes, "predict"),  # the settings' query then drops a malformed value from the URL
         dbc.Row([
             dbc.Col([  # under lg its two parts take turns with the results: the answer before the photo.
                 # The upload has no accept="image/*": a file it would drop unseen (a .txt) gets a message instead.
@@ -81,7 +84,7 @@ def layout(test: str | None = None, photos: str | None = None, **query):
                     dbc.Button("Random test image", id="predict-random", color="secondary", outline=True,
                                className="mt-2 w-100"),
                     dcc.ConfirmDialog(id="predict-random-confirm", message=REPLACE_UPLOADS),
-                    *switches(switch_state),
+                    *switches(state),
                     html.Div(id="predict-message", className="mt-2"),
                     dbc.RadioItems(id="predict-item", options=[], value=0, className="mt-2 item-list"),
                 ], className="predict-controls"),
@@ -124,7 +127,8 @@ def layout(test: str | None = None, photos: str | None = None, **query):
         dcc.Store(id="predict-photos"),  # data URLs of the accepted uploads: redrawn and re-cropped from here
         dcc.Store(id="predict-probs"),
         dcc.Store(id="predict-touch"),  # a touch screen (coarse pointer): set in the browser as the page opens
-        dcc.Store(id="predict-switches"),  # the switches as URL parameters ({"imagenet": "0" or None, ...})
+        dcc.Store(id="predict-layer-link", data=state["layer"]),  # a link's layer=, till the run's layers are known
+        dcc.Store(id="predict-query"),  # the settings as URL parameters ({"imagenet": "0" or None, ...})
     ])
 
 
@@ -149,8 +153,8 @@ def ask_before_replacing_uploads(_clicks, photos):
           Output("predict-url", "search"), Input("predict-upload", "contents"), Input("predict-random", "n_clicks"),
           Input("predict-random-confirm", "submit_n_clicks"), Input("predict-url", "search"),
           State("predict-upload", "filename"), State("predict-store", "data"), State("predict-photos", "data"),
-          State("predict-switches", "data"), State("run-store", "data"), prevent_initial_call=True)
-def load_images(contents, _clicks, _confirmed, search, filenames, store, photos, switches, run_id):
+          State("predict-query", "data"), State("run-store", "data"), prevent_initial_call=True)
+def load_images(contents, _clicks, _confirmed, search, filenames, store, photos, settings_query, run_id):
     """New images replace the old ones; an upload with no usable image keeps the earlier results. The
     test image shown is in the URL (test=N), so Back and Forward (which change it) show theirs. A
     random test image replaces uploaded photos only once the user confirms (ask_before_replacing_uploads)."""
@@ -161,7 +165,8 @@ def load_images(contents, _clicks, _confirmed, search, filenames, store, photos,
         return test_from_url(test), 0, None, no_update
     if ctx.triggered_id == "predict-random" and photos:  # the dialog asks first
         return (no_update,) * 4
-    keep = {"run": run_id, **(switches or {})}  # written in the browser since this page's address was read
+    # written in the browser since this page's address was read; a new image starts at its predicted class
+    keep = {"run": run_id, **(settings_query or {}), "target": None}
     if ctx.triggered_id in ("predict-random", "predict-random-confirm"):
         index = str(random_test_index())
         return test_from_url(index), 0, None, merge_query(search, {"test": index, "photos": None, **keep})
@@ -263,27 +268,6 @@ def crop(relayout, _whole, store, item_index, photos):
 
 # ---------------------------------------------------------------------------------------------
 # Prediction and explanation
-
-@callback(Output("predict-layer", "options"), Output("predict-layer", "value"),
-          Output("predict-layer", "disabled"), Input("run-store", "data"), Input("predict-method", "value"))
-def list_layers(run_id, method):
-    disabled = method not in LAYER_METHODS
-    if ctx.triggered_id == "predict-method":
-        return no_update, no_update, disabled
-    try:
-        layers = get_explainer(settings()["runs_dir"], run_id).layer_choices() if run_id else []
-    except (RunError, ExplainError):
-        layers = []
-    options = layer_options(settings()["runs_dir"], run_id, layers)
-    return options, layers[0] if layers else None, disabled
-
-
-def layer_options(runs_dir, run_id: str, layers: list[str]) -> list[dict]:
-    """Dropdown options "conv3_block1_out · 7×7 (default)", ..."""
-    model = get_explainer(runs_dir, run_id).model if layers else None
-    return [{"label": layer_label(model, name) + (" (default)" if i == 0 else ""), "value": name}
-            for i, name in enumerate(layers)]
-
 
 @callback(Output("predict-target", "value"),
           Input("predict-bars", "clickData"), Input("predict-whynot", "n_clicks"),

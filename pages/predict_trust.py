@@ -23,7 +23,7 @@ from workbench.explain import LAYER_METHODS, METHODS, get_explainer
 from workbench.images import overlay, png_data_url
 from workbench.uploads import chosen, decode
 
-from pages.predict_switches import answering_run
+from pages.predict_settings import answering_run
 
 PREDICTED = "predicted"  # the target dropdown's "explain the predicted class" value (as in predict.py)
 SHOWN = [Input("predict-store", "data"), Input("predict-item", "value"), Input("run-store", "data"),

@@ -23,6 +23,7 @@ from browser_helpers import WAIT, attribute, displayed, fresh, new_tab, open_pag
 from model import runs
 from model.data import CLASS_NAMES
 from workbench.classify import LOW_CONFIDENCE, RUNNER_UP_SHARE
+from workbench.explain import get_explainer
 
 pytestmark = pytest.mark.browser
 
@@ -176,6 +177,38 @@ def test_switches_off_in_a_link_stay_off_and_a_malformed_value_is_named_and_drop
     until(lambda: "test" not in query(duo), timeout=WAIT)
     duo.wait_for_element("#predict-imagenet", timeout=WAIT)
     assert query(duo).get("imagenet") == ["0"] and not duo.find_element("#predict-imagenet").is_selected()
+
+
+def test_explanation_settings_live_in_the_link_and_a_new_image_starts_at_its_prediction(workbench, app_runs):
+    """method, target and opacity from a link are what the page shows; an unknown layer is named and the
+    run's default shown; a change is written in place (no history entry); a new image drops target=."""
+    duo, run_id = workbench
+    target = 4
+    duo.driver.get(duo.server_url + f"/predict?test=7&method=saliency&target={target}&opacity=0.3&layer=no_such")
+    duo.wait_for_contains_text("#predict-cam-caption", f"Saliency (gradients) for {CLASS_NAMES[target]}", timeout=WAIT)
+    duo.wait_for_contains_text("#predict-layer-note", "layer='no_such' ignored", timeout=WAIT)
+    until(lambda: "layer" not in query(duo), timeout=WAIT)   # the default layer: left out of the address
+    assert {k: v[0] for k, v in query(duo).items() if k != "run"} == \
+        {"test": "7", "method": "saliency", "target": str(target), "opacity": "0.3"}
+    assert duo.find_element("#_dbcprivate_radioitems_predict-method_input_saliency").is_selected()
+    depth = duo.driver.execute_script("return history.length")
+    duo.find_element("label[for='_dbcprivate_radioitems_predict-method_input_gradcam']").click()
+    duo.wait_for_contains_text("#predict-cam-caption", f"Grad-CAM for {CLASS_NAMES[target]}", timeout=WAIT)
+    until(lambda: "method" not in query(duo), timeout=WAIT)  # the default method: left out, in place
+    assert duo.driver.execute_script("return history.length") == depth
+    duo.driver.refresh()  # the address alone gives the same view again
+    duo.wait_for_contains_text("#predict-cam-caption", f"Grad-CAM for {CLASS_NAMES[target]}", timeout=WAIT)
+    assert query(duo).get("opacity") == ["0.3"]
+    duo.find_element("#predict-random").click()  # a new image: its predicted class, the rest kept
+    until(lambda: query(duo).get("test") != ["7"], timeout=WAIT)
+    until(lambda: text_of(duo, "#predict-cam-caption").endswith("(predicted)"), timeout=WAIT)
+    until(lambda: "target" not in query(duo), timeout=WAIT)
+    assert query(duo).get("opacity") == ["0.3"]
+    layers = get_explainer(app_runs, run_id).layer_choices()
+    if len(layers) > 1:  # a layer the run has stays, in the dropdown and the address
+        duo.driver.get(duo.server_url + f"/predict?test=7&layer={layers[1]}")
+        until(lambda: layers[1] in text_of(duo, "#predict-layer"), timeout=WAIT)
+        assert query(duo).get("layer") == [layers[1]] and not text_of(duo, "#predict-layer-note")
 
 
 def test_photo_shows_the_found_outline_and_a_drawn_box_reruns_the_finder(workbench, tmp_path, data_dir):

@@ -96,6 +96,18 @@ class RunField(ChoiceField):
 
 
 @dataclass(frozen=True)
+class NameField:
+    """A name such as a model layer's (letters, digits, _ . : / -); whether it exists, the page checks
+    where it knows what exists."""
+    default: str | None = None
+
+    def parse(self, raw: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.:/-]{1,64}", raw):
+            raise ValueError("not a name (letters, digits and _ . : / - only)")
+        return raw
+
+
+@dataclass(frozen=True)
 class FlagField:
     """On or off: 1/0, true/false, on/off, yes/no; written as 1 (off is the default, left out)."""
     default: bool = False
