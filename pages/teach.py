@@ -4,7 +4,7 @@ Guess first: the class is hidden until "Reveal" — the class asks, then the mod
 its Grad-CAM. Below: what each conv block sees of the image (its most active feature maps), and
 what the model thinks each class looks like (activation maximisation, computed once per run).
 The image is in the URL (/teach?image=123): a link shows the class the same image, and Back
-returns to the previous one.
+returns to the previous one. "Guess first" switched off is there too (guess=0), written in place.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from workbench.classify import predict_images
 from workbench.components import link_notes, no_run, problem, settings
 from workbench.explain import get_explainer
 from workbench.images import overlay, png_data_url
-from workbench.urlstate import IntField, merge_query, query_writer, read_query
+from workbench.urlstate import FlagField, IntField, merge_query, query_updater, read_query
 
 dash.register_page(__name__, path="/teach", name="Teach", order=9)
 
-FIELDS = {"image": IntField(0, TEST_IMAGES - 1)}  # a malformed image= is ignored: a random image instead
+FIELDS = {"image": IntField(0, TEST_IMAGES - 1),  # a malformed image= is ignored: a random image instead
+          "guess": FlagField(default=True)}       # guess first (on: left out of the URL)
 
 
 def layout(**query):
@@ -35,7 +36,7 @@ def layout(**query):
         link_notes(notes, "teach"),  # a mistyped image= says so (a random image is shown instead)
         html.Div([
             dbc.Button("Next image", id="teach-next", color="primary", size="lg", className="me-2"),
-            dbc.Switch(id="teach-guess", value=True, label="Guess first", className="d-inline-block me-3 teach-switch"),
+            dbc.Switch(id="teach-guess", value=state["guess"], label="Guess first", className="d-inline-block me-3 teach-switch"),
             dbc.Button("Reveal", id="teach-reveal", color="success", size="lg", className="me-2"),
             dbc.Button("What does the model think each class looks like?", id="teach-classes", color="link"),
         ], className="teach-controls"),
@@ -66,8 +67,16 @@ def next_image(clicks, search, index):
     return (random.randrange(TEST_IMAGES) if index is None else no_update), no_update
 
 
-# The image the page opened with into its URL, in place (replaceState: opening adds no history entry).
-clientside_callback(query_writer("image"), Output("teach-query", "data"), Input("teach-index", "data"))
+@callback(Output("teach-query", "data"), Input("teach-index", "data"), Input("teach-guess", "value"))
+def teach_query(index, guess_first):
+    """The image shown and the guess switch as URL parameters (None: left out)."""
+    return {"image": index, "guess": None if guess_first else "0"}
+
+
+# ... written in place (replaceState): the image the page opened with adds no history entry, and a
+# flipped switch none either; Next writes its own entry (next_image).
+clientside_callback(query_updater(), Output("teach-url", "search", allow_duplicate=True), Output("teach-url", "href"),
+                    Input("teach-query", "data"), prevent_initial_call="initial_duplicate")
 
 
 @callback(Output("teach-image", "src"), Output("teach-truth", "children"), Output("teach-layers", "children"),

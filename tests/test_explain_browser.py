@@ -104,6 +104,17 @@ def test_teaching_view_hides_the_answer_until_reveal(duo):
     until(lambda: query(duo).get("image") != "123", timeout=WAIT)
     duo.driver.back()  # to the link's image, the URL the page opened with
     duo.wait_for_text_to_equal("#teach-truth", "test image 123", timeout=WAIT)
+    depth = duo.driver.execute_script("return history.length")
+    duo.find_element("#teach-guess").click()  # guess first off: the answer at once, guess=0 in place
+    duo.wait_for_element("#teach-predicted", timeout=WAIT)
+    until(lambda: query(duo).get("guess") == "0", timeout=WAIT)
+    assert duo.driver.execute_script("return history.length") == depth and query(duo)["image"] == "123"
+    duo.driver.refresh()  # the link alone: the same image, answered at once
+    duo.wait_for_element("#teach-predicted", timeout=WAIT)
+    assert text_of(duo, "#teach-truth") == "test image 123" and not duo.find_element("#teach-guess").is_selected()
+    duo.find_element("#teach-next").click()  # Next keeps the switch
+    until(lambda: query(duo).get("image") != "123", timeout=WAIT)
+    assert query(duo).get("guess") == "0"
     duo.driver.set_window_size(1280, 720)  # a projector: the pictures come into view, captions and all
     duo.find_element("#teach-classes").click()
     until(lambda: len(duo.find_elements("#teach-class-images img")) == 10, timeout=WAIT)

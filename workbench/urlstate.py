@@ -25,7 +25,6 @@ never leave the page.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
@@ -196,29 +195,14 @@ def changed_query(search: str | dict | None, updates: dict, run_id: str | None =
     return None if parse_query(query) == parse_query(search) else query
 
 
-def query_writer(key: str) -> str:
-    """A clientside callback (value) -> puts KEY=value into the address bar in place (replaceState:
-    no history entry, no callback fired), for a value a page chose as it opened (a random image):
-    opening a page adds no history entry, so Back still leaves it. User actions write the page's
-    dcc.Location instead (a history entry, and Back or Forward reach the page's callbacks)."""
-    return """
-function(value) {
-    const key = %s;
-    const params = new URLSearchParams(window.location.search);
-    const wanted = (value === null || value === undefined) ? null : String(value);
-    if (wanted === null || params.get(key) === wanted) { return window.dash_clientside.no_update; }
-    params.set(key, wanted);
-    window.history.replaceState(null, "", window.location.pathname + "?" + params.toString());
-    return wanted;
-}""" % json.dumps(key)
-
-
 def query_updater() -> str:
     """A clientside callback ({key: value or null}) -> [search, href]: applies it to the address bar
     in place (null removes the key; replaceState: no history entry) and returns the new address for
     the page's dcc.Location, whose props must match it (else its next write pushes its stale href).
-    For a setting that must not add a history entry: on the Predict page Back re-renders the page,
-    which loses uploaded photos, so a switch flipped there is written this way (pages/predict.py)."""
+    For what must not add a history entry: a value a page chose as it opened (Teach's random image:
+    opening a page adds no history entry, so Back still leaves it), and settings on the Predict page,
+    where Back re-renders the page and loses uploaded photos (pages/predict_settings.py). User actions
+    that Back should undo write the page's dcc.Location instead (a history entry)."""
     return """
 function(updates) {
     const params = new URLSearchParams(window.location.search);
