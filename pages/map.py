@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, Patch, State, callback, ctx, dcc, html, no_update
 
 from workbench import TEST_IMAGES, DataError, ExplainError, RunError, artifacts, figures, maps
 from workbench.components import HIDDEN, link_notes, no_run, problem, settings
@@ -26,6 +26,8 @@ dash.register_page(__name__, path="/map", name="Map", order=4)
 
 PROMPT = ("Drag a lasso (or pick the box tool) around points of the map, or pick a whole colour group above, "
           "to list their images here.")
+NOTHING_INSIDE = ("No dot is inside the lasso or box you drew: draw it around some dots (zoom in with the "
+                  "mouse wheel for small groups).")
 MAX_SELECTED = 10_000  # a selection holds test indices only: the whole test set at most
 FIELDS = {"colour": ChoiceField(tuple(maps.COLOUR_BY), default="true"),  # the URL's parameters for this page
           "image": IntField(0, TEST_IMAGES - 1)}
@@ -138,9 +140,11 @@ def opened_image(click, current, is_open, selection, stepped, prev, next_):
 
 @callback(Output("map-graph", "figure"), Output("map-hint", "children", allow_duplicate=True),
           Output("map-group", "options"), Output("map-group", "value"),
-          Input("run-store", "data"), Input("map-colour", "value"), prevent_initial_call="initial_duplicate")
-def show_map(run_id, colour):
-    """The map, and its colour groups as the group picker's choices (label: name and count)."""
+          Input("run-store", "data"), Input("map-colour", "value"), State("map-selection", "data"),
+          prevent_initial_call="initial_duplicate")
+def show_map(run_id, colour, selection):
+    """The map, and its colour groups as the group picker's choices (label: name and count). A
+    selection kept through a change of colouring stays drawn as selected (another run clears it)."""
     colour = colour if colour in maps.COLOUR_BY else "true"
     if not run_id:
         return maps.go.Figure(), no_run(), [], None
@@ -149,7 +153,8 @@ def show_map(run_id, colour):
         coords = maps.embedding(cfg["runs_dir"], run_id, cfg["data_dir"])
         frame = artifacts.predictions(cfg["runs_dir"], run_id)
         names = artifacts.class_names(cfg["runs_dir"], run_id)
-        fig = maps.map_figure(coords, frame, names, colour)
+        kept = selection if ctx.triggered_id == "map-colour" and selection else None
+        fig = maps.map_figure(coords, frame, names, colour, kept)
     except (RunError, DataError) as exc:
         return maps.go.Figure(), problem(str(exc), "No map"), [], None
     options = [{"label": f"{name} ({len(members):,} images)", "value": name}
@@ -178,24 +183,42 @@ def show_hover(hover, run_id):
         html.Div(f"true {names[int(row['label'])]}", className="small text-muted")], className="text-center")
 
 
-def selected_indices(selected) -> list[int]:
-    """Test indices of a lasso / box selection (each point carries its index as customdata)."""
+def selected_indices(selected) -> list[int] | None:
+    """Test indices of a lasso / box selection (each point carries its index as customdata); None when
+    the selection was cleared (a double click), [] for a lasso around no dot."""
     if not isinstance(selected, dict):
-        return []
+        return None
     points = selected.get("points") or []
     return [int(p["customdata"]) for p in points[:MAX_SELECTED] if isinstance(p, dict) and "customdata" in p]
 
 
 @callback(Output("map-selection", "data"), Output("map-page", "active_page"),
+          Output("map-graph", "figure", allow_duplicate=True),
           Input("map-graph", "selectedData"), Input("run-store", "data"), Input("map-group", "value"),
           State("map-colour", "value"), prevent_initial_call=True)
 def remember_selection(selected, run_id, group, colour):
-    """The lasso's images, or a whole colour group's (the group picker); cleared for another run."""
+    """The lasso's images, or a whole colour group's (the group picker, whose dots are then drawn as
+    selected, as a lasso's are); cleared for another run."""
     if ctx.triggered_id == "map-group":
-        return (group_indices(run_id, colour, group), 1) if group and run_id else (no_update, no_update)
+        indices = group_indices(run_id, colour, group) if group and run_id else None
+        return (indices, 1, show_selected(run_id, colour, indices)) if indices is not None else (no_update,) * 3
     if ctx.triggered_id != "map-graph":
-        return None, 1  # another run: its map is another picture
-    return selected_indices(selected), 1
+        return None, 1, no_update  # another run: its map is another picture
+    return selected_indices(selected), 1, no_update
+
+
+def show_selected(run_id: str, colour: str, indices: list[int]):
+    """A patch of the map that draws `indices` as selected (each trace's selectedpoints)."""
+    cfg = settings()
+    try:
+        positions = maps.selected_points(artifacts.predictions(cfg["runs_dir"], run_id),
+                                         artifacts.class_names(cfg["runs_dir"], run_id), colour, indices)
+    except (RunError, DataError):
+        return no_update
+    patch = Patch()
+    for trace, points in enumerate(positions):
+        patch["data"][trace]["selectedpoints"] = points
+    return patch
 
 
 def group_indices(run_id: str, colour: str, group: str) -> list[int] | None:
@@ -215,7 +238,8 @@ def group_indices(run_id: str, colour: str, group: str) -> list[int] | None:
           State("run-store", "data"), prevent_initial_call=True)
 def show_gallery(indices, page, with_overlay, run_id):
     if not indices or not run_id:
-        return html.Div(PROMPT, className="text-muted"), "Selection", 1, HIDDEN
+        text = NOTHING_INSIDE if indices == [] and run_id else PROMPT
+        return html.Div(text, className="text-muted", id="map-prompt"), "Selection", 1, HIDDEN
     try:
         tiles, total = gallery(settings(), run_id, indices, page or 1, bool(with_overlay), "map")
     except (RunError, DataError, ExplainError) as exc:

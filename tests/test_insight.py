@@ -159,3 +159,20 @@ def test_embedding_cached_reused_and_recomputed_when_stale(tmp_path, monkeypatch
 def test_p_values_read_as_people_write_them():
     assert insight.p_text(0.0) == insight.p_text(1e-30) == "p < 0.0001"  # not "p = 0"
     assert insight.p_text(0.0321) == "p = 0.032" and insight.p_text(0.5) == "p = 0.5"
+
+
+def test_map_figure_draws_a_kept_selection_in_any_colouring():
+    """The selected test indices come back from each trace's selectedpoints, whatever the colouring."""
+    from workbench import maps
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"index": np.arange(100, 400), "label": rng.integers(0, 10, 300),
+                          "predicted": rng.integers(0, 10, 300)})
+    names = [f"class {k}" for k in range(10)]
+    wanted = set(rng.choice(frame["index"], 40, replace=False).tolist())
+    for colour in maps.COLOUR_BY:
+        fig = maps.map_figure(rng.normal(size=(300, 2)), frame, names, colour, sorted(wanted))
+        got = [trace.customdata[p] for trace in fig.data for p in trace.selectedpoints]
+        assert sorted(got) == sorted(wanted)
+        assert all(trace.selectedpoints is None for trace in maps.map_figure(rng.normal(size=(300, 2)), frame,
+                                                                             names, colour).data)

@@ -194,6 +194,15 @@ def test_map_group_picker_selects_a_whole_group_by_keyboard(duo):
     until(lambda: text_of(duo, "#map-gallery-title") == f"Selection: {len(wrong)} images", WAIT)
     tiles = until(lambda: duo.find_elements("#map-tiles .tile"), WAIT)
     assert {int(fresh(lambda: t.get_attribute("data-index"))) for t in tiles} <= wrong
+    selected = ("return document.querySelector('#map-graph .js-plotly-plot').data"
+                ".map(t => (t.selectedpoints || []).length)")
+    until(lambda: duo.driver.execute_script(selected) == [0, len(wrong)], WAIT)  # drawn as a lasso leaves them
+    duo.find_element("label[for='_dbcprivate_radioitems_map-colour_input_true']").click()
+    until(lambda: len(duo.driver.find_elements(By.CSS_SELECTOR, "#map-graph .legendtext")) == 10, WAIT)
+    until(lambda: sum(duo.driver.execute_script(selected)) == len(wrong), WAIT)  # still drawn, in the new colours
+    assert text_of(duo, "#map-gallery-title") == f"Selection: {len(wrong)} images"
+    duo.driver.execute_script("document.querySelector('#map-graph .js-plotly-plot').emit('plotly_selected', {points: []})")
+    duo.wait_for_contains_text("#map-prompt", "No dot is inside the lasso or box you drew", timeout=WAIT)
 
 
 def test_map_url_keeps_the_run_and_other_parameters(duo):

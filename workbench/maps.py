@@ -27,7 +27,8 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",  # plotly's D3
 RIGHT_WRONG = {"correct": "#b0b7bf", "wrong": "#d62728"}  # errors stand out on a grey crowd
 MARKER_SIZE = 4        # px: 10,000 points stay distinct at the page's 650 px height
 DECIMALS = 3           # coordinates rounded in the figure JSON: a third of the size, no visible change
-__all__ = ["COLOUR_BY", "ESTIMATED_SECONDS", "embedding", "groups", "has_embedding", "map_figure"]
+__all__ = ["COLOUR_BY", "ESTIMATED_SECONDS", "embedding", "groups", "has_embedding", "map_figure",
+           "selected_points"]
 
 
 def has_embedding(runs_dir: Path | str, run_id: str) -> bool:
@@ -70,19 +71,29 @@ def groups(predictions: pd.DataFrame, names: list[str], colour_by: str) -> list[
     return [(name, index[mask].tolist()) for name, _, mask in _groups(predictions, names, colour_by)]
 
 
-def map_figure(coords: np.ndarray, predictions: pd.DataFrame, names: list[str], colour_by: str = "true") -> go.Figure:
+def selected_points(predictions: pd.DataFrame, names: list[str], colour_by: str, indices) -> list[list[int]]:
+    """Per trace of map_figure, the positions of the selected test indices in it (plotly's
+    selectedpoints: those dots drawn as selected, the rest dimmed)."""
+    wanted = np.isin(predictions["index"].to_numpy(), np.asarray(list(indices), dtype=np.int64))
+    return [np.flatnonzero(wanted[mask]).tolist() for _, _, mask in _groups(predictions, names, colour_by)]
+
+
+def map_figure(coords: np.ndarray, predictions: pd.DataFrame, names: list[str], colour_by: str = "true",
+               selected=None) -> go.Figure:
     """A WebGL scatter of the map: one trace per colour group (click a legend entry to hide it);
-    each point's customdata is its test index; hover text is left to the page's image tooltip."""
+    each point's customdata is its test index; hover text is left to the page's image tooltip.
+    `selected` (test indices; None: no selection) are drawn as selected, as a lasso leaves them."""
     coords = np.round(np.asarray(coords, dtype=np.float64), DECIMALS)
     index = predictions["index"].to_numpy()
     fig = go.Figure()
-    for name, colour, mask in _groups(predictions, names, colour_by):
+    positions = selected_points(predictions, names, colour_by, selected) if selected is not None else None
+    for trace, (name, colour, mask) in enumerate(_groups(predictions, names, colour_by)):
         # customdata as a plain list: dcc.Graph copies it into click / selection events by position,
         # which fails on plotly's base64 typed-array encoding of a numpy array (x, y may stay encoded)
         fig.add_trace(go.Scattergl(x=coords[mask, 0], y=coords[mask, 1], customdata=index[mask].tolist(),
                                    name=name,
                                    mode="markers", marker={"size": MARKER_SIZE, "color": colour},
-                                   hoverinfo="none"))
+                                   hoverinfo="none", selectedpoints=positions[trace] if positions else None))
     fig.update_layout(dragmode="lasso", height=650, margin={"l": 10, "r": 10, "t": 40, "b": 10},  # t: the tool
                       # bar's own strip above the plot, so it does not cover the legend's title
                       legend={"itemsizing": "constant", "title": COLOUR_BY.get(colour_by, "")},
