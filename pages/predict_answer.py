@@ -27,21 +27,28 @@ def hint(probs: np.ndarray, names: list[str], item: dict) -> list:
     warnings = item.get("warnings") or []
     low = top < settings()["low_confidence"]  # the app's one threshold, shared with the JSON API
     if low or warnings:
-        unlike = ("The model knows only product photos of 10 kinds of clothing (" + ", ".join(names) +
-                  "); a busy background, several garments or an unusual angle often give answers like this. ")
-        why = ("This test image sits between classes for this model." if not photo else
-               unlike + "What lies outside your box counts as background: draw the box around the whole "
-               "garment, not through it." if item.get("box") else
-               unlike + "If it is one of them, a box drawn around it on the photo may help.")
         threshold = settings()["low_confidence"]
         opening = (f"Low confidence: the top class has only {top:.1%} (answers under {threshold:.0%} are "
                    "flagged). " if low else "Treat this answer with care. ")
         second = int(np.argsort(probs)[-2])  # a flagged photo's true class is the runner-up about as
         maybe = (f"It may also be {names[second]} ({probs[second]:.1%}). "  # often as the top class
                  if probs[second] >= RUNNER_UP_SHARE else "")
-        notes.append(dbc.Alert([opening, maybe, *[f"{w[:1].upper()}{w[1:]}. " for w in warnings], why],
+        found = [html.Ul([html.Li(f"{w[:1].upper()}{w[1:]}.") for w in warnings], className="mb-1 mt-1")] \
+            if warnings else []
+        why = advice(names, item) if photo else ["This test image sits between classes for this model."]
+        notes.append(dbc.Alert([html.Strong(opening), maybe, *found, *why],
                                color="warning", className="low-confidence mt-2 mb-0"))
     return notes
+
+
+def advice(names: list[str], item: dict) -> list:
+    """For a flagged photo: what may help, then why such answers happen, folded (the answer stays short)."""
+    helps = ("What lies outside your box counts as background: draw the box around the whole garment, not "
+             "through it." if item.get("box") else
+             "If it is one of the 10 kinds of clothing the model knows, a box drawn around it on the photo may help.")
+    unlike = ("The model knows only product photos of 10 kinds of clothing (" + ", ".join(names) +
+              "); a busy background, several garments or an unusual angle often give answers like this.")
+    return [" " + helps, html.Details([html.Summary("Why?"), unlike], className="small mt-1")]
 
 
 def imagenet_note(item: dict, own: np.ndarray, probs: np.ndarray, names: list[str]) -> list:

@@ -151,6 +151,11 @@ def test_threshold_override_reaches_the_page_and_a_rejected_upload_keeps_the_res
     until(lambda: "test" not in parse_qs(urlparse(duo.driver.current_url).query), timeout=WAIT)  # no link to it
     until(lambda: not text_of(duo, "#predict-caption").startswith("test image"), timeout=WAIT)
     assert parse_qs(urlparse(duo.driver.current_url).query).get("photos") == ["1"]
+    shown = "return document.querySelector('#predict-hint .low-confidence').innerText"  # what is rendered
+    flagged = until(lambda: duo.driver.execute_script(shown), timeout=WAIT)  # a flagged photo: what may help,
+    assert "a box drawn around it on the photo may help" in flagged and "busy background" not in flagged
+    duo.find_element("#predict-hint .low-confidence summary").click()  # and why, folded till asked for
+    until(lambda: "busy background" in duo.driver.execute_script(shown), timeout=WAIT)
     duo.driver.back()  # the test image shown before the upload
     until(lambda: text_of(duo, "#predict-caption").startswith(f"test image #{index} ·"), timeout=WAIT)
     duo.driver.forward()  # the upload is not in the address: the page says so instead of a blank page
