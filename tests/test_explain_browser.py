@@ -111,7 +111,8 @@ def test_teaching_view_hides_the_answer_until_reveal(duo):
     assert duo.driver.execute_script("return history.length") == depth and query(duo)["image"] == "123"
     duo.driver.refresh()  # the link alone: the same image, answered at once
     duo.wait_for_element("#teach-predicted", timeout=WAIT)
-    assert text_of(duo, "#teach-truth") == "test image 123" and not duo.find_element("#teach-guess").is_selected()
+    duo.wait_for_text_to_equal("#teach-truth", "test image 123", timeout=WAIT)
+    assert not duo.find_element("#teach-guess").is_selected()
     duo.find_element("#teach-next").click()  # Next keeps the switch
     until(lambda: query(duo).get("image") != "123", timeout=WAIT)
     assert query(duo).get("guess") == "0"
