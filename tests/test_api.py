@@ -263,6 +263,7 @@ def frames_gif() -> bytes:
     ("spinner.gif", frames_gif(), 415, "animated"),
     ("bomb.png", png_header_only(60_000, 60_000), 413, "too_many_pixels"),
     ("tiny.png", encode(Image.new("L", (4, 4))), 422, "too_small"),
+    ("strip.png", encode(Image.new("L", (20000, 10), 255)), 422, "too_narrow"),
     ("blank.png", encode(Image.new("RGB", (64, 64), "white")), 422, "no_object"),
 ])
 def test_bad_images_are_refused_by_name(server, api_schema, name, data, status, error):

@@ -125,6 +125,13 @@ def test_decode_enforces_byte_and_pixel_limits_before_decoding():
     with pytest.raises(ImageError) as caught:
         pp.decode(encode(np.zeros((4, 4), np.uint8)))
     assert caught.value.code == "too_small"
+    for height, width in [(10, 20000), (20000, 10), (10, 1000)]:  # a strip shrinks to a pixel row: refused
+        with pytest.raises(ImageError) as caught:
+            pp.prepare_image(encode(np.full((height, width), 255, np.uint8)))
+        assert caught.value.code == "too_narrow" and f"{width}x{height}" in str(caught.value)
+    strip = np.full((20, 400), 255, np.uint8)  # the longest kept (20 times as long as wide) is read
+    strip[4:16, 100:300] = 30
+    assert pp.prepare_image(encode(strip)).image.shape == (28, 28)
 
 
 def test_decode_applies_exif_orientation():

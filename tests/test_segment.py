@@ -179,6 +179,13 @@ def test_a_bad_box_is_refused_in_words(box, words):
     assert caught.value.code == "bad_box" and words in str(caught.value)
 
 
+def test_a_box_far_longer_than_wide_is_refused_in_words():
+    """A box 30 times as long as wide would shrink to a pixel row at working size (as a strip-shaped photo)."""
+    with pytest.raises(ImageError) as caught:
+        prepare_array(np.zeros((100, 1200, 3), np.uint8), box=(0, 10, 1200, 50))
+    assert caught.value.code == "bad_box" and "1200x40 pixels, more than 20 times as long as it is wide" in str(caught.value)
+
+
 def test_a_small_find_is_flagged_and_a_good_one_is_not():
     rng = np.random.default_rng(8)
     good = prepare_array(paint(wood(rng), tshirt(), (40, 40, 150), rng))

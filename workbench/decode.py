@@ -33,6 +33,8 @@ class Limits:
                                        # counts after its draft, so 50 MP phone photos pass); a 381 KB
                                        # 16-bit RGBA PNG of 7000x7000 (196 MB decoded) took 1.1 GB before
     min_side: int = 8                  # px: smaller images hold no recognisable shape
+    max_aspect: float = 20.0           # long side / short side: a garment photo, even a panorama, is far
+                                       # squarer; a 20000x10 strip shrinks to one pixel row at working size
     formats: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")  # what browsers and phones make
     decode_side: int = 2048            # px: decoded images are reduced to this longest side before any
                                        # conversion (the pipeline works at 384 px, displays at 256)
@@ -141,6 +143,10 @@ def check_header(image: Image.Image, limits: Limits) -> None:
     if min(width, height) < limits.min_side:
         raise ImageError(f"the image is {width}x{height}; each side needs at least {limits.min_side} px",
                          "too_small")
+    if max(width, height) > limits.max_aspect * min(width, height):
+        raise ImageError(f"the image is {width}x{height}, {max(width, height) / min(width, height):,.0f} times as "
+                         f"long as it is wide; at most {limits.max_aspect:g} times is read: crop it nearer the garment",
+                         "too_narrow")
     if image.format == "JPEG":
         try:
             image.draft("RGB", (DRAFT_SIDE, DRAFT_SIDE))  # decode big JPEGs at a reduced scale: far faster

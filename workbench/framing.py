@@ -24,6 +24,7 @@ import numpy as np
 
 from model.errors import ImageError
 from workbench.canvas import SIZE, Prepared, pad_center, resize_longest, sharpen, stretch
+from workbench.decode import Limits
 from workbench.segment import Found, FinderSettings, NothingFound, find_garment
 
 
@@ -114,6 +115,9 @@ def crop_to_box(image, box, full_size) -> tuple[object, tuple[float, float], flo
     if x1 - x0 < SIZE or y1 - y0 < SIZE:  # fewer pixels than the model's input: no garment to find
         raise ImageError(f"the box {tuple(box)} holds only {x1 - x0}x{y1 - y0} pixels of {photo}; draw it "
                          f"around the whole garment (at least {SIZE}x{SIZE} pixels)", "bad_box")
+    if max(x1 - x0, y1 - y0) > Limits.max_aspect * min(x1 - x0, y1 - y0):  # as decode refuses for a photo
+        raise ImageError(f"the box {tuple(box)} is {x1 - x0}x{y1 - y0} pixels, more than {Limits.max_aspect:g} times "
+                         "as long as it is wide; draw it around the whole garment", "bad_box")
     x0, y0, x1, y1 = widen(x0, y0, x1, y1, full_size)
     pixels = tuple(round(v / factor) for v in (x0, y0, x1, y1))
     return image.crop(pixels), (pixels[0] * factor, pixels[1] * factor), factor

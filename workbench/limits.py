@@ -50,7 +50,8 @@ ERROR_STATUS = {
     "method_not_allowed": 405,
     "too_large": 413, "too_many_pixels": 413, "request_too_large": 413, "too_many_files": 413,
     "not_an_image": 415, "unsupported_format": 415, "animated": 415, "unsupported_media_type": 415,
-    "truncated": 422, "corrupt": 422, "too_small": 422, "no_object": 422, "invalid_image": 422, "bad_box": 422,
+    "truncated": 422, "corrupt": 422, "too_small": 422, "too_narrow": 422, "no_object": 422, "invalid_image": 422,
+    "bad_box": 422,
     "explanations_off": 422,  # gradcam=true on an imported run without a Keras conv layer
     "run_unavailable": 503, "no_runs": 503,
 }
