@@ -195,7 +195,8 @@ def prepare_run_dir(runs_dir: Path, run_id: str, config: dict, write: bool = Tru
         changed = changed_settings(old, config)
         if changed:
             raise runs.RunError(f"run {run_id!r} was started with other settings ({'; '.join(changed)}); "
-                                f"resume it with the same flags, or choose another --run-id")
+                                f"resume it with the same flags, choose another --run-id, or delete {run_dir} "
+                                "to start it afresh")
         if write:
             LOG.info("resuming run %r from %s", run_id, run_dir / runs.BACKUP_DIR)
     if not write:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from workbench import cli
 
 
@@ -31,3 +33,14 @@ def test_help_lists_subcommands_without_tensorflow():
     for command in ("data", "train", "evaluate", "serve", "predict", "export"):
         assert command in out
     assert out.strip().endswith("False")
+
+
+def test_train_refuses_zero_epochs_and_a_tiny_limit_before_writing_anything(tmp_path, capsys):
+    """--epochs 0 left a half-made run folder that later refused --epochs 1; --limit 0 trained on everything."""
+    for flags, words in [(["--epochs", "0"], "--epochs: must be a whole number of at least 1, received '0'"),
+                         (["--epochs", "-1"], "received '-1'"), (["--limit", "0"], "--limit: must be a whole number of at "
+                                                                 "least 100"), (["--batch-size", "x"], "received 'x'")]:
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(["train", "--runs-dir", str(tmp_path / "runs"), *flags])
+        assert stopped.value.code == 2 and words in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

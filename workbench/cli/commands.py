@@ -68,8 +68,10 @@ def run_train(args: argparse.Namespace) -> int:
                             progress=not args.no_progress)
     except (KeyboardInterrupt, Terminated) as exc:
         backup = Path(args.runs_dir) / (args.run_id or f"{recipe.name}-{recipe.seed}") / runs.BACKUP_DIR
-        print(f"{str(exc) or 'interrupted'}: finished epochs are kept in {backup}; the same command resumes "
-              "from there", file=sys.stderr)
+        kept = backup.is_dir() and any(backup.iterdir())
+        print(f"{str(exc) or 'interrupted'}: " + (f"finished epochs are kept in {backup}; the same command resumes "
+              "from there" if kept else "no epoch had finished, so nothing was kept; the same command starts "
+              "it again"), file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     if not distributed.is_chief(cluster):
         print(f"worker {cluster.index} of {cluster.num_workers} done; the chief (worker 0) writes {run_dir}")

@@ -24,6 +24,22 @@ def top_count(text: str) -> int:
     return value
 
 
+def at_least(low: int, what: str = ""):
+    """An argparse type: a whole number >= low (0 epochs or a --limit of 0 is a typo, not a request)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at least {low}{what}, received {text!r}")
+        return value
+    return parse
+
+
+SMALLEST_LIMIT = 100  # images: fewer cannot hold every class in both training and validation
+
+
 def crop_box(text: str) -> tuple[int, int, int, int]:
     """--box: x0,y0,x1,y1 in the photo's pixels, read as the API reads its `box`."""
     try:
@@ -67,17 +83,18 @@ def _add_train(sub) -> None:
                    help="fast (default, compact CNN), fast-long, resnet50-cpu, study (a GPU job)")
     p.add_argument("--run-id", default=None, help="run folder name (default: <recipe>-<seed>); "
                                                   "an unfinished run of that name is resumed")
-    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    p.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
+    p.add_argument("--epochs", type=at_least(1), default=None, help="override the recipe's epochs")
+    p.add_argument("--batch-size", type=at_least(1), default=None, help="override the recipe's batch size")
     p.add_argument("--learning-rate", type=float, default=None, help="override the recipe's peak learning rate")
     p.add_argument("--input-size", type=int, default=None, help="override the ResNet input size (px)")
     p.add_argument("--weights", default=None, help="ResNet50 weights: imagenet | none | PATH")
     p.add_argument("--val-size", type=int, default=None, help="validation images held out of train")
     p.add_argument("--seed", type=int, default=None, help="seed for the split, init and augmentation")
-    p.add_argument("--limit", type=int, default=None, help="train on only this many images (smoke runs)")
+    p.add_argument("--limit", type=at_least(SMALLEST_LIMIT, " (every class in training and validation)"),
+                   default=None, help="train on only this many images (smoke runs)")
     p.add_argument("--precision", default=None, choices=["auto", "float32", "mixed_bfloat16"],
                    help="training precision (default auto: mixed bfloat16 on CPUs with AMX/AVX512-BF16)")
-    p.add_argument("--width", type=int, default=None, help="override the compact CNN's first-stage channels")
+    p.add_argument("--width", type=at_least(1), default=None, help="override the compact CNN's first-stage channels")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--local-workers", type=int, default=None, metavar="N",
                    help="data-parallel training in N >= 2 worker processes on 127.0.0.1 (each gets its "
@@ -166,9 +183,11 @@ def _add_label_issues(sub) -> None:
     add_run_arguments(p)
     defaults = FoldSettings()
     p.add_argument("--folds", type=int, default=defaults.folds, help=f"K of the K-fold (default {defaults.folds})")
-    p.add_argument("--epochs", type=int, default=defaults.epochs, help=f"epochs per fold (default {defaults.epochs})")
+    p.add_argument("--epochs", type=at_least(1), default=defaults.epochs,
+                   help=f"epochs per fold (default {defaults.epochs})")
     p.add_argument("--width", type=int, default=defaults.width, help=f"CNN first-stage channels (default {defaults.width})")
-    p.add_argument("--limit", type=int, default=None, help="use only this many training images (smoke runs)")
+    p.add_argument("--limit", type=at_least(SMALLEST_LIMIT, " (every class in every fold)"), default=None,
+                   help="use only this many training images (smoke runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler="run_label_issues")
 
