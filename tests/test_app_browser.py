@@ -74,6 +74,24 @@ def test_broken_run_says_what_is_wrong_per_page(workbench):
     duo.wait_for_element("#training-curves .scatterlayer .trace", timeout=WAIT)
 
 
+def test_an_error_no_page_caught_is_said_above_the_page_and_goes_with_it(workbench, monkeypatch):
+    """A failure inside a callback (here a history reader that breaks as a file damaged in an unforeseen
+    way would) shows a message above the page, never a silently blank part; another page clears it."""
+    from workbench import artifacts
+
+    duo, _ = workbench
+
+    def broken(*_args, **_kwargs):
+        raise ValueError("a damage no check foresaw")
+
+    monkeypatch.setattr(artifacts, "history", broken)  # the app runs in this process (a thread)
+    open_page(duo, "/training")
+    duo.wait_for_contains_text("#app-error", "Part of this page could not be shown", timeout=WAIT)
+    assert "ValueError: a damage no check foresaw" in text_of(duo, "#app-error")
+    open_page(duo, "/report")
+    until(lambda: not duo.find_elements("#app-error"), timeout=WAIT)  # closed: dbc takes it out of the page
+
+
 def free_port() -> int:
     import socket
 

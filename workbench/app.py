@@ -30,7 +30,7 @@ from model.data import IMAGE_SIZE
 from workbench.api import register_api
 from workbench.classify import low_confidence_threshold
 from workbench.components import settings
-from workbench.guard import guard_server
+from workbench.guard import ERROR_ID, callback_failed, guard_server
 from workbench.limits import ApiLimits
 from workbench.urlstate import merge_query
 
@@ -55,7 +55,8 @@ def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "ker
     app = dash.Dash(
         __name__, use_pages=True, title="Fashion workbench",
         pages_folder=package_folder("pages"), assets_folder=package_folder("assets"),
-        external_stylesheets=[THEME_URL], suppress_callback_exceptions=True)
+        external_stylesheets=[THEME_URL], suppress_callback_exceptions=True,
+        on_error=callback_failed)  # an error no page caught: said above the page, never a blank part
     guard_server(app.server, ApiLimits.from_env())  # one request-size limit for every route
     _serve_theme(app.server)
     app.server.config.update(WORKBENCH_RUNS_DIR=str(runs_dir), WORKBENCH_BACKEND=backend,
@@ -69,6 +70,10 @@ def create_app(runs_dir: Path | str = runs.DEFAULT_RUNS_DIR, backend: str = "ker
                             Output("app-url", "search"), Output("run-note", "children"),
                             Output("run-note", "is_open"), Input("app-url", "search"),
                             Input("run-select", "value"), State("run-select", "options"))
+
+    # Another page: the error said above the last one goes (the new page's callbacks say theirs)
+    app.clientside_callback("function(_) { return false; }", Output(ERROR_ID, "is_open"),
+                            Input("app-url", "pathname"), prevent_initial_call=True)
 
     # "Skip to the page", the first Tab stop: past the navbar's 13 stops to the page (the next Tab is its
     # first control). A button, not a #main link: the hash would be a history entry
@@ -169,10 +174,11 @@ def serve_layout():
                      id="navbar-collapse", is_open=False, navbar=True),
     ], fluid=True), color="primary", dark=True, expand="lg", className="mb-3")
     note = dbc.Alert(id="run-note", is_open=False, color="warning", dismissable=True, className="run-note")
+    failed = dbc.Alert(id=ERROR_ID, is_open=False, color="danger", dismissable=True, className="problem")
     skip = html.Button("Skip to the page", id="skip-link",  # shown only when the keyboard focuses it
                        className="skip-link btn btn-light visually-hidden-focusable")
     return html.Div([dcc.Store(id="run-store"), dcc.Location(id="app-url", refresh=False), skip, navbar,
-                     html.Main(dbc.Container([note, dash.page_container], fluid=True, className="page"),
+                     html.Main(dbc.Container([note, failed, dash.page_container], fluid=True, className="page"),
                                id="main", tabIndex="-1")])
 
 

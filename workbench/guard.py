@@ -10,6 +10,9 @@ for malformed requests.
 - A Dash callback request that fails on its inputs (a hand-made payload: a malformed body, a number
   where a run id belongs, a class index out of range, text for an opacity) answers 400, logged; other
   errors stay 500s, which are bugs. The pages also validate what they can and show a message.
+- An error a page's callback did not catch (a run file damaged in a way no check foresaw) is logged
+  with its traceback and shown above the page (`callback_failed`, Dash's on_error), with the outputs
+  left as they were: never a silently blank part of a page.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import io
 import logging
 
 import flask
+from dash import ctx, html, no_update, set_props
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from workbench.limits import ApiLimits
 
 LOG = logging.getLogger(__name__)
 DASH_CALLBACK_PATH = "_dash-update-component"
+ERROR_ID = "app-error"   # the alert above every page (workbench.app.serve_layout) that callback_failed opens
 INPUT_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError, OverflowError)
 
 
@@ -66,3 +71,15 @@ def refuse_long_chunked_body(limit: int) -> None:
 def bad_request(detail: str):
     """400 with a JSON body shaped like the API's errors."""
     return flask.jsonify({"error": "bad_request", "detail": detail}), 400
+
+
+def callback_failed(exc: Exception):
+    """Dash's on_error for every callback: log the error with its traceback, say so above the page, and
+    leave the callback's outputs as they were."""
+    LOG.error("callback for %s failed: %s: %s", ctx.outputs_list, type(exc).__name__, exc, exc_info=exc)
+    detail = f"{type(exc).__name__}: {exc}"[:300]
+    set_props(ERROR_ID, {"is_open": True, "children": [
+        html.Strong("Part of this page could not be shown. "),
+        f"The run's files may be damaged or from another version ({detail}); the server log has the details."]})
+    outputs = ctx.outputs_list
+    return [no_update] * len(outputs) if isinstance(outputs, list) else no_update
