@@ -12,6 +12,8 @@ model has no training time).
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from model.data import FILES, NUM_CLASSES
@@ -19,8 +21,20 @@ from model.data import FILES, NUM_CLASSES
 NUM_TEST = FILES["test_images"].count  # 10,000: the indices test_predictions.parquet may hold
 
 
-def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def is_number(value) -> bool:  # finite: a NaN would also make the API's JSON invalid
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_share(value) -> bool:  # an accuracy, F1 or calibration error: 0..1
+    return is_number(value) and 0 <= value <= 1
+
+
+def is_count(value) -> bool:
+    return is_whole(value) and value >= 1
+
+
+def is_amount(value) -> bool:  # seconds, images per second
+    return is_number(value) and value >= 0
 
 
 def is_whole(value) -> bool:
@@ -35,6 +49,10 @@ def is_pair(value) -> bool:
     return is_numbers(value) and len(value) == 2
 
 
+def is_interval(value) -> bool:  # a confidence interval of a share: 0 <= low <= high <= 1
+    return is_pair(value) and 0 <= value[0] <= value[1] <= 1
+
+
 def is_class_names(value) -> bool:
     return isinstance(value, list) and len(value) == NUM_CLASSES and all(isinstance(v, str) for v in value)
 
@@ -47,22 +65,26 @@ def is_per_class(value) -> bool:
 RELIABILITY_KEYS = ("bin_accuracy", "bin_confidence", "bin_count", "bin_edges")
 
 
-def is_reliability(value) -> bool:  # an empty bin's accuracy and confidence are null
-    return isinstance(value, dict) and all(
-        isinstance(value.get(k), list) and all(v is None or is_number(v) for v in value[k]) for k in RELIABILITY_KEYS)
+def is_reliability(value) -> bool:  # an empty bin's accuracy and confidence are null; n bins have n + 1 edges
+    if not isinstance(value, dict) or not all(
+            isinstance(value.get(k), list) and all(v is None or is_number(v) for v in value[k]) for k in RELIABILITY_KEYS):
+        return False
+    bins = len(value["bin_count"])
+    return len(value["bin_accuracy"]) == len(value["bin_confidence"]) == bins and len(value["bin_edges"]) == bins + 1
 
 
 # field -> (check, what it should be, required)
 METRICS_FIELDS = {
-    "test_accuracy": (is_number, "a number", True),
-    "test_accuracy_ci95": (is_pair, "a list of two numbers", False),
-    "macro_f1": (is_number, "a number", False),
-    "ece": (is_number, "a number", False),
-    "n_test": (is_whole, "a whole number", False),
-    "train_seconds": (is_number, "a number", False),
-    "train_images_per_second": (is_number, "a number", False),
+    "test_accuracy": (is_share, "a number from 0 to 1", True),
+    "test_accuracy_ci95": (is_interval, "a list of two numbers from 0 to 1, the lower first", False),
+    "macro_f1": (is_share, "a number from 0 to 1", False),
+    "ece": (is_share, "a number from 0 to 1", False),
+    "n_test": (is_count, "a whole number of at least 1", False),
+    "train_seconds": (is_amount, "a number of at least 0", False),
+    "train_images_per_second": (is_amount, "a number of at least 0", False),
     "per_class": (is_per_class, "an object of per-class objects of numbers", False),
-    "reliability": (is_reliability, f"an object with lists of numbers (or null) {', '.join(RELIABILITY_KEYS)}", False),
+    "reliability": (is_reliability, f"an object with lists of numbers (or null) {', '.join(RELIABILITY_KEYS)} "
+                    "(as many of each as bins, one edge more)", False),
 }
 CONFIG_FIELDS = {
     "run_id": (lambda v: isinstance(v, str), "a string", False),
@@ -75,6 +97,7 @@ CONFIG_FIELDS = {
     "batch_size": (is_whole, "a whole number", False),
     "seed": (is_whole, "a whole number", False),
     "settings": (lambda v: isinstance(v, dict), "an object", False),
+    "imported": (lambda v: isinstance(v, dict), "an object (where the model came from)", False),
 }
 
 

@@ -210,6 +210,9 @@ def read_confusion(run_dir: Path) -> np.ndarray:
     if matrix.shape != (NUM_CLASSES, NUM_CLASSES):
         raise RunError(f"run {Path(run_dir).name!r}: {CONFUSION} is {matrix.shape}, "
                        f"expected ({NUM_CLASSES}, {NUM_CLASSES})")
+    if (matrix < 0).any():
+        raise RunError(f"run {Path(run_dir).name!r}: {CONFUSION} has wrong content: counts should be at least 0, "
+                       f"found {int(matrix.min())}")
     return matrix
 
 

@@ -41,7 +41,18 @@ def broken_copy(app_runs, name: str):
 WRONG_CONTENT = [
     (runs.METRICS, lambda d: (d / runs.METRICS).write_text("{}"), runs.read_metrics, "lacks 'test_accuracy'"),
     (runs.METRICS, lambda d: (d / runs.METRICS).write_text('{"test_accuracy": "high", "per_class": 3}'),
-     runs.read_metrics, "test_accuracy should be a number, found 'high'"),
+     runs.read_metrics, "test_accuracy should be a number from 0 to 1, found 'high'"),
+    (runs.METRICS, lambda d: (d / runs.METRICS).write_text('{"test_accuracy": NaN}'),  # Python's json reads
+     runs.read_metrics, "test_accuracy should be a number from 0 to 1, found nan"),   # NaN; JSON.parse does not
+    (runs.METRICS, lambda d: (d / runs.METRICS).write_text('{"test_accuracy": 0.9, "test_accuracy_ci95": [2, -1]}'),
+     runs.read_metrics, "test_accuracy_ci95 should be a list of two numbers from 0 to 1, the lower first"),
+    (runs.METRICS, lambda d: edit_json(d, runs.METRICS, lambda m: m["reliability"]["bin_count"].pop()),
+     runs.read_metrics, "reliability should be an object with lists"),
+    (runs.CONFIG, lambda d: edit_json(d, runs.CONFIG, lambda c: c.update(imported="false")), runs.read_config,
+     "imported should be an object (where the model came from), found 'false'"),
+    (runs.CONFUSION, lambda d: (d / runs.CONFUSION).write_text(
+        "," + ",".join(map(str, range(10))) + "\n" + "".join(f"{r}," + ",".join(["-885"] * 10) + "\n" for r in range(10))),
+     runs.read_confusion, "counts should be at least 0, found -885"),
     (runs.CONFIG, lambda d: runs.write_json(d, runs.CONFIG, {"class_names": ["a", "b"]}), runs.read_config,
      "class_names should be a list of 10 strings"),
     (runs.HISTORY, lambda d: (d / runs.HISTORY).write_text(
@@ -52,6 +63,12 @@ WRONG_CONTENT = [
 ]
 
 
+def edit_json(run_dir, name: str, change) -> None:
+    data = json.loads((run_dir / name).read_text())
+    change(data)
+    runs.write_json(run_dir, name, data)
+
+
 def shift_index(run_dir, value: int) -> None:
     frame = pd.read_parquet(run_dir / runs.PREDICTIONS)
     frame.loc[0, "index"] = value
@@ -59,7 +76,8 @@ def shift_index(run_dir, value: int) -> None:
 
 
 @pytest.mark.parametrize("name, damage, reader, expected", WRONG_CONTENT,
-                         ids=["metrics-empty", "metrics-types", "config", "history", "predictions"])
+                         ids=["metrics-empty", "metrics-types", "metrics-nan", "metrics-interval", "metrics-reliability",
+                              "config-imported", "confusion-negative", "config", "history", "predictions"])
 def test_each_wrong_content_file_is_named(app_runs, name, damage, reader, expected):
     run_dir = broken_copy(app_runs, name.split(".")[0])
     damage(run_dir)
