@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model.data import NUM_CLASSES
+from model.data import IMAGE_SIZE, NUM_CLASSES
 from model import run_schema
 from model.errors import RunError
 
@@ -249,9 +249,25 @@ def load_model(run_dir: Path):
     path = check_model_file(run_dir, {})
     _register_custom_objects()
     try:
-        return keras.saving.load_model(path, compile=False)
+        model = keras.saving.load_model(path, compile=False)
     except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors ... for a bad file
         raise _corrupt(run_dir, MODEL, exc) from exc
+    check_model_shapes(run_dir, model)
+    return model
+
+
+def check_model_shapes(run_dir: Path, model) -> None:
+    """RunError unless the model takes 28x28x1 images and gives one value per class: the run folder's
+    contract (`workbench import` wraps a model of another shape). A model of another shape loads fine
+    and fails later, deep in a prediction."""
+    wanted_in, wanted_out = (None, IMAGE_SIZE, IMAGE_SIZE, 1), (None, NUM_CLASSES)
+    shapes = [tuple(model.input_shape) if not isinstance(model.input_shape, list) else "several inputs",
+              tuple(model.output_shape) if not isinstance(model.output_shape, list) else "several outputs"]
+    for shape, wanted, what in zip(shapes, (wanted_in, wanted_out), ("takes", "gives")):
+        if shape != wanted:
+            raise RunError(f"run {Path(run_dir).name!r}: {MODEL} {what} {shape}, a run's model {what} {wanted} "
+                           f"(28x28x1 images in, one value for each of the {NUM_CLASSES} classes out); bring a model "
+                           "of another shape in with `workbench import`, which wraps it", file=MODEL)
 
 
 def _register_custom_objects() -> None:

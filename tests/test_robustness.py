@@ -190,3 +190,19 @@ def test_cli_predict_finds_the_default_run_from_another_folder(tmp_path, monkeyp
 def test_the_committed_run_matches_the_schema(default_run_dir):
     for reader in (runs.read_config, runs.read_metrics, runs.read_history, runs.read_predictions):
         reader(default_run_dir)  # no RunError: the schema describes what training writes
+
+
+@pytest.mark.parametrize("shape_in, classes, words", [
+    ((32, 32, 3), 10, "model.keras takes (None, 32, 32, 3), a run's model takes (None, 28, 28, 1)"),
+    ((28, 28, 1), 3, "model.keras gives (None, 3), a run's model gives (None, 10)"),
+])
+def test_a_model_of_another_shape_is_named_when_it_loads(app_runs, shape_in, classes, words):
+    """A valid Keras file holding another model loaded fine and failed deep in a prediction (a 500)."""
+    import keras
+
+    run_dir = broken_copy(app_runs, "shape")
+    inputs = keras.Input(shape_in)
+    keras.Model(inputs, keras.layers.Dense(classes)(keras.layers.Flatten()(inputs))).save(run_dir / runs.MODEL)
+    with pytest.raises(RunError) as caught:
+        runs.load_model(run_dir)
+    assert words in str(caught.value) and "workbench import" in str(caught.value)
