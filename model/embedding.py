@@ -51,7 +51,7 @@ def reduce_2d(features: np.ndarray, settings: MapSettings = DEFAULT_SETTINGS) ->
 
 def model_key(run_dir: Path) -> str:
     """A hash of the run's model file: the map belongs to exactly this model."""
-    return hashlib.blake2b(runs.model_file(Path(run_dir)).read_bytes(), digest_size=16).hexdigest()
+    return hashlib.blake2b(runs.check_model_file(Path(run_dir)).read_bytes(), digest_size=16).hexdigest()
 
 
 def read_embedding(path: Path, settings: MapSettings, key: str) -> np.ndarray | None:

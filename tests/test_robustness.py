@@ -206,3 +206,18 @@ def test_a_model_of_another_shape_is_named_when_it_loads(app_runs, shape_in, cla
     with pytest.raises(RunError) as caught:
         runs.load_model(run_dir)
     assert words in str(caught.value) and "workbench import" in str(caught.value)
+
+
+def test_a_missing_onnx_model_and_a_missing_keras_model_are_named(app_runs, data_dir):
+    """config.json naming a model.onnx that is not there; a deleted model.keras under the Map."""
+    from model import embedding
+    from workbench.inference import get_predictor
+
+    run_dir = broken_copy(app_runs, "onnx")
+    edit_json(run_dir, runs.CONFIG, lambda c: c.update(model_file=runs.ONNX_MODEL))
+    with pytest.raises(RunError, match="model.onnx is missing"):
+        get_predictor(app_runs, run_dir.name)
+    run_dir = broken_copy(app_runs, "keras")
+    (run_dir / runs.MODEL).unlink()
+    with pytest.raises(RunError, match="model.keras is missing"):  # was a FileNotFoundError: "Computing..." forever
+        embedding.model_key(run_dir)

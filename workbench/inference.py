@@ -35,6 +35,7 @@ def get_predictor(runs_dir: Path | str, run_id: str, backend: str = "keras"):
     run_dir = runs.run_path(runs_dir, run_id)
     model_file = cached("model-file", run_dir / runs.CONFIG, lambda: runs.model_file(run_dir))  # no JSON per request
     if model_file.name == runs.ONNX_MODEL:  # an imported ONNX-only run: ONNX Runtime whatever the backend
+        runs.check_model_file(run_dir)      # "model.onnx is missing", not ONNX Runtime's NoSuchFile and a path
         return cached("predictor", model_file, lambda: predictor_for_file(model_file), "imported-onnx")
     return cached("predictor", run_dir / runs.MODEL, lambda: _load(run_dir, backend), backend)
 

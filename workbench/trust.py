@@ -105,7 +105,7 @@ def model_digest(runs_dir, run_id: str) -> str:
     """A hash of the run's model file: the stored tables belong to exactly this model (mtimes are not
     kept by git, so a fresh checkout could make a table look older than its model)."""
     run_dir = runs.run_path(runs_dir, run_id)
-    return hashlib.blake2b(runs.model_file(run_dir).read_bytes(), digest_size=16).hexdigest()
+    return hashlib.blake2b(runs.check_model_file(run_dir).read_bytes(), digest_size=16).hexdigest()
 
 
 def read_table(runs_dir, run_id: str) -> dict | None:
