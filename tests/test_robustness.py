@@ -221,3 +221,15 @@ def test_a_missing_onnx_model_and_a_missing_keras_model_are_named(app_runs, data
     (run_dir / runs.MODEL).unlink()
     with pytest.raises(RunError, match="model.keras is missing"):  # was a FileNotFoundError: "Computing..." forever
         embedding.model_key(run_dir)
+
+
+def test_photos_go_to_the_default_run_when_the_photo_run_is_damaged(tmp_path, default_run_dir):
+    from workbench.classify import PHOTO_RUN_ID, run_for_photos
+
+    shutil.copytree(default_run_dir, tmp_path / PHOTO_RUN_ID)
+    model = tmp_path / PHOTO_RUN_ID / runs.MODEL
+    model.write_bytes(model.read_bytes()[:500_000])  # cut short: not a whole archive
+    assert run_for_photos(tmp_path) == PHOTO_RUN_ID  # the only run: its error is the answer
+    shutil.copytree(default_run_dir, tmp_path / default_run_dir.name)
+    assert run_for_photos(tmp_path) == default_run_dir.name
+    assert run_for_photos(tmp_path, PHOTO_RUN_ID) == PHOTO_RUN_ID  # asked for by name: as asked

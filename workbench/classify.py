@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -71,14 +72,20 @@ def low_confidence_threshold(environ=os.environ) -> float:
 
 
 def run_for_photos(runs_dir: Path | str, run_id: str | None = None) -> str | None:
-    """The run that classifies photos: the one asked for, else PHOTO_RUN_ID when it is there, else
-    the default run (list_runs puts it first); None when there are no runs at all."""
+    """The run that classifies photos: the one asked for, else PHOTO_RUN_ID when it is there and its
+    model file is whole, else the default run (list_runs puts it first; answers name the run that
+    gave them); None when there are no runs at all."""
     if run_id:
         return run_id
     available = list_runs(runs_dir)
     if PHOTO_RUN_ID in available:
-        return PHOTO_RUN_ID
-    return available[0] if available else None
+        try:
+            runs.check_model_file(runs.run_path(runs_dir, PHOTO_RUN_ID))  # cheap: not loaded
+            return PHOTO_RUN_ID
+        except RunError as exc:
+            logging.getLogger(__name__).warning("photos go to the default run: %s", exc)
+    others = [r for r in available if r != PHOTO_RUN_ID]
+    return (others or available or [None])[0]
 
 
 def rank(probs: np.ndarray, class_names: list[str], top: int = 3,
