@@ -75,12 +75,12 @@ def show_suspects(run_id, split, page, search):
     if not run_id:
         return no_run(), 1, page, split, url(page), None
     cfg = settings()
+    duplicates = duplicates_or_problem(cfg, run_id)  # a damaged pairs file hides only its own section
     try:
         found = sus.suspects(cfg["runs_dir"], run_id, split)
-        duplicates = duplicates_section(cfg["runs_dir"], run_id, cfg["data_dir"])
     except RunError as exc:
         hint = problem(str(exc), "No label issues yet") if exc.code == "no_label_issues" else problem(str(exc))
-        return hint, 1, 1, split, url(1), None
+        return hint, 1, 1, split, url(1), duplicates
     pages = page_count(len(found), PAGE_SIZE)
     asked, page = page, min(page, pages)
     past = f" The link's page {asked} is past the last, so page {pages} is shown." if asked > pages else ""
@@ -98,7 +98,10 @@ def suspect_tiles(run_id: str, split: str, rows, cfg: dict):
     images = sus.split_images(split, cfg["data_dir"])[rows["index"].to_numpy()]
     plain, cam_given, cam_suggested, why = sus.tile_images(cfg["runs_dir"], run_id, images,
                                                            rows["given"].to_numpy(), rows["suggested"].to_numpy())
-    current = sus.marks(cfg["runs_dir"], run_id)
+    try:
+        current, unreadable = sus.marks(cfg["runs_dir"], run_id), None
+    except RunError as exc:  # the suspects still show; marking says why it cannot save
+        current, unreadable = {}, problem(str(exc), "Your marks cannot be shown")
     cards = []
     for i, row in enumerate(rows.itertuples()):
         key = f"{split}/{row.index}"
@@ -114,7 +117,7 @@ def suspect_tiles(run_id: str, split: str, rows, cfg: dict):
             _mark_buttons(key, current.get(key, {}).get("mark")),
         ]), className="suspect-tile h-100"), md=6, lg=4, className="mb-2"))
     note = [html.Div(f"Grad-CAM unavailable: {why}", className="small text-muted")] if why else []
-    return html.Div(note + [dbc.Row(cards)])
+    return html.Div(([unreadable] if unreadable else []) + note + [dbc.Row(cards)])
 
 
 def _figure(url: str, caption: str):
@@ -130,6 +133,13 @@ def _mark_buttons(key: str, mark: str | None):
     return html.Div([dbc.ButtonGroup(buttons, size="sm"),
                      html.Span(sus.MARKS.get(mark, "not marked"), id={"type": "suspects-current", "key": key},
                                className="ms-2 small")], className="mt-1")
+
+
+def duplicates_or_problem(cfg: dict, run_id: str):
+    try:
+        return duplicates_section(cfg["runs_dir"], run_id, cfg["data_dir"])
+    except WorkbenchError as exc:
+        return problem(str(exc), "No near-duplicates")
 
 
 def duplicates_section(runs_dir, run_id: str, data_dir=None):
@@ -171,18 +181,24 @@ def mark_suspect(_clicks, run_id):
         sus.set_mark(settings()["runs_dir"], run_id, split, index, clicked["mark"])
     except (ValueError, WorkbenchError) as exc:
         status = problem(str(exc), "Mark not saved")
-    current = sus.marks(settings()["runs_dir"], run_id) if run_id else {}
+    try:
+        current = sus.marks(settings()["runs_dir"], run_id) if run_id else {}
+    except RunError:  # unreadable: said by set_mark's refusal above
+        current = {}
     keys = [item["id"]["key"] for item in ctx.outputs_list[0]]
     labels = [sus.MARKS.get(current.get(key, {}).get("mark"), "not marked") for key in keys]
     outlines = [current.get(item["id"]["key"], {}).get("mark") != item["id"]["mark"] for item in ctx.outputs_list[1]]
     return labels, outlines, status
 
 
-@callback(Output("suspects-download", "data"), Input("suspects-export", "n_clicks"),
-          State("run-store", "data"), prevent_initial_call=True)
+@callback(Output("suspects-download", "data"), Output("suspects-status", "children", allow_duplicate=True),
+          Input("suspects-export", "n_clicks"), State("run-store", "data"), prevent_initial_call=True)
 def export_marks(clicks, run_id):
     if not clicks or not run_id:
-        return no_update
+        return no_update, no_update
     cfg = settings()
-    text = sus.marks_csv(cfg["runs_dir"], run_id, artifacts.class_names(cfg["runs_dir"], run_id))
-    return dcc.send_string(text, f"label_marks_{run_id}.csv")
+    try:
+        text = sus.marks_csv(cfg["runs_dir"], run_id, artifacts.class_names(cfg["runs_dir"], run_id))
+    except WorkbenchError as exc:
+        return no_update, problem(str(exc), "Nothing exported")
+    return dcc.send_string(text, f"label_marks_{run_id}.csv"), None

@@ -8,6 +8,7 @@ holds exactly the marks, and the training split asks for `workbench label-issues
 from __future__ import annotations
 
 import io
+import json
 import multiprocessing
 
 import numpy as np
@@ -93,3 +94,29 @@ def test_training_split_asks_for_the_label_issues_command(marked_run):
     with pytest.raises(RunError, match="workbench label-issues run") as caught:
         sus.suspects(runs_dir, run_id, "train")
     assert caught.value.code == "no_label_issues"
+
+
+def test_damaged_marks_lose_nothing_and_a_damaged_pairs_file_is_named(marked_run):
+    """A record damaged by hand is left out of the page and the export, and kept in the file; an
+    unreadable file is named, never overwritten; an unreadable near-duplicates file is named."""
+    runs_dir, run_id, wrong = marked_run
+    sus.set_mark(runs_dir, run_id, "test", int(wrong[0]), "wrong")
+    path = runs_dir / run_id / runs.LABEL_MARKS
+    data = json.loads(path.read_text())
+    data.update({"test/5569": "wrong", "test/5": {"index": "x", "split": "test", "mark": "fine"}})
+    path.write_text(json.dumps(data))
+    assert list(sus.marks(runs_dir, run_id)) == [f"test/{wrong[0]}"]
+    assert len(pd.read_csv(io.StringIO(sus.marks_csv(runs_dir, run_id)))) == 1
+    sus.set_mark(runs_dir, run_id, "test", int(wrong[1]), "fine")
+    kept = json.loads(path.read_text())
+    assert kept["test/5569"] == "wrong" and kept["test/5"]["index"] == "x" and len(kept) == 4
+    cut = path.read_text()[:-20]
+    path.write_text(cut)  # cut short mid-record
+    with pytest.raises(RunError, match="label_marks.json is unreadable .*kept as it is"):
+        sus.marks(runs_dir, run_id)
+    with pytest.raises(RunError, match="unreadable"):
+        sus.set_mark(runs_dir, run_id, "test", int(wrong[2]), "fine")
+    assert path.read_text() == cut
+    (runs_dir / run_id / runs.NEAR_DUPLICATES).write_bytes(np.random.default_rng(0).bytes(300))
+    with pytest.raises(RunError, match="near_duplicates.parquet is unreadable .*computes it again"):
+        sus.near_duplicates(runs_dir, run_id)

@@ -29,9 +29,10 @@ import numpy as np
 import pandas as pd
 
 from model import runs
+from model.data import NUM_CLASSES
 from model.errors import RunError, SettingError
 from model.label_issues import rank_label_issues, read_label_issues, test_label_quality
-from model.near_duplicates import THRESHOLD as NEAR_DUPLICATE_THRESHOLD
+from model.near_duplicates import DUPLICATE_COLUMNS, THRESHOLD as NEAR_DUPLICATE_THRESHOLD
 from workbench import artifacts
 from workbench.cache import cached
 from workbench.images import png_data_url
@@ -39,6 +40,7 @@ from workbench.images import png_data_url
 SPLITS = ("test", "train")
 MARKS = {"wrong": "label wrong", "fine": "label fine", "unsure": "unsure"}  # stored value -> button text
 CSV_COLUMNS = ["index", "split", "given", "suggested", "mark"]
+WHOLE_FIELDS = ("index", "given", "suggested")   # a mark record's whole numbers
 
 __all__ = ["SPLITS", "MARKS", "NEAR_DUPLICATE_THRESHOLD", "suspects", "near_duplicates", "set_mark", "marks",
            "marks_csv", "test_label_quality", "label_quality", "split_images", "tile_images", "png_data_url"]
@@ -72,7 +74,19 @@ def near_duplicates(runs_dir: Path | str, run_id: str) -> pd.DataFrame | None:
     path = runs.run_path(runs_dir, run_id) / runs.NEAR_DUPLICATES
     if not path.is_file():
         return None
-    return cached("near-duplicates", path, lambda: pd.read_parquet(path))
+    return cached("near-duplicates", path, lambda: _read_duplicates(path))
+
+
+def _read_duplicates(path: Path) -> pd.DataFrame:
+    again = f"`{runs.run_command('workbench label-issues', path.parent)}` computes it again"
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
+        raise RunError(f"run {path.parent.name!r}: {runs.NEAR_DUPLICATES} is unreadable ({exc}); {again}") from exc
+    missing = [c for c in DUPLICATE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise RunError(f"run {path.parent.name!r}: {runs.NEAR_DUPLICATES} lacks columns {missing}; {again}")
+    return frame
 
 
 def label_quality(runs_dir: Path | str, run_id: str) -> np.ndarray:
@@ -107,19 +121,33 @@ def _locked(run_dir: Path):
 
 
 def _read(run_dir: Path) -> dict:
+    """The marks file as stored (records a reader cannot use included: a change keeps them); RunError
+    when it cannot be read at all, which set_mark then never overwrites."""
     path = run_dir / runs.LABEL_MARKS
     if not path.is_file():
         return {}
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise RunError(f"run {run_dir.name!r}: {runs.LABEL_MARKS} is unreadable ({exc})") from exc
-    return data if isinstance(data, dict) else {}
+        raise RunError(f"run {run_dir.name!r}: {runs.LABEL_MARKS} is unreadable ({exc}); it is kept as it is: "
+                       "repair it, or move it away to start marking afresh") from exc
+    if not isinstance(data, dict):
+        raise RunError(f"run {run_dir.name!r}: {runs.LABEL_MARKS} should hold an object of marks, found "
+                       f"{type(data).__name__}; it is kept as it is: repair it, or move it away to start afresh")
+    return data
+
+
+def is_mark(record) -> bool:
+    """A record as set_mark writes it: whole index, split and mark by name, labels 0..9."""
+    return (isinstance(record, dict) and record.get("split") in SPLITS and record.get("mark") in MARKS and
+            all(isinstance(record.get(k), int) and not isinstance(record.get(k), bool) for k in WHOLE_FIELDS)
+            and all(0 <= record[k] < NUM_CLASSES for k in ("given", "suggested")))
 
 
 def marks(runs_dir: Path | str, run_id: str) -> dict[str, dict]:
-    """Every mark of the run: "split/index" -> {index, split, given, suggested, mark}."""
-    return _read(runs.run_path(runs_dir, run_id))
+    """Every usable mark of the run: "split/index" -> {index, split, given, suggested, mark}. A record
+    damaged by hand is left out here (and kept in the file)."""
+    return {key: record for key, record in _read(runs.run_path(runs_dir, run_id)).items() if is_mark(record)}
 
 
 def set_mark(runs_dir: Path | str, run_id: str, split: str, index, mark: str) -> dict:
