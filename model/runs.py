@@ -185,6 +185,8 @@ def read_history(run_dir: Path) -> pd.DataFrame:
     if missing:
         raise RunError(f"run {Path(run_dir).name!r}: {HISTORY} lacks columns {missing}")
     _check(run_dir, HISTORY, run_schema.check_history(history, HISTORY_COLUMNS))
+    if history.empty:  # a finished run has at least one epoch: a header alone is a damaged file
+        raise RunError(f"run {Path(run_dir).name!r}: {HISTORY} has wrong content: no epochs, only its header")
     return history
 
 

@@ -349,6 +349,9 @@ def test_unknown_run_is_404(server, photos, api_schema):
     assert "fast-default" in body["detail"]  # names what is available
     check_error(predict(server, files={"file": ("a.jpg", photos[0][0])}, params={"run": "../runs"}),
                 404, "unknown_run", api_schema)
+    long = check_error(predict(server, files={"file": ("a.jpg", photos[0][0])}, params={"run": "x" * 5000}),
+                       404, "unknown_run", api_schema)
+    assert len(long["detail"]) < 1000 and "x" * 64 + "…" in long["detail"]  # not echoed whole
 
 
 def test_unknown_paths_and_methods_answer_json(server):

@@ -58,6 +58,8 @@ WRONG_CONTENT = [
     (runs.HISTORY, lambda d: (d / runs.HISTORY).write_text(
         "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds\n1,0.5,0.8,oops,0.8,0.1,3\n"),
      runs.read_history, "column val_loss should hold numbers, found 'oops' in row 1"),
+    (runs.HISTORY, lambda d: (d / runs.HISTORY).write_text("epoch,loss,accuracy,val_loss,val_accuracy\n"),
+     runs.read_history, "no epochs, only its header"),
     (runs.PREDICTIONS, lambda d: shift_index(d, 10_000), runs.read_predictions,
      "index should be a whole number from 0 to 9999, found 10000"),
 ]
@@ -77,7 +79,8 @@ def shift_index(run_dir, value: int) -> None:
 
 @pytest.mark.parametrize("name, damage, reader, expected", WRONG_CONTENT,
                          ids=["metrics-empty", "metrics-types", "metrics-nan", "metrics-interval", "metrics-reliability",
-                              "config-imported", "confusion-negative", "config", "history", "predictions"])
+                              "config-imported", "confusion-negative", "config", "history", "history-empty",
+                              "predictions"])
 def test_each_wrong_content_file_is_named(app_runs, name, damage, reader, expected):
     run_dir = broken_copy(app_runs, name.split(".")[0])
     damage(run_dir)

@@ -34,6 +34,8 @@ from workbench.openapi import openapi_document
 PREFIX = "/api/v1"
 ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]   # unknown API paths answer JSON to each
 LOG = logging.getLogger(__name__)
+MAX_ECHO = 64      # characters of an unknown run id quoted back (a 5,000-character id is not echoed whole)
+MAX_LISTED = 10    # runs named in an unknown-run error; GET /api/v1/models lists them all
 
 
 class RequestError(WorkbenchError):
@@ -260,8 +262,11 @@ def check_run(runs_dir: Path, run_id: str | None, backend: str) -> str:
         raise RequestError(f"no trained run in {runs_dir.name}/; train one with `workbench train`", "no_runs")
     available = runs.list_runs(runs_dir)
     if run_id not in available:
-        raise RequestError(f"unknown run {run_id!r}; available: {', '.join(available)}", "unknown_run",
-                           run=run_id)
+        shown = run_id if len(run_id) <= MAX_ECHO else run_id[:MAX_ECHO] + "…"
+        more = f" and {len(available) - MAX_LISTED} more (GET {PREFIX}/models lists all)" \
+            if len(available) > MAX_LISTED else ""
+        raise RequestError(f"unknown run {shown!r}; available: {', '.join(available[:MAX_LISTED])}{more}",
+                           "unknown_run", run=shown)
     try:
         get_predictor(runs_dir, run_id, backend)
     except Exception as exc:  # RunError for a broken run folder, ExportError for a failed ONNX/TFLite export
