@@ -146,6 +146,15 @@ def test_decode_applies_exif_orientation():
         assert decoded[:300].mean() < decoded[300:].mean() - 30, orientation  # dark garment on top again
 
 
+def test_a_float_tiff_of_0_to_1_reads_as_its_picture_not_one_flat_colour():
+    photo = product_photo().astype(np.float32)
+    gray = photo.mean(axis=2) if photo.ndim == 3 else photo
+    data = encode(Image.fromarray(gray / 255.0, mode="F"), "TIFF")
+    decoded = np.asarray(pp.decode(data).convert("L"), np.float64)
+    assert np.abs(decoded - gray).max() <= 2  # 0..1 read as 0..255
+    assert pp.prepare_image(data).image.shape == (28, 28)
+
+
 def test_decode_composites_transparency_onto_white():
     rgba = np.zeros((200, 100, 4), np.uint8)
     rgba[50:150, 20:80] = (10, 10, 10, 255)  # an opaque dark garment, the rest fully transparent

@@ -203,8 +203,9 @@ def reduce_to(image: Image.Image, side: int) -> Image.Image:
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> RGB; transparency composited onto white, 16-bit and float scaled to 8-bit."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        values = np.asarray(image, dtype=np.float32)
-        high = values.max() if values.max() > 255 else 255.0
+        values = np.nan_to_num(np.asarray(image, dtype=np.float32))
+        # float images are usually 0..1 (scientific TIFFs); whole numbers 0..255, or 16-bit up to their maximum
+        high = 1.0 if image.mode == "F" and values.max() <= 1.0 else values.max() if values.max() > 255 else 255.0
         image = Image.fromarray((np.clip(values, 0, None) * (255.0 / max(high, 1e-9))).astype(np.uint8))
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
     if has_alpha:
