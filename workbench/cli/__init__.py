@@ -29,9 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     # TensorFlow's C++ start-up chatter (oneDNN, CPU features) would bury our own messages on stderr.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     show_project_logs()
-    from workbench.cli import commands
+    try:  # Ctrl-C while the commands (and TensorFlow) are still being imported: one line too
+        from workbench.cli import commands
 
-    try:
         return int(getattr(commands, args.handler)(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
