@@ -269,11 +269,18 @@ def read_label_issues(run_dir: Path | str) -> pd.DataFrame:
     if not path.is_file():
         raise RunError(f"run {Path(run_dir).name!r} has no {runs.LABEL_ISSUES}: run "
                        f"`{runs.run_command('workbench label-issues', run_dir)}` to compute it", "no_label_issues")
+    return read_checked_parquet(path, ISSUE_COLUMNS)
+
+
+def read_checked_parquet(path: Path, columns: list[str], again: str = "") -> pd.DataFrame:
+    """One of this module's tables, with its columns; RunError naming the run and file when it cannot be
+    read or lacks a column (`again`: what computes it again, added to the message)."""
+    after = f"; {again}" if again else ""
     try:
         frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
-        raise RunError(f"run {Path(run_dir).name!r}: {runs.LABEL_ISSUES} is unreadable ({exc})") from exc
-    missing = [c for c in ISSUE_COLUMNS if c not in frame.columns]
+        raise RunError(f"run {path.parent.name!r}: {path.name} is unreadable ({exc}){after}") from exc
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise RunError(f"run {Path(run_dir).name!r}: {runs.LABEL_ISSUES} lacks columns {missing}")
+        raise RunError(f"run {path.parent.name!r}: {path.name} lacks columns {missing}{after}")
     return frame

@@ -31,7 +31,7 @@ import pandas as pd
 from model import runs
 from model.data import NUM_CLASSES
 from model.errors import RunError, SettingError
-from model.label_issues import rank_label_issues, read_label_issues, test_label_quality
+from model.label_issues import rank_label_issues, read_checked_parquet, read_label_issues, test_label_quality
 from model.near_duplicates import DUPLICATE_COLUMNS, THRESHOLD as NEAR_DUPLICATE_THRESHOLD
 from workbench import artifacts
 from workbench.cache import cached
@@ -79,14 +79,7 @@ def near_duplicates(runs_dir: Path | str, run_id: str) -> pd.DataFrame | None:
 
 def _read_duplicates(path: Path) -> pd.DataFrame:
     again = f"`{runs.run_command('workbench label-issues', path.parent)}` computes it again"
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
-        raise RunError(f"run {path.parent.name!r}: {runs.NEAR_DUPLICATES} is unreadable ({exc}); {again}") from exc
-    missing = [c for c in DUPLICATE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise RunError(f"run {path.parent.name!r}: {runs.NEAR_DUPLICATES} lacks columns {missing}; {again}")
-    return frame
+    return read_checked_parquet(path, DUPLICATE_COLUMNS, again)
 
 
 def label_quality(runs_dir: Path | str, run_id: str) -> np.ndarray:
