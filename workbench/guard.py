@@ -7,12 +7,12 @@ for malformed requests.
   body with a larger Content-Length is refused before it is read, a chunked one as soon as it passes
   the limit (refuse_long_chunked_body), with 413.
 - JSON nested deeper than Python's parser goes (RecursionError) is a 400, on any route.
-- A Dash callback request that fails on its inputs (a hand-made payload: a malformed body, a number
-  where a run id belongs, a class index out of range, text for an opacity) answers 400, logged; other
-  errors stay 500s, which are bugs. The pages also validate what they can and show a message.
-- An error a page's callback did not catch (a run file damaged in a way no check foresaw) is logged
-  with its traceback and shown above the page (`callback_failed`, Dash's on_error), with the outputs
-  left as they were: never a silently blank part of a page.
+- A Dash callback request that fails before any page's callback runs (a hand-made payload: a
+  malformed body, an unknown output) answers 400, logged; other errors stay 500s, which are bugs.
+- An error inside a page's callback that the page did not catch (a run file damaged in a way no check
+  foresaw, or a hand-made value no check expected) is logged with its traceback and shown above the
+  page (`callback_failed`, Dash's on_error), the outputs left as they were: never a silently blank
+  part of a page. The pages validate what they can and show their own message first.
 """
 
 from __future__ import annotations
