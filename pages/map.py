@@ -65,6 +65,7 @@ def layout(**query):
                    detail_footer("map")], id="map-detail", labelledby="map-detail-title",
                    size="xl", is_open=state["image"] is not None),
         dcc.Store(id="map-selection"),
+        dcc.Store(id="map-selection-name"),  # a colour group's name ("Shirt (true class)"); a lasso's has none
         dcc.Store(id="map-open", data=state["image"]),  # the test image open in the detail view
     ])
 
@@ -193,18 +194,20 @@ def selected_indices(selected) -> list[int] | None:
 
 
 @callback(Output("map-selection", "data"), Output("map-page", "active_page"),
-          Output("map-graph", "figure", allow_duplicate=True),
+          Output("map-graph", "figure", allow_duplicate=True), Output("map-selection-name", "data"),
           Input("map-graph", "selectedData"), Input("run-store", "data"), Input("map-group", "value"),
           State("map-colour", "value"), prevent_initial_call=True)
 def remember_selection(selected, run_id, group, colour):
     """The lasso's images, or a whole colour group's (the group picker, whose dots are then drawn as
-    selected, as a lasso's are); cleared for another run."""
+    selected, as a lasso's are, and whose name titles the list); cleared for another run."""
     if ctx.triggered_id == "map-group":
         indices = group_indices(run_id, colour, group) if group and run_id else None
-        return (indices, 1, show_selected(run_id, colour, indices)) if indices is not None else (no_update,) * 3
+        if indices is None:
+            return (no_update,) * 4
+        return indices, 1, show_selected(run_id, colour, indices), f"{group} ({maps.COLOUR_BY.get(colour, '')})"
     if ctx.triggered_id != "map-graph":
-        return None, 1, no_update  # another run: its map is another picture
-    return selected_indices(selected), 1, no_update
+        return None, 1, no_update, None  # another run: its map is another picture
+    return selected_indices(selected), 1, no_update, None
 
 
 def show_selected(run_id: str, colour: str, indices: list[int]):
@@ -235,8 +238,8 @@ def group_indices(run_id: str, colour: str, group: str) -> list[int] | None:
 @callback(Output("map-gallery", "children"), Output("map-gallery-title", "children"),
           Output("map-page", "max_value"), Output("map-page-col", "className"),
           Input("map-selection", "data"), Input("map-page", "active_page"), Input("map-overlay", "value"),
-          State("run-store", "data"), prevent_initial_call=True)
-def show_gallery(indices, page, with_overlay, run_id):
+          State("run-store", "data"), State("map-selection-name", "data"), prevent_initial_call=True)
+def show_gallery(indices, page, with_overlay, run_id, name):
     if not indices or not run_id:
         text = NOTHING_INSIDE if indices == [] and run_id else PROMPT
         return html.Div(text, className="text-muted", id="map-prompt"), "Selection", 1, HIDDEN
@@ -245,7 +248,7 @@ def show_gallery(indices, page, with_overlay, run_id):
     except (RunError, DataError, ExplainError) as exc:
         return problem(str(exc), "No gallery"), "Selection", 1, HIDDEN
     n_pages = pages(total)
-    return (html.Div(tiles, className="tiles gallery", id="map-tiles"), f"Selection: {total} images", n_pages,
+    return (html.Div(tiles, className="tiles gallery", id="map-tiles"), f"Selection: {name}, {total:,} images" if name else f"Selection: {total:,} images", n_pages,
             "" if n_pages > 1 else HIDDEN)
 
 

@@ -25,6 +25,7 @@ from workbench.classify import familiarity_warnings, join_imagenet, predict_imag
 from workbench.components import HIDDEN, link_notes, no_run, problem, settings
 from workbench.explain import METHODS, get_explainer
 from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
+from workbench.framing import FINDER
 from workbench.preprocess import prepare_image
 from workbench.uploads import box_of, chosen, decode, drawn_box, photo_bytes, prepared_fields, step_image
 from workbench.urlstate import merge_query, parse_query
@@ -40,9 +41,10 @@ dash.register_page(__name__, path="/predict", name="Predict", order=1)
 register_trust()     # the helper modules' callbacks, for the app being built (see pages/predict_trust.py)
 register_settings()
 
-PHOTO_HINT = ["Green: the garment found. Not right? ",  # a swipe on a touch screen scrolls: drawing is a button
-              html.Span("Drag a box around the garment to look only there.", className="pointer-only"),
-              html.Span("Tap Draw a box, then drag around the garment to look only there.", className="touch-only")]
+BOX_HINT = [html.Span("Drag a box around the garment to look only there.", className="pointer-only"),
+            html.Span("Tap Draw a box, then drag around the garment to look only there.", className="touch-only")]
+PHOTO_HINT = ["Green: the garment found. Not right? ", *BOX_HINT]  # a swipe on a touch screen scrolls: a button draws
+POOR_FIND = "Green: the little that was found ({:.0%} of the picture), probably not the whole garment. "
 DRAW = "Draw a box"
 EMPTY_HINT = ("Upload a photo or pick a random test image: its prediction, the 28×28 image the model "
               "sees and why it decided appear here.")
@@ -90,7 +92,7 @@ def layout(test: str | None = None, photos: str | None = None, **query):
                 ], className="predict-controls"),
                 html.Div([
                     html.Div([
-                        html.Div(PHOTO_HINT, className="small text-muted"),
+                        html.Div(PHOTO_HINT, id="predict-photo-hint", className="small text-muted"),
                         dcc.Graph(id="predict-photo",
                                   config={**figures.GRAPH_CONFIG, "modeBarButtons": [["drawrect"]]}),
                         dbc.Button(DRAW, id="predict-draw", size="sm", color="secondary", outline=True,
@@ -195,6 +197,7 @@ def list_items(store):
 
 @callback(Output("predict-steps", "children"), Output("predict-photo", "figure"),
           Output("predict-photo-box", "className"), Output("predict-draw", "children"),
+          Output("predict-photo-hint", "children"),
           Input("predict-item", "value"), Input("predict-store", "data"), State("predict-photos", "data"),
           State("predict-touch", "data"))
 def show_steps(item_index, store, photos, touch):
@@ -207,15 +210,17 @@ def show_steps(item_index, store, photos, touch):
     except ImageError:
         prepared = None
     if prepared is None:
-        return [], empty_figure(""), HIDDEN, DRAW
+        return [], empty_figure(""), HIDDEN, DRAW, PHOTO_HINT
     original = prepared.steps[0][1]
     photo = figures.photo_with_outline(original, prepared.outline, original.shape[1] / prepared.image_size[0],
                                        box_of(item), touch=bool(touch))
     tiles = [html.Figure([html.Img(src=png_data_url(step_image(image), scale=1), className="step-image"),
                           html.Figcaption(name)], className="step") for name, image in prepared.steps]
     note = " (light background: intensities inverted)" if item.get("inverted") else ""
+    poor = prepared.method == "finder" and prepared.found_fraction < FINDER.poor_fraction  # flagged as a poor find
+    hint = [POOR_FIND.format(prepared.found_fraction), *BOX_HINT] if poor else PHOTO_HINT
     return [html.Div("Preprocessing" + note, className="small text-muted"), html.Div(tiles, className="steps")], \
-        photo, "", DRAW
+        photo, "", DRAW, hint
 
 
 # The first upload's answer takes a second or two: till then the empty result area says it is working

@@ -93,6 +93,11 @@ def show_image(index, run_id):
     return png_data_url(image, scale=10), f"test image {index}", layers
 
 
+# Reveal only while guessing: without "Guess first" the answer shows at once
+clientside_callback("function(guess) { return guess ? 'me-2' : 'me-2 d-none'; }",
+                    Output("teach-reveal", "className"), Input("teach-guess", "value"))
+
+
 @callback(Output("teach-answer", "children"), Input("teach-reveal", "n_clicks"), Input("teach-guess", "value"),
           Input("teach-index", "data"), Input("run-store", "data"))
 def answer(_reveal, guess_first, index, run_id):

@@ -107,6 +107,7 @@ def test_teaching_view_hides_the_answer_until_reveal(duo):
     depth = duo.driver.execute_script("return history.length")
     duo.find_element("#teach-guess").click()  # guess first off: the answer at once, guess=0 in place
     duo.wait_for_element("#teach-predicted", timeout=WAIT)
+    until(lambda: not duo.find_element("#teach-reveal").is_displayed(), timeout=WAIT)  # nothing to reveal
     until(lambda: query(duo).get("guess") == "0", timeout=WAIT)
     assert duo.driver.execute_script("return history.length") == depth and query(duo)["image"] == "123"
     duo.driver.refresh()  # the link alone: the same image, answered at once

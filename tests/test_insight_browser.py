@@ -191,7 +191,8 @@ def test_map_group_picker_selects_a_whole_group_by_keyboard(duo):
     ActionChains(duo.driver).send_keys(Keys.ESCAPE).perform()  # closed again; the focus back on the list
     until(lambda: not duo.find_elements("[role='option']"), WAIT)
     pick_by_keyboard(duo, "#map-group", "wrong")
-    until(lambda: text_of(duo, "#map-gallery-title") == f"Selection: {len(wrong)} images", WAIT)
+    title = f"Selection: wrong (correct / wrong), {len(wrong):,} images"  # the group named
+    until(lambda: text_of(duo, "#map-gallery-title") == title, WAIT)
     tiles = until(lambda: duo.find_elements("#map-tiles .tile"), WAIT)
     assert {int(fresh(lambda: t.get_attribute("data-index"))) for t in tiles} <= wrong
     selected = ("return document.querySelector('#map-graph .js-plotly-plot').data"
@@ -200,7 +201,7 @@ def test_map_group_picker_selects_a_whole_group_by_keyboard(duo):
     duo.find_element("label[for='_dbcprivate_radioitems_map-colour_input_true']").click()
     until(lambda: len(duo.driver.find_elements(By.CSS_SELECTOR, "#map-graph .legendtext")) == 10, WAIT)
     until(lambda: sum(duo.driver.execute_script(selected)) == len(wrong), WAIT)  # still drawn, in the new colours
-    assert text_of(duo, "#map-gallery-title") == f"Selection: {len(wrong)} images"
+    assert text_of(duo, "#map-gallery-title") == title
     duo.driver.execute_script("document.querySelector('#map-graph .js-plotly-plot').emit('plotly_selected', {points: []})")
     duo.wait_for_contains_text("#map-prompt", "No dot is inside the lasso or box you drew", timeout=WAIT)
 

@@ -24,6 +24,7 @@ from workbench.cache import cached, file_stamp
 COLOUR_BY = {"true": "true class", "predicted": "predicted class", "correct": "correct / wrong"}
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",  # plotly's D3 ten: distinct at 3 px
            "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+UNSELECTED_OPACITY = 0.08  # dots outside a selection: faint, so the selected ones stand out (plotly's 0.2 hid them)
 RIGHT_WRONG = {"correct": "#b0b7bf", "wrong": "#d62728"}  # errors stand out on a grey crowd
 MARKER_SIZE = 4        # px: 10,000 points stay distinct at the page's 650 px height
 DECIMALS = 3           # coordinates rounded in the figure JSON: a third of the size, no visible change
@@ -93,7 +94,8 @@ def map_figure(coords: np.ndarray, predictions: pd.DataFrame, names: list[str], 
         fig.add_trace(go.Scattergl(x=coords[mask, 0], y=coords[mask, 1], customdata=index[mask].tolist(),
                                    name=name,
                                    mode="markers", marker={"size": MARKER_SIZE, "color": colour},
-                                   hoverinfo="none", selectedpoints=positions[trace] if positions else None))
+                                   hoverinfo="none", selectedpoints=positions[trace] if positions else None,
+                                   unselected={"marker": {"opacity": UNSELECTED_OPACITY}}))
     fig.update_layout(dragmode="lasso", height=650, margin={"l": 10, "r": 10, "t": 40, "b": 10},  # t: the tool
                       # bar's own strip above the plot, so it does not cover the legend's title
                       legend={"itemsizing": "constant", "title": COLOUR_BY.get(colour_by, "")},
