@@ -24,8 +24,8 @@ from workbench import CLASS_NAMES, ExplainError, ImageError, artifacts, figures
 from workbench.classify import familiarity_warnings, join_imagenet, predict_images, without_imagenet
 from workbench.components import HIDDEN, link_notes, no_run, problem, settings
 from workbench.explain import METHODS, get_explainer
-from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
 from workbench.framing import FINDER
+from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
 from workbench.preprocess import prepare_image
 from workbench.uploads import box_of, chosen, decode, drawn_box, photo_bytes, prepared_fields, step_image
 from workbench.urlstate import merge_query, parse_query
@@ -43,7 +43,8 @@ register_settings()
 
 BOX_HINT = [html.Span("Drag a box around the garment to look only there.", className="pointer-only"),
             html.Span("Tap Draw a box, then drag around the garment to look only there.", className="touch-only")]
-PHOTO_HINT = ["Green: the garment found. Not right? ", *BOX_HINT]  # a swipe on a touch screen scrolls: a button draws
+# (a swipe on a touch screen scrolls: there drawing is a button)
+PHOTO_HINT = ["Green: the garment found. Not right? ", *BOX_HINT]
 POOR_FIND = "Green: the little that was found ({:.0%} of the picture), probably not the whole garment. "
 DRAW = "Draw a box"
 EMPTY_HINT = ("Upload a photo or pick a random test image: its prediction, the 28×28 image the model "
