@@ -6,8 +6,9 @@ class or correct / wrong (in the URL: /map?colour=correct). Hover shows the imag
 selection lists the selected images below (paginated, Grad-CAM optional); a click on a point or a
 tile opens the detail view with Grad-CAM for the predicted and the true class, and its previous /
 next buttons step through the selection. The open image is in the URL too (image=12), so Back steps
-back through the images, then closes the view, and a link opens it; the selection is not (up to
-10,000 points): a linked image's view says it is not in one.
+back through the images, then closes the view, and a link opens it. A whole colour group picked
+from the list is in the URL too (group=wrong), so Back, a reload or a link selects it again; a lasso's
+selection is not (up to 10,000 points): a linked image's view then says it is not in one.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, Patch, State, callback, ctx, dcc, html, no_update
 
-from workbench import TEST_IMAGES, DataError, ExplainError, RunError, artifacts, figures, maps
+from workbench import CLASS_NAMES, TEST_IMAGES, DataError, ExplainError, RunError, artifacts, figures, maps
 from workbench.components import HIDDEN, link_notes, no_run, problem, settings
 from workbench.gallery import clicked_step, detail, detail_footer, footer_state, gallery, pages, step_in
 from workbench.images import png_data_url
-from workbench.urlstate import ChoiceField, IntField, changed_query, read_query, read_query_ignored
+from workbench.urlstate import ChoiceField, IntField, changed_query, parse_query, read_query, read_query_ignored
 
 dash.register_page(__name__, path="/map", name="Map", order=4)
 
@@ -30,7 +31,8 @@ NOTHING_INSIDE = ("No dot is inside the lasso or box you drew: draw it around so
                   "mouse wheel for small groups).")
 MAX_SELECTED = 10_000  # a selection holds test indices only: the whole test set at most
 FIELDS = {"colour": ChoiceField(tuple(maps.COLOUR_BY), default="true"),  # the URL's parameters for this page
-          "image": IntField(0, TEST_IMAGES - 1)}
+          "image": IntField(0, TEST_IMAGES - 1),
+          "group": ChoiceField((*CLASS_NAMES, *maps.RIGHT_WRONG))}  # a whole colour group selected
 
 
 def layout(**query):
@@ -65,7 +67,8 @@ def layout(**query):
                    detail_footer("map")], id="map-detail", labelledby="map-detail-title",
                    size="xl", is_open=state["image"] is not None),
         dcc.Store(id="map-selection"),
-        dcc.Store(id="map-selection-name"),  # a colour group's name ("Shirt (true class)"); a lasso's has none
+        dcc.Store(id="map-selection-name"),
+        dcc.Store(id="map-group-link", data=state["group"]),  # a link's group=, till the picker has its choices  # a colour group's name ("Shirt (true class)"); a lasso's has none
         dcc.Store(id="map-open", data=state["image"]),  # the test image open in the detail view
     ])
 
@@ -109,6 +112,8 @@ def sync_url(colour, search, click, _clicks, prev, next_, is_open, run_id, curre
     if image is False:  # not an action: a tile re-rendered, the view opened by this callback
         return (no_update,) * 4
     wanted = {"colour": colour if colour in maps.COLOUR_BY else "true", "image": image}
+    if ctx.triggered_id == "map-colour":  # the groups are another colouring's: the picked one goes
+        wanted["group"] = None
     url = changed_query(search, wanted, run_id)
     return no_update if url is None else url, no_update, *changed(wanted, shown)[1:]
 
@@ -139,13 +144,25 @@ def opened_image(click, current, is_open, selection, stepped, prev, next_):
     return False
 
 
+@callback(Output("map-url", "search", allow_duplicate=True), Input("map-group", "value"),
+          State("map-url", "search"), State("run-store", "data"), prevent_initial_call=True)
+def write_group(group, search, run_id):
+    """A colour group picked (or cleared) into the URL: a history entry, and a link selects it again.
+    The picker set to what the URL says already (as the page opens) writes nothing."""
+    if parse_query(search).get("group") == group:
+        return no_update
+    url = changed_query(search, {"group": group}, run_id)
+    return no_update if url is None else url
+
+
 @callback(Output("map-graph", "figure"), Output("map-hint", "children", allow_duplicate=True),
           Output("map-group", "options"), Output("map-group", "value"),
           Input("run-store", "data"), Input("map-colour", "value"), State("map-selection", "data"),
-          prevent_initial_call="initial_duplicate")
-def show_map(run_id, colour, selection):
+          State("map-group", "value"), State("map-group-link", "data"), prevent_initial_call="initial_duplicate")
+def show_map(run_id, colour, selection, group, linked):
     """The map, and its colour groups as the group picker's choices (label: name and count). A
-    selection kept through a change of colouring stays drawn as selected (another run clears it)."""
+    selection kept through a change of colouring stays drawn as selected (another run clears it); the
+    group picked (or a link's group=) stays picked for another run, not for another colouring."""
     colour = colour if colour in maps.COLOUR_BY else "true"
     if not run_id:
         return maps.go.Figure(), no_run(), [], None
@@ -160,7 +177,9 @@ def show_map(run_id, colour, selection):
         return maps.go.Figure(), problem(str(exc), "No map"), [], None
     options = [{"label": f"{name} ({len(members):,} images)", "value": name}
                for name, members in maps.groups(frame, names, colour) if members]
-    return fig, None, options, None
+    kept = None if ctx.triggered_id == "map-colour" else \
+        next((g for g in (group, linked) if g in [o["value"] for o in options]), None)
+    return fig, None, options, kept
 
 
 @callback(Output("map-tooltip", "show"), Output("map-tooltip", "bbox"), Output("map-tooltip", "children"),
@@ -254,7 +273,7 @@ def show_gallery(indices, page, with_overlay, run_id, name):
 
 @callback(Output("map-detail-title", "children"), Output("map-detail-body", "children"),
           Output("map-prev", "disabled"), Output("map-next", "disabled"), Output("map-position", "children"),
-          Input("map-open", "data"), State("map-selection", "data"), State("run-store", "data"))
+          Input("map-open", "data"), Input("map-selection", "data"), State("run-store", "data"))
 def show_detail(index, selection, run_id):
     """The open image; the footer steps through the selection when the image is in it (a point
     clicked outside the selection has no previous or next)."""

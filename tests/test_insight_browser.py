@@ -198,9 +198,19 @@ def test_map_group_picker_selects_a_whole_group_by_keyboard(duo):
     selected = ("return document.querySelector('#map-graph .js-plotly-plot').data"
                 ".map(t => (t.selectedpoints || []).length)")
     until(lambda: duo.driver.execute_script(selected) == [0, len(wrong)], WAIT)  # drawn as a lasso leaves them
+    until(lambda: query(duo).get("group") == "wrong", WAIT)  # in the URL: a reload (or Back) selects it again
+    tiles[0].click()
+    until(lambda: text_of(duo, "#map-position") == f"1 of {len(wrong)} in the selection", WAIT)
+    duo.driver.refresh()
+    until(lambda: text_of(duo, "#map-position") == f"1 of {len(wrong)} in the selection", WAIT)
+    until(lambda: duo.driver.execute_script(selected) == [0, len(wrong)], WAIT)
+    assert text_of(duo, "#map-gallery-title") == title
+    duo.find_element("#map-detail .btn-close").click()
+    until(lambda: "image" not in query(duo), WAIT)
     duo.find_element("label[for='_dbcprivate_radioitems_map-colour_input_true']").click()
     until(lambda: len(duo.driver.find_elements(By.CSS_SELECTOR, "#map-graph .legendtext")) == 10, WAIT)
     until(lambda: sum(duo.driver.execute_script(selected)) == len(wrong), WAIT)  # still drawn, in the new colours
+    until(lambda: "group" not in query(duo), WAIT)  # the picked group belonged to the other colouring
     assert text_of(duo, "#map-gallery-title") == title
     duo.driver.execute_script("document.querySelector('#map-graph .js-plotly-plot').emit('plotly_selected', {points: []})")
     duo.wait_for_contains_text("#map-prompt", "No dot is inside the lasso or box you drew", timeout=WAIT)
