@@ -67,8 +67,8 @@ def layout(**query):
                    detail_footer("map")], id="map-detail", labelledby="map-detail-title",
                    size="xl", is_open=state["image"] is not None),
         dcc.Store(id="map-selection"),
-        dcc.Store(id="map-selection-name"),
-        dcc.Store(id="map-group-link", data=state["group"]),  # a link's group=, till the picker has its choices  # a colour group's name ("Shirt (true class)"); a lasso's has none
+        dcc.Store(id="map-selection-name"),  # a colour group's name ("Shirt (true class)"); a lasso's has none
+        dcc.Store(id="map-group-link", data=state["group"]),  # a link's group=, till the picker has its choices
         dcc.Store(id="map-open", data=state["image"]),  # the test image open in the detail view
     ])
 
@@ -177,9 +177,9 @@ def show_map(run_id, colour, selection, group, linked):
         return maps.go.Figure(), problem(str(exc), "No map"), [], None
     options = [{"label": f"{name} ({len(members):,} images)", "value": name}
                for name, members in maps.groups(frame, names, colour) if members]
-    kept = None if ctx.triggered_id == "map-colour" else \
-        next((g for g in (group, linked) if g in [o["value"] for o in options]), None)
-    return fig, None, options, kept
+    names_shown = [option["value"] for option in options]
+    picked = None if ctx.triggered_id == "map-colour" else next((g for g in (group, linked) if g in names_shown), None)
+    return fig, None, options, picked
 
 
 @callback(Output("map-tooltip", "show"), Output("map-tooltip", "bbox"), Output("map-tooltip", "children"),
@@ -267,8 +267,8 @@ def show_gallery(indices, page, with_overlay, run_id, name):
     except (RunError, DataError, ExplainError) as exc:
         return problem(str(exc), "No gallery"), "Selection", 1, HIDDEN
     n_pages = pages(total)
-    return (html.Div(tiles, className="tiles gallery", id="map-tiles"), f"Selection: {name}, {total:,} images" if name else f"Selection: {total:,} images", n_pages,
-            "" if n_pages > 1 else HIDDEN)
+    title = f"Selection: {name}, {total:,} images" if name else f"Selection: {total:,} images"
+    return html.Div(tiles, className="tiles gallery", id="map-tiles"), title, n_pages, "" if n_pages > 1 else HIDDEN
 
 
 @callback(Output("map-detail-title", "children"), Output("map-detail-body", "children"),

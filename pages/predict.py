@@ -25,7 +25,7 @@ from workbench.classify import familiarity_warnings, join_imagenet, predict_imag
 from workbench.components import HIDDEN, link_notes, no_run, problem, settings
 from workbench.explain import METHODS, get_explainer
 from workbench.framing import FINDER
-from workbench.images import DEFAULT_OPACITY, overlay, png_data_url
+from workbench.images import overlay, png_data_url
 from workbench.preprocess import prepare_image
 from workbench.uploads import box_of, chosen, decode, drawn_box, photo_bytes, prepared_fields, step_image
 from workbench.urlstate import merge_query, parse_query
@@ -34,7 +34,7 @@ from pages.predict_answer import hint, imagenet_note
 from pages.predict_loading import (MAX_FILES, in_name_order, load_uploads, message_title, random_test_index,
                                    test_from_url, uploads_gone)
 from pages.predict_settings import (PREDICTED, answering_run, read_settings, register_callbacks as register_settings,
-                                   switches)
+                                   switches, valid_opacity)
 from pages.predict_trust import colour_bar, register_callbacks as register_trust, trust_section
 
 dash.register_page(__name__, path="/predict", name="Predict", order=1)
@@ -137,13 +137,6 @@ def layout(test: str | None = None, photos: str | None = None, **query):
 
 # ---------------------------------------------------------------------------------------------
 # Loading images (what goes into the store: pages/predict_loading.py)
-
-def valid_opacity(opacity) -> float:
-    """The slider's value when it is a number in 0..1 (a hand-made request may send anything), else the default."""
-    if isinstance(opacity, (int, float)) and not isinstance(opacity, bool) and 0 <= opacity <= 1:
-        return float(opacity)
-    return DEFAULT_OPACITY
-
 
 @callback(Output("predict-random-confirm", "displayed"), Input("predict-random", "n_clicks"),
           State("predict-photos", "data"), prevent_initial_call=True)

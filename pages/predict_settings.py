@@ -54,12 +54,19 @@ def answering_run(item: dict, selected: str | None, use_photo_run: bool) -> str 
     return selected
 
 
+def valid_opacity(opacity) -> float:
+    """The slider's value when it is a number in 0..1 (a hand-made request may send anything), else the default."""
+    if isinstance(opacity, (int, float)) and not isinstance(opacity, bool) and 0 <= opacity <= 1:
+        return float(opacity)
+    return DEFAULT_OPACITY
+
+
 def settings_query(imagenet, photo_run, method, target, layer, opacity, photo_run_class, layers) -> dict:
     """The settings as URL parameters, None (left out) for a default: the photo-run switch only where
     it is shown, the layer only when it is not the run's default (the first of its options).
     Written into the address in the browser, and into each URL the page writes."""
     default_layer = layers[0]["value"] if layers else None
-    opacity = round(float(opacity), 2) if isinstance(opacity, (int, float)) else DEFAULT_OPACITY
+    opacity = round(valid_opacity(opacity), 2)
     return {"imagenet": None if imagenet else "0",
             "photorun": None if photo_run or photo_run_class == HIDDEN else "0",
             "method": None if method == FIELDS["method"].default else method,

@@ -17,6 +17,7 @@ from model import runs
 from model.runs import RunError
 from workbench import cli
 from workbench.app import create_app
+from workbench.images import DEFAULT_OPACITY
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +179,7 @@ def test_predict_test_links_say_what_is_wrong(client, test, title, words):
         assert predict_page.message_title(store) == title
         assert predict_page.message_title({"items": [{}], "errors": ["x"]}) == "Some files were not used"
         assert predict_page.message_title({"items": [{}], "errors": ["x"], "title": "Box"}) == "Box"
-        assert predict_page.valid_opacity("x") == predict_page.DEFAULT_OPACITY
+        assert predict_page.valid_opacity("x") == DEFAULT_OPACITY
 
 
 def test_cli_predict_finds_the_default_run_from_another_folder(tmp_path, monkeypatch, capsys):

@@ -33,6 +33,7 @@ from model.data import NUM_CLASSES
 from model.errors import RunError, SettingError
 from model.label_issues import rank_label_issues, read_checked_parquet, read_label_issues, test_label_quality
 from model.near_duplicates import DUPLICATE_COLUMNS, THRESHOLD as NEAR_DUPLICATE_THRESHOLD
+from model.run_schema import is_whole
 from workbench import artifacts
 from workbench.cache import cached
 from workbench.images import png_data_url
@@ -133,7 +134,7 @@ def _read(run_dir: Path) -> dict:
 def is_mark(record) -> bool:
     """A record as set_mark writes it: whole index, split and mark by name, labels 0..9."""
     return (isinstance(record, dict) and record.get("split") in SPLITS and record.get("mark") in MARKS and
-            all(isinstance(record.get(k), int) and not isinstance(record.get(k), bool) for k in WHOLE_FIELDS)
+            all(is_whole(record.get(k)) for k in WHOLE_FIELDS)
             and all(0 <= record[k] < NUM_CLASSES for k in ("given", "suggested")))
 
 
